@@ -1,0 +1,3 @@
+//! Command-line front ends that live in the library so `main.rs` stays thin.
+
+pub mod pca;

@@ -1,0 +1,7 @@
+//! ncp-pca-issuer: a cert-manager external issuer for NAVER Cloud Platform Private CA.
+pub mod api;
+pub mod cli;
+pub mod emulator;
+pub mod ncp;
+pub mod pki;
+pub mod telemetry;

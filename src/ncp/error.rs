@@ -1,0 +1,250 @@
+//! Errors of NCP calls, each knowing whether it is worth retrying.
+
+use super::messages;
+use super::operation::Operation;
+
+/// An NCP call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NcpError {
+    /// The Private CA service answered with an error envelope.
+    #[error("{op}: ncp service error {code} (http {http_status}): {msg}")]
+    Service {
+        /// The operation.
+        op: Operation,
+        /// HTTP status.
+        http_status: u16,
+        /// The envelope's `code`.
+        code: String,
+        /// The envelope's `msg`, verbatim.
+        msg: String,
+    },
+    /// The API gateway rejected the request (authentication, throttling, routing).
+    #[error("{op}: ncp gateway error {error_code} (http {http_status}): {message}")]
+    Gateway {
+        /// The operation.
+        op: Operation,
+        /// HTTP status.
+        http_status: u16,
+        /// Gateway `errorCode`.
+        error_code: String,
+        /// Gateway `message`.
+        message: String,
+        /// Gateway `details`, when given.
+        details: Option<String>,
+        /// `Retry-After`, in seconds, when given.
+        retry_after_secs: Option<u64>,
+    },
+    /// No answer within the request timeout; the call may or may not have taken effect.
+    #[error("{op}: ncp request timed out after {timeout_ms} ms")]
+    Timeout {
+        /// The operation.
+        op: Operation,
+        /// The timeout that elapsed.
+        timeout_ms: u64,
+    },
+    /// The connection could not be established, so the request never reached the service.
+    #[error("{op}: cannot connect to ncp endpoint: {message}")]
+    Connect {
+        /// The operation.
+        op: Operation,
+        /// The cause.
+        message: String,
+    },
+    /// The connection broke after the request was sent; the call may or may not have taken effect.
+    #[error("{op}: ncp transport error: {message}")]
+    Transport {
+        /// The operation.
+        op: Operation,
+        /// The cause.
+        message: String,
+    },
+    /// The answer could not be understood.
+    #[error("{op}: cannot decode ncp answer (http {http_status}): {message}")]
+    Decode {
+        /// The operation.
+        op: Operation,
+        /// HTTP status.
+        http_status: u16,
+        /// What was wrong.
+        message: String,
+    },
+    /// The request was not sent because an argument is unusable (bad endpoint, empty path parameter).
+    #[error("{op}: invalid request: {message}")]
+    InvalidRequest {
+        /// The operation.
+        op: Operation,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl NcpError {
+    /// The operation that failed.
+    #[must_use]
+    pub fn operation(&self) -> Operation {
+        match self {
+            Self::Service { op, .. }
+            | Self::Gateway { op, .. }
+            | Self::Timeout { op, .. }
+            | Self::Connect { op, .. }
+            | Self::Transport { op, .. }
+            | Self::Decode { op, .. }
+            | Self::InvalidRequest { op, .. } => *op,
+        }
+    }
+
+    /// Whether trying again later may succeed: 5xx, throttling, timeouts, transport failures.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Service { http_status, .. } => *http_status >= 500,
+            Self::Gateway { http_status, .. } => *http_status == 429 || *http_status >= 500,
+            Self::Timeout { .. } | Self::Connect { .. } | Self::Transport { .. } => true,
+            Self::Decode { http_status, .. } => *http_status >= 500 || *http_status == 429,
+            Self::InvalidRequest { .. } => false,
+        }
+    }
+
+    /// Whether the request certainly did not take effect, so even a non-idempotent call may be repeated:
+    /// the connection never opened, or the gateway throttled it before it reached the service.
+    #[must_use]
+    pub fn certainly_not_applied(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::InvalidRequest { .. } => true,
+            Self::Gateway { http_status, .. } => *http_status == 429 || *http_status == 401,
+            _ => false,
+        }
+    }
+
+    /// Whether the gateway refused the credentials or their permissions (401/403).
+    #[must_use]
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Gateway {
+                http_status: 401 | 403,
+                ..
+            }
+        )
+    }
+
+    /// Whether the service said the CA does not exist.
+    #[must_use]
+    pub fn is_ca_not_found(&self) -> bool {
+        self.service_msg() == Some(messages::CA_NOT_FOUND.msg)
+    }
+
+    /// Whether the service said the certificate does not exist.
+    #[must_use]
+    pub fn is_cert_not_found(&self) -> bool {
+        self.service_msg() == Some(messages::CERT_NOT_FOUND.msg)
+    }
+
+    /// The service's `msg`, verbatim, for service errors.
+    #[must_use]
+    pub fn service_msg(&self) -> Option<&str> {
+        match self {
+            Self::Service { msg, .. } => Some(msg),
+            _ => None,
+        }
+    }
+
+    /// Seconds the server asked us to wait before trying again.
+    #[must_use]
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Gateway {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            _ => None,
+        }
+    }
+
+    /// A short PascalCase reason for events and metrics.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Service { .. } => "NcpServiceError",
+            Self::Gateway {
+                http_status: 401 | 403,
+                ..
+            } => "NcpAuthenticationFailed",
+            Self::Gateway {
+                http_status: 429, ..
+            } => "NcpThrottled",
+            Self::Gateway { .. } => "NcpGatewayError",
+            Self::Timeout { .. } => "NcpTimeout",
+            Self::Connect { .. } => "NcpUnreachable",
+            Self::Transport { .. } => "NcpTransportError",
+            Self::Decode { .. } => "NcpBadResponse",
+            Self::InvalidRequest { .. } => "NcpInvalidRequest",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(status: u16) -> NcpError {
+        NcpError::Service {
+            op: Operation::SignEndCsr,
+            http_status: status,
+            code: "X".into(),
+            msg: "m".into(),
+        }
+    }
+
+    fn gateway(status: u16) -> NcpError {
+        NcpError::Gateway {
+            op: Operation::GetCa,
+            http_status: status,
+            error_code: "200".into(),
+            message: "m".into(),
+            details: None,
+            retry_after_secs: None,
+        }
+    }
+
+    #[test]
+    fn service_errors_are_retryable_only_when_the_service_failed() {
+        assert!(!service(400).is_retryable());
+        assert!(service(500).is_retryable());
+    }
+
+    #[test]
+    fn gateway_throttling_and_5xx_are_retryable_but_auth_failures_are_not() {
+        assert!(gateway(429).is_retryable());
+        assert!(gateway(503).is_retryable());
+        assert!(!gateway(401).is_retryable());
+        assert!(gateway(401).is_auth_failure());
+        assert!(!gateway(404).is_retryable());
+    }
+
+    #[test]
+    fn only_unsent_or_throttled_requests_count_as_certainly_not_applied() {
+        let timeout = NcpError::Timeout {
+            op: Operation::SignEndCsr,
+            timeout_ms: 1,
+        };
+        assert!(timeout.is_retryable());
+        assert!(!timeout.certainly_not_applied());
+        assert!(gateway(429).certainly_not_applied());
+        assert!(!service(500).certainly_not_applied());
+    }
+
+    #[test]
+    fn display_names_the_operation_and_the_verbatim_message() {
+        let e = NcpError::Service {
+            op: Operation::GetCa,
+            http_status: 400,
+            code: "NOT_FOUND".into(),
+            msg: messages::CA_NOT_FOUND.msg.into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "get_ca: ncp service error NOT_FOUND (http 400): The CA doesn't exist."
+        );
+        assert!(e.is_ca_not_found());
+    }
+}
