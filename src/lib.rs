@@ -1,6 +1,8 @@
 //! ncp-pca-issuer: a cert-manager external issuer for NAVER Cloud Platform Private CA.
 pub mod api;
 pub mod cli;
+pub mod controller;
+pub mod devcluster;
 pub mod emulator;
 pub mod ncp;
 pub mod pki;

@@ -24,6 +24,19 @@ enum Command {
     Pca(cli::pca::PcaArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crdgen,
+    /// Start a local control plane (etcd, kube-apiserver, kube-controller-manager, cert-manager) on
+    /// 127.0.0.1 for development; stops on Ctrl-C.
+    DevCluster(DevClusterArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DevClusterArgs {
+    /// Directory for certificates, kubeconfig, etcd data and logs (kept after exit when given).
+    #[arg(long)]
+    work_dir: Option<std::path::PathBuf>,
+    /// Do not apply our CRDs.
+    #[arg(long)]
+    no_crds: bool,
 }
 
 #[tokio::main]
@@ -41,6 +54,16 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::DevCluster(args) => {
+            telemetry::init(cli.log_format, "info");
+            match dev_cluster(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Pca(args) => {
             telemetry::init(cli.log_format, "warn");
             match cli::pca::run(args).await {
@@ -55,4 +78,30 @@ async fn main() -> ExitCode {
             }
         }
     }
+}
+
+async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
+    use ncp_pca_issuer::devcluster::{Cluster, ClusterOptions};
+    let mut options = ClusterOptions::from_env()?;
+    if let Some(dir) = args.work_dir {
+        options.work_dir = dir;
+        options.remove_work_dir_on_exit = false;
+    }
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(options)).await??;
+    if !args.no_crds {
+        cluster
+            .apply_crds(&ncp_pca_issuer::api::crd_yaml()?)
+            .await?;
+    }
+    println!("export KUBECONFIG={}", cluster.kubeconfig_path().display());
+    println!("export PATH={}:$PATH", cluster.bin_dir().display());
+    eprintln!(
+        "control plane running at {}; logs in {}/logs; Ctrl-C stops it",
+        cluster.api_url(),
+        cluster.work_dir().display()
+    );
+    tokio::signal::ctrl_c().await?;
+    eprintln!("stopping");
+    tokio::task::spawn_blocking(move || drop(cluster)).await?;
+    Ok(())
 }

@@ -220,3 +220,62 @@ pub struct ClusterPrivateCASpec {
     #[serde(flatten)]
     pub issuer: IssuerSpec,
 }
+
+/// What the controllers need from either issuer kind.
+pub trait IssuerResource:
+    kube::Resource<DynamicType = (), Scope = Self::ScopeOf>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind's scope marker.
+    type ScopeOf;
+    /// `PrivateCA` or `ClusterPrivateCA`.
+    const KIND: &'static str;
+    /// The shared spec.
+    fn issuer_spec(&self) -> &IssuerSpec;
+    /// The status, if any.
+    fn issuer_status(&self) -> Option<&IssuerStatus>;
+    /// Where this issuer may read Secrets: its own namespace, or the cluster resource namespace.
+    fn secret_namespace(&self, cluster_resource_namespace: &str) -> String;
+    /// An API for this kind, in `namespace` for the namespaced kind.
+    fn api(client: kube::Client, namespace: &str) -> kube::Api<Self>;
+}
+
+impl IssuerResource for PrivateCA {
+    type ScopeOf = k8s_openapi::NamespaceResourceScope;
+    const KIND: &'static str = "PrivateCA";
+    fn issuer_spec(&self) -> &IssuerSpec {
+        &self.spec.issuer
+    }
+    fn issuer_status(&self) -> Option<&IssuerStatus> {
+        self.status.as_ref()
+    }
+    fn secret_namespace(&self, _cluster_resource_namespace: &str) -> String {
+        self.metadata.namespace.clone().unwrap_or_default()
+    }
+    fn api(client: kube::Client, namespace: &str) -> kube::Api<Self> {
+        kube::Api::namespaced(client, namespace)
+    }
+}
+
+impl IssuerResource for ClusterPrivateCA {
+    type ScopeOf = k8s_openapi::ClusterResourceScope;
+    const KIND: &'static str = "ClusterPrivateCA";
+    fn issuer_spec(&self) -> &IssuerSpec {
+        &self.spec.issuer
+    }
+    fn issuer_status(&self) -> Option<&IssuerStatus> {
+        self.status.as_ref()
+    }
+    fn secret_namespace(&self, cluster_resource_namespace: &str) -> String {
+        cluster_resource_namespace.to_string()
+    }
+    fn api(client: kube::Client, _namespace: &str) -> kube::Api<Self> {
+        kube::Api::all(client)
+    }
+}

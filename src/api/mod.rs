@@ -2,7 +2,9 @@
 
 pub mod issuer;
 
-pub use issuer::{ClusterPrivateCA, IssuerSpec, IssuerStatus, PrivateCA, RevocationPolicy};
+pub use issuer::{
+    ClusterPrivateCA, IssuerResource, IssuerSpec, IssuerStatus, PrivateCA, RevocationPolicy,
+};
 
 use kube::CustomResourceExt as _;
 

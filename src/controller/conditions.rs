@@ -1,0 +1,140 @@
+//! `metav1.Condition` bookkeeping: a condition keeps its `lastTransitionTime` while its status stays.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// The `Ready` condition type.
+pub const READY: &str = "Ready";
+
+/// A condition as the controller wants it; times are filled in by [`merge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    /// Condition type.
+    pub type_: &'static str,
+    /// `True`, `False` or `Unknown`.
+    pub status: &'static str,
+    /// PascalCase reason.
+    pub reason: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl Desired {
+    /// A `Ready=True` condition.
+    #[must_use]
+    pub fn ready(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            type_: READY,
+            status: "True",
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A `Ready=False` condition.
+    #[must_use]
+    pub fn not_ready(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            type_: READY,
+            status: "False",
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Replaces (or adds) the condition of `desired.type_` in `existing`, keeping `lastTransitionTime` when
+/// the status did not change. Returns the new list; other condition types are kept as they were.
+#[must_use]
+pub fn merge(
+    existing: &[Condition],
+    desired: &Desired,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    let previous = existing.iter().find(|c| c.type_ == desired.type_);
+    let transition = match previous {
+        Some(p) if p.status == desired.status => p.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    let updated = Condition {
+        type_: desired.type_.to_string(),
+        status: desired.status.to_string(),
+        reason: desired.reason.clone(),
+        message: desired.message.clone(),
+        observed_generation: generation,
+        last_transition_time: transition,
+    };
+    let mut out: Vec<Condition> = existing
+        .iter()
+        .filter(|c| c.type_ != desired.type_)
+        .cloned()
+        .collect();
+    out.push(updated);
+    out.sort_by(|a, b| a.type_.cmp(&b.type_));
+    out
+}
+
+/// The condition of `type_`, if present.
+#[must_use]
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Whether `Ready` is `True` and observed at `generation`.
+#[must_use]
+pub fn is_ready(conditions: &[Condition], generation: Option<i64>) -> bool {
+    find(conditions, READY).is_some_and(|c| {
+        c.status == "True" && (generation.is_none() || c.observed_generation == generation)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
+    }
+
+    #[test]
+    fn a_new_condition_gets_the_current_time_as_transition() {
+        let out = merge(&[], &Desired::ready("Checked", "ok"), Some(3), ts(100));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].last_transition_time.0, ts(100));
+        assert_eq!(out[0].observed_generation, Some(3));
+    }
+
+    #[test]
+    fn the_transition_time_stays_while_the_status_stays_and_moves_when_it_flips() {
+        let first = merge(&[], &Desired::not_ready("A", "a"), Some(1), ts(100));
+        let same = merge(&first, &Desired::not_ready("B", "b"), Some(2), ts(200));
+        assert_eq!(same[0].last_transition_time.0, ts(100));
+        assert_eq!(same[0].reason, "B");
+        let flipped = merge(&same, &Desired::ready("C", "c"), Some(2), ts(300));
+        assert_eq!(flipped[0].last_transition_time.0, ts(300));
+    }
+
+    #[test]
+    fn other_condition_types_are_kept() {
+        let other = Condition {
+            type_: "Other".into(),
+            status: "True".into(),
+            reason: "X".into(),
+            message: String::new(),
+            observed_generation: None,
+            last_transition_time: Time(ts(1)),
+        };
+        let out = merge(&[other.clone()], &Desired::ready("R", "m"), None, ts(2));
+        assert_eq!(out.len(), 2);
+        assert!(out.contains(&other));
+    }
+
+    #[test]
+    fn readiness_requires_the_observed_generation() {
+        let out = merge(&[], &Desired::ready("R", "m"), Some(1), ts(2));
+        assert!(is_ready(&out, Some(1)));
+        assert!(!is_ready(&out, Some(2)));
+        assert!(is_ready(&out, None));
+    }
+}

@@ -1,0 +1,437 @@
+//! The `PrivateCA` / `ClusterPrivateCA` controller: reads the credentials, asks NCP about the CA (Get
+//! CA, Get CA Chain), and publishes `Ready` and what NCP said in status. Re-checks periodically and when
+//! the spec or the credentials Secret changes; CertificateRequests never trigger an NCP call here.
+
+use super::conditions::{self, Desired};
+use super::{Context, FIELD_MANAGER, IssuerError, read_credentials};
+use crate::api::issuer::CaSummary;
+use crate::api::{IssuerResource, IssuerStatus};
+use crate::ncp::types::{CaDetail, CaStatus, split_pem_blocks};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt as _;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// NCP's limit of issuances per CA.
+pub const NCP_SIGNING_LIMIT: i64 = 30_000;
+/// Retry delay after a transient failure (NCP unreachable, throttled, API server hiccup).
+pub const TRANSIENT_RETRY: Duration = Duration::from_secs(30);
+/// Reason of a Ready issuer.
+pub const REASON_READY: &str = "CAActive";
+
+/// Why a reconcile failed (the status write itself; NCP problems end up in the condition).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// Writing status failed.
+    #[error("patch status of {kind} {name}: {source}")]
+    PatchStatus {
+        /// Kind.
+        kind: &'static str,
+        /// Name.
+        name: String,
+        /// The cause.
+        source: kube::Error,
+    },
+}
+
+/// What checking the CA found.
+#[derive(Debug)]
+pub struct Verdict {
+    /// The Ready condition.
+    pub condition: Desired,
+    /// What NCP said about the CA, when it answered.
+    pub ca: Option<CaSummary>,
+    /// When to look again.
+    pub requeue: Duration,
+}
+
+/// Decides readiness from NCP's answer (pure).
+#[must_use]
+pub fn assess(
+    ca_tag: &str,
+    detail: &CaDetail,
+    chain_pem: &str,
+    now: Timestamp,
+    recheck: Duration,
+) -> Verdict {
+    let info = &detail.ca_info;
+    let cert = &detail.ca_cert_info;
+    let signing_count = info.signing_count.unwrap_or_default();
+    let not_after = cert
+        .not_after_date
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok());
+    let summary = CaSummary {
+        alias: info.alias.clone(),
+        ca_type: info.ca_type.clone(),
+        status: info.status.to_string(),
+        common_name: cert.common_name.clone(),
+        key_algorithm: cert.public_key_algorithm.clone(),
+        serial_number: cert.serial_no.clone(),
+        not_after: not_after.map(|t| t.to_string()),
+        signing_count,
+        issuances_remaining: (NCP_SIGNING_LIMIT - signing_count).max(0),
+    };
+    let condition = if info.status != CaStatus::Active {
+        Desired::not_ready(
+            "CANotActive",
+            format!(
+                "NCP CA {ca_tag} is {}; it signs only while ACTIVE",
+                info.status
+            ),
+        )
+    } else if not_after.is_some_and(|t| t <= now) {
+        Desired::not_ready(
+            "CAExpired",
+            format!(
+                "NCP CA {ca_tag} expired at {}",
+                not_after.map(|t| t.to_string()).unwrap_or_default()
+            ),
+        )
+    } else if summary.issuances_remaining == 0 {
+        Desired::not_ready(
+            "SigningLimitReached",
+            format!("NCP CA {ca_tag} has signed {signing_count} certificates, NCP's limit per CA"),
+        )
+    } else if split_pem_blocks(chain_pem).is_empty() {
+        Desired::not_ready(
+            "CAChainInvalid",
+            format!("Get CA Chain for {ca_tag} returned no certificate"),
+        )
+    } else {
+        Desired::ready(
+            REASON_READY,
+            format!(
+                "NCP CA {} ({ca_tag}) is ACTIVE{}; {} issuances left",
+                info.alias,
+                not_after
+                    .map(|t| format!(", valid until {t}"))
+                    .unwrap_or_default(),
+                summary.issuances_remaining
+            ),
+        )
+    };
+    Verdict {
+        condition,
+        ca: Some(summary),
+        requeue: recheck,
+    }
+}
+
+/// The verdict for an issuer whose check failed before NCP described the CA.
+#[must_use]
+pub fn assess_error(error: &IssuerError, recheck: Duration) -> Verdict {
+    Verdict {
+        condition: Desired::not_ready(error.reason(), error.to_string()),
+        ca: None,
+        requeue: if error.is_transient() {
+            TRANSIENT_RETRY
+        } else {
+            recheck
+        },
+    }
+}
+
+async fn check<K: IssuerResource>(
+    issuer: &K,
+    ctx: &Context,
+) -> Result<(CaDetail, String), IssuerError> {
+    let spec = issuer.issuer_spec();
+    let namespace = issuer.secret_namespace(&ctx.settings.cluster_resource_namespace);
+    let credentials = read_credentials(&ctx.client, &namespace, spec).await?;
+    let ncp = ctx
+        .ncp_clients
+        .get(spec, &credentials, ctx.settings.ncp_request_timeout)?;
+    let detail = ncp.get_ca(&spec.ca_tag).await?;
+    let chain = ncp.get_ca_chain(&spec.ca_tag).await?;
+    Ok((detail, chain))
+}
+
+/// Reconciles one issuer: check, decide, write status, report.
+///
+/// # Errors
+/// When the status cannot be written (retried by the error policy).
+pub async fn reconcile<K: IssuerResource>(
+    issuer: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let spec = issuer.issuer_spec();
+    let recheck = ctx.settings.issuer_recheck_interval;
+    let verdict = match check(&*issuer, &ctx).await {
+        Ok((detail, chain)) => assess(&spec.ca_tag, &detail, &chain, Timestamp::now(), recheck),
+        Err(e) => {
+            tracing::info!(kind = K::KIND, name = %issuer.name_any(), error = %e, "issuer not ready");
+            let mut v = assess_error(&e, recheck);
+            // Keep the last known CA description while NCP cannot be asked.
+            v.ca = issuer.issuer_status().and_then(|s| s.ca.clone());
+            v
+        }
+    };
+    apply_status(&*issuer, &ctx, &verdict).await?;
+    // Next: the periodic re-check (sooner after a transient failure); spec and Secret changes trigger
+    // an earlier reconcile through the watches.
+    Ok(Action::requeue(verdict.requeue))
+}
+
+async fn apply_status<K: IssuerResource>(
+    issuer: &K,
+    ctx: &Context,
+    verdict: &Verdict,
+) -> Result<(), ReconcileError> {
+    let old = issuer.issuer_status().cloned().unwrap_or_default();
+    let now = Timestamp::now();
+    let generation = issuer.meta().generation;
+    let new_conditions = conditions::merge(&old.conditions, &verdict.condition, generation, now);
+    let old_ready = conditions::find(&old.conditions, conditions::READY);
+    let changed_condition = old_ready.is_none_or(|c| {
+        c.status != verdict.condition.status
+            || c.reason != verdict.condition.reason
+            || c.message != verdict.condition.message
+            || c.observed_generation != generation
+    });
+    let stale_check = old.last_check_time.as_ref().is_none_or(|t| {
+        now.duration_since(t.0).as_secs()
+            >= i64::try_from(verdict.requeue.as_secs() / 2).unwrap_or(i64::MAX)
+    });
+    if !changed_condition && old.ca == verdict.ca && !stale_check {
+        // Nothing new to say: skip the write.
+        return Ok(());
+    }
+    let status = IssuerStatus {
+        conditions: new_conditions,
+        ca: verdict.ca.clone(),
+        last_check_time: Some(Time(now)),
+    };
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::KIND,
+        "status": status,
+    });
+    let api = K::api(
+        ctx.client.clone(),
+        issuer.meta().namespace.as_deref().unwrap_or_default(),
+    );
+    api.patch_status(
+        &issuer.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| ReconcileError::PatchStatus {
+        kind: K::KIND,
+        name: issuer.name_any(),
+        source,
+    })?;
+    if changed_condition
+        && old_ready.is_none_or(|c| {
+            c.status != verdict.condition.status || c.reason != verdict.condition.reason
+        })
+    {
+        let ready = verdict.condition.status == "True";
+        let event = Event {
+            type_: if ready {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: verdict.condition.reason.clone(),
+            note: Some(truncate(&verdict.condition.message, 1000)),
+            action: "CheckCA".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &issuer.object_ref(&())).await {
+            tracing::warn!(error = %e, kind = K::KIND, name = %issuer.name_any(), "cannot publish event");
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn error_policy<K: IssuerResource>(
+    issuer: Arc<K>,
+    error: &ReconcileError,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(kind = K::KIND, name = %issuer.name_any(), error = %error, "reconcile failed");
+    Action::requeue(TRANSIENT_RETRY)
+}
+
+/// Runs the controller for one issuer kind until `shutdown` resolves.
+pub async fn run<K: IssuerResource>(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(
+        Api::<K>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let store = controller.store();
+    let crn = ctx.settings.cluster_resource_namespace.clone();
+    // Secrets are watched by metadata only (no key material cached); a change re-checks the issuers
+    // that reference the Secret from the namespace they are allowed to read.
+    let secrets = Api::<PartialObjectMeta<Secret>>::all(client);
+    controller
+        .watches(secrets, watcher::Config::default(), move |secret| {
+            let ns = secret.namespace().unwrap_or_default();
+            let name = secret.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|i| {
+                    i.issuer_spec().credentials.secret_ref.name == name
+                        && i.secret_namespace(&crn) == ns
+                })
+                .map(|i| ObjectRef::from_obj(&*i))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(kind = K::KIND, error = %e, "controller event");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ncp::types::{CaCertInfo, CaInfo};
+
+    const CHAIN: &str = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+
+    fn detail(status: CaStatus, not_after_ms: i64, signing_count: i64) -> CaDetail {
+        CaDetail {
+            ca_info: CaInfo {
+                ca_tag: "t".into(),
+                alias: "root".into(),
+                status,
+                signing_count: Some(signing_count),
+                ..CaInfo::default()
+            },
+            ca_cert_info: CaCertInfo {
+                not_after_date: Some(not_after_ms),
+                ..CaCertInfo::default()
+            },
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_millisecond(1_000_000).unwrap()
+    }
+
+    const RECHECK: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn an_active_unexpired_ca_is_ready_with_its_remaining_issuances() {
+        let v = assess(
+            "t",
+            &detail(CaStatus::Active, 2_000_000, 100),
+            CHAIN,
+            now(),
+            RECHECK,
+        );
+        assert_eq!(v.condition.status, "True");
+        assert_eq!(v.ca.as_ref().unwrap().issuances_remaining, 29_900);
+        assert!(
+            v.condition.message.contains("29900 issuances left"),
+            "{}",
+            v.condition.message
+        );
+        assert_eq!(v.requeue, RECHECK);
+    }
+
+    #[test]
+    fn a_ca_that_is_not_active_is_not_ready() {
+        for status in [
+            CaStatus::Deactivated,
+            CaStatus::Pending,
+            CaStatus::Destroying,
+        ] {
+            let v = assess(
+                "t",
+                &detail(status.clone(), 2_000_000, 0),
+                CHAIN,
+                now(),
+                RECHECK,
+            );
+            assert_eq!(v.condition.reason, "CANotActive");
+            assert!(v.condition.message.contains(status.as_str()));
+        }
+    }
+
+    #[test]
+    fn an_expired_ca_is_not_ready() {
+        let v = assess(
+            "t",
+            &detail(CaStatus::Active, 999_999, 0),
+            CHAIN,
+            now(),
+            RECHECK,
+        );
+        assert_eq!(v.condition.reason, "CAExpired");
+    }
+
+    #[test]
+    fn a_ca_at_the_signing_limit_is_not_ready() {
+        let v = assess(
+            "t",
+            &detail(CaStatus::Active, 2_000_000, 30_000),
+            CHAIN,
+            now(),
+            RECHECK,
+        );
+        assert_eq!(v.condition.reason, "SigningLimitReached");
+    }
+
+    #[test]
+    fn an_empty_chain_is_not_ready() {
+        let v = assess(
+            "t",
+            &detail(CaStatus::Active, 2_000_000, 0),
+            "",
+            now(),
+            RECHECK,
+        );
+        assert_eq!(v.condition.reason, "CAChainInvalid");
+    }
+
+    #[test]
+    fn transient_errors_are_retried_sooner_than_permanent_ones() {
+        let unreachable = IssuerError::Ncp(crate::ncp::NcpError::Connect {
+            op: crate::ncp::Operation::GetCa,
+            message: "refused".into(),
+        });
+        let v = assess_error(&unreachable, RECHECK);
+        assert_eq!(v.condition.reason, "EndpointUnreachable");
+        assert_eq!(v.requeue, TRANSIENT_RETRY);
+        let missing = IssuerError::SecretNotFound {
+            namespace: "a".into(),
+            name: "b".into(),
+        };
+        let v = assess_error(&missing, RECHECK);
+        assert_eq!(v.condition.reason, "CredentialsNotFound");
+        assert_eq!(v.requeue, RECHECK);
+        assert_eq!(v.condition.message, "credentials secret a/b not found");
+    }
+}
