@@ -1,0 +1,134 @@
+//! Signature and chain verification.
+//!
+//! Signatures are checked with the aws-lc-rs algorithms rustls ships (the same table webpki uses),
+//! matched on the DER AlgorithmIdentifiers. x509-parser's own `verify` cannot check P-521 signatures,
+//! and EC521 is one of the four NCP key types.
+
+use super::cert::CertInfo;
+use super::{ChainError, PkiError, der};
+use rustls::pki_types::SignatureVerificationAlgorithm;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Longest chain (excluding the leaf) [`verify_chain`] follows.
+pub const MAX_CHAIN_LEN: usize = 8;
+
+fn algorithms() -> &'static [&'static dyn SignatureVerificationAlgorithm] {
+    rustls::crypto::aws_lc_rs::default_provider()
+        .signature_verification_algorithms
+        .all
+}
+
+/// Verifies that `signed_der` (a certificate, CSR or CRL) was signed by the key in `signer_spki_der`.
+pub fn verify_signed_by(signed_der: &[u8], signer_spki_der: &[u8]) -> Result<(), PkiError> {
+    let signed = der::split_signed(signed_der)
+        .ok_or_else(|| PkiError::Signature("malformed signed structure".into()))?;
+    let (key_alg, key_bits) = der::split_spki(signer_spki_der)
+        .ok_or_else(|| PkiError::Signature("malformed signer public key".into()))?;
+    let mut supported = false;
+    for alg in algorithms() {
+        if alg.signature_alg_id().as_ref() != signed.algorithm
+            || alg.public_key_alg_id().as_ref() != key_alg
+        {
+            continue;
+        }
+        supported = true;
+        if alg
+            .verify_signature(key_bits, signed.tbs, signed.signature)
+            .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    Err(PkiError::Signature(if supported {
+        "signature does not match the signer's key".into()
+    } else {
+        "unsupported signature or key algorithm".into()
+    }))
+}
+
+fn check_time(cert: &CertInfo, at: OffsetDateTime) -> Result<(), ChainError> {
+    let fmt = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_else(|_| t.to_string());
+    if at < cert.not_before {
+        return Err(ChainError::NotYetValid {
+            subject: cert.subject.to_string(),
+            not_before: fmt(cert.not_before),
+        });
+    }
+    if at > cert.not_after {
+        return Err(ChainError::Expired {
+            subject: cert.subject.to_string(),
+            not_after: fmt(cert.not_after),
+        });
+    }
+    Ok(())
+}
+
+fn issued_by(cert: &CertInfo, candidate: &CertInfo) -> bool {
+    cert.issuer_raw == candidate.subject_raw || cert.issuer == candidate.subject
+}
+
+/// Verifies `leaf` up to one of `roots` through `intermediates`: names, signatures, validity at `at`
+/// and that every issuer is a CA. Roots are trust anchors: their own signature is not checked.
+///
+/// Returns the path above the leaf, `[issuer, …, root]` (empty when the leaf is itself a root).
+pub fn verify_chain<'a>(
+    leaf: &'a CertInfo,
+    intermediates: &'a [CertInfo],
+    roots: &'a [CertInfo],
+    at: OffsetDateTime,
+) -> Result<Vec<&'a CertInfo>, ChainError> {
+    let mut path = Vec::new();
+    extend(leaf, intermediates, roots, at, &mut path)?;
+    Ok(path)
+}
+
+fn extend<'a>(
+    current: &'a CertInfo,
+    intermediates: &'a [CertInfo],
+    roots: &'a [CertInfo],
+    at: OffsetDateTime,
+    path: &mut Vec<&'a CertInfo>,
+) -> Result<(), ChainError> {
+    check_time(current, at)?;
+    if roots.iter().any(|r| r.der == current.der) {
+        return Ok(());
+    }
+    if path.len() >= MAX_CHAIN_LEN {
+        return Err(ChainError::TooLong { max: MAX_CHAIN_LEN });
+    }
+    let mut last_err = ChainError::IssuerNotFound {
+        subject: current.subject.to_string(),
+        issuer: current.issuer.to_string(),
+    };
+    for candidate in roots.iter().chain(intermediates) {
+        if candidate.der == current.der
+            || path.iter().any(|p| p.der == candidate.der)
+            || !issued_by(current, candidate)
+        {
+            continue;
+        }
+        if verify_signed_by(&current.der, candidate.public_key.spki_der()).is_err() {
+            last_err = ChainError::BadSignature {
+                subject: current.subject.to_string(),
+                issuer: candidate.subject.to_string(),
+            };
+            continue;
+        }
+        if !candidate.is_ca || candidate.key_cert_sign == Some(false) {
+            last_err = ChainError::NotCa {
+                subject: candidate.subject.to_string(),
+            };
+            continue;
+        }
+        path.push(candidate);
+        match extend(candidate, intermediates, roots, at, path) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                path.pop();
+                last_err = e;
+            }
+        }
+    }
+    Err(last_err)
+}
