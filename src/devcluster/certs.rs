@@ -18,7 +18,7 @@ pub struct ClusterCerts {
     pub admin_key_pem: String,
 }
 
-/// Generates everything and writes `ca.crt`, `apiserver.{crt,key}`, `admin.{crt,key}` and `sa.key`
+/// Generates everything and writes `ca.crt`, `apiserver.{crt,key}`, `admin.{crt,key}`, `sa.key` and `sa.pub`
 /// into `dir`.
 ///
 /// # Errors
@@ -76,6 +76,7 @@ pub fn generate(dir: &Path) -> Result<ClusterCerts, String> {
     write("admin.crt", &admin_cert.pem())?;
     write("admin.key", &admin_key.serialize_pem())?;
     write("sa.key", &sa_key.serialize_pem())?;
+    write("sa.pub", &sa_key.public_key_pem())?;
     Ok(ClusterCerts {
         ca_pem: ca.pem(),
         admin_cert_pem: admin_cert.pem(),

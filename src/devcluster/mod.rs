@@ -230,7 +230,7 @@ impl Cluster {
             format!("--tls-private-key-file={}", f("apiserver.key")),
             format!("--client-ca-file={}", f("ca.crt")),
             format!("--service-account-issuer={api_url}"),
-            format!("--service-account-key-file={}", f("sa.key")),
+            format!("--service-account-key-file={}", f("sa.pub")),
             format!("--service-account-signing-key-file={}", f("sa.key")),
             "--service-cluster-ip-range=10.0.0.0/24".to_string(),
             "--authorization-mode=RBAC".to_string(),

@@ -118,7 +118,8 @@ impl Drop for Supervised {
 #[must_use]
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
+    // Component flag dumps (`FLAG: --x=…`) say nothing about why something failed.
+    let all: Vec<&str> = text.lines().filter(|l| !l.contains("] FLAG: ")).collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
