@@ -1,6 +1,7 @@
 //! The controllers and what they share: the context, NCP clients built from issuer specs, and the
 //! issuer-level errors.
 
+pub mod certificate_request;
 pub mod conditions;
 pub mod issuer;
 
@@ -26,6 +27,8 @@ pub struct Settings {
     pub issuer_recheck_interval: Duration,
     /// Timeout of one NCP request.
     pub ncp_request_timeout: Duration,
+    /// How long a CertificateRequest may keep failing with retryable errors before it fails for good.
+    pub max_retry_duration: Duration,
 }
 
 impl Default for Settings {
@@ -34,6 +37,7 @@ impl Default for Settings {
             cluster_resource_namespace: "cert-manager".into(),
             issuer_recheck_interval: Duration::from_secs(300),
             ncp_request_timeout: Duration::from_secs(30),
+            max_retry_duration: Duration::from_secs(3600),
         }
     }
 }
@@ -278,4 +282,49 @@ pub async fn read_credentials(
         value(secret_ref.access_key_key())?,
         value(secret_ref.secret_key_key())?,
     ))
+}
+
+/// Builds the shared context.
+#[must_use]
+pub fn context(
+    client: kube::Client,
+    settings: Settings,
+    observer: Option<Arc<dyn CallObserver>>,
+    instance: Option<String>,
+) -> Arc<Context> {
+    let reporter = kube::runtime::events::Reporter {
+        controller: "ncp-pca-issuer".into(),
+        instance,
+    };
+    Arc::new(Context {
+        recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
+        client,
+        settings,
+        ncp_clients: NcpClientCache::with_observer(observer),
+    })
+}
+
+/// Runs the PrivateCA, ClusterPrivateCA and CertificateRequest controllers until `shutdown` resolves.
+pub async fn run_all(
+    ctx: Arc<Context>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let signal = move || {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let stopper = async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    };
+    tokio::join!(
+        stopper,
+        issuer::run::<crate::api::PrivateCA>(ctx.clone(), signal()),
+        issuer::run::<crate::api::ClusterPrivateCA>(ctx.clone(), signal()),
+        certificate_request::run(ctx, concurrency, signal()),
+    );
 }

@@ -92,3 +92,134 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+static OPERATOR: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Namespace where ClusterPrivateCA credentials live in tests (the cluster resource namespace).
+pub const CLUSTER_RESOURCE_NAMESPACE: &str = "cert-manager";
+
+/// Our CRDs applied and our controllers running (in-process, on a runtime thread of their own, once
+/// per test binary — like one deployed operator serving every test).
+pub fn operator() {
+    let started = OPERATOR.get_or_init(|| {
+        let cluster = cluster();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("operator".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let setup = async {
+                        let yaml = ncp_pca_issuer::api::crd_yaml().map_err(|e| e.to_string())?;
+                        cluster.apply_crds(&yaml).await.map_err(|e| e.to_string())?;
+                        cluster.client().await.map_err(|e| e.to_string())
+                    };
+                    let client = match setup.await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let settings = ncp_pca_issuer::controller::Settings {
+                        cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
+                        issuer_recheck_interval: Duration::from_secs(10),
+                        ncp_request_timeout: Duration::from_secs(2),
+                        max_retry_duration: Duration::from_secs(60),
+                    };
+                    let ctx = ncp_pca_issuer::controller::context(
+                        client,
+                        settings,
+                        None,
+                        Some("tests".into()),
+                    );
+                    let _ = tx.send(Ok(()));
+                    ncp_pca_issuer::controller::run_all(ctx, 8, std::future::pending()).await;
+                });
+            })
+            .map_err(|e| e.to_string())?;
+        rx.recv().map_err(|e| e.to_string())?
+    });
+    if let Err(e) = started {
+        panic!("the operator could not start: {e}");
+    }
+}
+
+/// Creates (or replaces) a credentials Secret.
+pub async fn credentials_secret(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    data: &[(&str, &str)],
+) {
+    use k8s_openapi::api::core::v1::Secret;
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let string_data: serde_json::Map<String, serde_json::Value> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_string(),
+                serde_json::Value::String((*v).to_string()),
+            )
+        })
+        .collect();
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": string_data
+    }))
+    .expect("secret");
+    api.patch(
+        name,
+        &PatchParams::apply("ncp-pca-issuer-tests").force(),
+        &Patch::Apply(&secret),
+    )
+    .await
+    .expect("secret applied");
+}
+
+/// Waits for the Ready condition of an issuer (`kind` PrivateCA or ClusterPrivateCA) to match.
+pub async fn issuer_condition(
+    client: &kube::Client,
+    ns: Option<&str>,
+    kind: &str,
+    name: &str,
+    status: &str,
+    reason: &str,
+) -> serde_json::Value {
+    let (plural, ns) = if kind == "PrivateCA" {
+        ("privatecas", ns)
+    } else {
+        ("clusterprivatecas", None)
+    };
+    let api = dynamic(client, ns, "pca.ncp-issuer.dev", "v1alpha1", kind, plural);
+    let mut last = serde_json::Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(obj) = api.get(name).await {
+            let conditions = obj.data["status"]["conditions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if let Some(ready) = conditions.iter().find(|c| c["type"] == "Ready") {
+                if ready["status"] == status && ready["reason"] == reason {
+                    return ready.clone();
+                }
+                last = ready.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{kind} {name} never became Ready={status}/{reason}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

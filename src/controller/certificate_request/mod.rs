@@ -1,0 +1,302 @@
+//! The CertificateRequest controller: cert-manager's external-issuer contract (design.md §3) with at
+//! most one NCP signing per request (§4).
+//!
+//! Every reconcile is fetch → [`decide::next`] → one step → status by server-side apply.
+
+pub mod decide;
+mod ncp_steps;
+mod status;
+
+use super::conditions;
+use super::{Context, IssuerError, read_credentials};
+use crate::api::certmanager::CertificateRequest;
+use crate::api::issuer::GROUP;
+use crate::api::{ClusterPrivateCA, IssuerResource, PrivateCA};
+use decide::{Next, reason};
+use futures::StreamExt as _;
+use kube::ResourceExt as _;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use status::Update;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a request waits before its issuer is looked at again (issuer changes also trigger it).
+pub const ISSUER_WAIT: Duration = Duration::from_secs(60);
+/// Shortest wait after a retryable failure.
+pub const MIN_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait after a retryable failure.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Why a reconcile could not finish; retried by the error policy.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// A Kubernetes write failed.
+    #[error("{what} for {namespace}/{name}: {source}")]
+    Kube {
+        /// What was written.
+        what: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The cause.
+        source: kube::Error,
+    },
+}
+
+/// Whether the request names one of our issuer kinds.
+#[must_use]
+pub fn is_ours(cr: &CertificateRequest) -> bool {
+    let r = &cr.spec.issuer_ref;
+    r.group.as_deref() == Some(GROUP)
+        && matches!(
+            r.kind.as_deref(),
+            Some(PrivateCA::KIND | ClusterPrivateCA::KIND)
+        )
+}
+
+/// Backoff after a retryable failure, from the request's age: grows with it, bounded, jittered.
+#[must_use]
+pub fn backoff(age: Duration) -> Duration {
+    let base = (age / 4).clamp(MIN_BACKOFF, MAX_BACKOFF);
+    base + Duration::from_millis(rand::random::<u64>() % (base.as_millis() as u64 / 5 + 1))
+}
+
+/// The issuer a request names, as the controller needs it.
+struct IssuerView {
+    kind: &'static str,
+    name: String,
+    spec: crate::api::IssuerSpec,
+    secret_namespace: String,
+    ready: Option<(bool, String)>,
+    ca_not_after_unix: Option<i64>,
+}
+
+impl IssuerView {
+    fn from<K: IssuerResource>(issuer: &K, crn: &str) -> Self {
+        let status = issuer.issuer_status();
+        let ready = status
+            .and_then(|s| conditions::find(&s.conditions, conditions::READY))
+            .map(|c| {
+                let current = c.observed_generation.is_none()
+                    || c.observed_generation == issuer.meta().generation;
+                (
+                    c.status == "True" && current,
+                    format!("{}: {}", c.reason, c.message),
+                )
+            });
+        let ca_not_after_unix = status
+            .and_then(|s| s.ca.as_ref())
+            .and_then(|ca| ca.not_after.as_deref())
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            .map(|t| t.as_second());
+        Self {
+            kind: K::KIND,
+            name: issuer.name_any(),
+            spec: issuer.issuer_spec().clone(),
+            secret_namespace: issuer.secret_namespace(crn),
+            ready,
+            ca_not_after_unix,
+        }
+    }
+}
+
+async fn fetch_issuer(
+    cr: &CertificateRequest,
+    ctx: &Context,
+) -> Result<Option<IssuerView>, kube::Error> {
+    let name = &cr.spec.issuer_ref.name;
+    let crn = &ctx.settings.cluster_resource_namespace;
+    Ok(match cr.spec.issuer_ref.kind.as_deref() {
+        Some(ClusterPrivateCA::KIND) => Api::<ClusterPrivateCA>::all(ctx.client.clone())
+            .get_opt(name)
+            .await?
+            .map(|i| IssuerView::from(&i, crn)),
+        _ => Api::<PrivateCA>::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default())
+            .get_opt(name)
+            .await?
+            .map(|i| IssuerView::from(&i, crn)),
+    })
+}
+
+/// Reconciles one request.
+///
+/// # Errors
+/// When a Kubernetes write fails (the error policy retries).
+pub async fn reconcile(
+    cr: Arc<CertificateRequest>,
+    ctx: Arc<Context>,
+) -> Result<Action, RequestError> {
+    if !is_ours(&cr) {
+        // Not ours: ignored silently (the watch filter makes this rare).
+        return Ok(Action::await_change());
+    }
+    let step = decide::next(&cr);
+    match step {
+        // Final, or waiting for cert-manager's approver: its change wakes us.
+        Next::Ignore | Next::AwaitApproval => Ok(Action::await_change()),
+        Next::Initialize => {
+            status::apply(
+                &cr,
+                &ctx,
+                Update::condition("Unknown", reason::INITIALIZING, "request received"),
+            )
+            .await?;
+            // The status write is itself a change: the next reconcile moves on.
+            Ok(Action::await_change())
+        }
+        Next::MarkDenied => {
+            status::apply(
+                &cr,
+                &ctx,
+                Update::failed(reason::DENIED, "the request was denied by an approver"),
+            )
+            .await?;
+            status::event(
+                &cr,
+                &ctx,
+                true,
+                reason::DENIED,
+                "the request was denied; nothing was signed",
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        Next::Sign | Next::RecoverByKey { .. } | Next::RecoverBySerial { .. } => {
+            with_issuer(&cr, &ctx, step).await
+        }
+    }
+}
+
+async fn with_issuer(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    step: Next,
+) -> Result<Action, RequestError> {
+    let issuer_ref = &cr.spec.issuer_ref;
+    let kind = issuer_ref.kind.clone().unwrap_or_default();
+    let issuer = match fetch_issuer(cr, ctx).await {
+        Ok(Some(i)) => i,
+        Ok(None) => {
+            let msg = format!(
+                "waiting for {kind} {:?}: it does not exist",
+                issuer_ref.name
+            );
+            status::apply(cr, ctx, Update::condition("False", reason::PENDING, &msg)).await?;
+            // Next: the issuer watch wakes us when it appears; the requeue is a safety net.
+            return Ok(Action::requeue(ISSUER_WAIT));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read issuer");
+            return Ok(Action::requeue(MIN_BACKOFF));
+        }
+    };
+    // Recovering a certificate that may already exist must not wait for the issuer to be Ready again:
+    // only new signing does.
+    if matches!(step, Next::Sign) {
+        match &issuer.ready {
+            Some((true, _)) => {}
+            other => {
+                let why = other
+                    .as_ref()
+                    .map_or("it has not been checked yet".to_string(), |(_, m)| {
+                        m.clone()
+                    });
+                let msg = format!(
+                    "waiting for {} {:?} to be Ready: {why}",
+                    issuer.kind, issuer.name
+                );
+                status::apply(cr, ctx, Update::condition("False", reason::PENDING, &msg)).await?;
+                // Next: the issuer's status change wakes us.
+                return Ok(Action::requeue(ISSUER_WAIT));
+            }
+        }
+    }
+    let credentials =
+        match read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec).await {
+            Ok(c) => c,
+            Err(e) => return issuer_problem(cr, ctx, &e).await,
+        };
+    let ncp =
+        match ctx
+            .ncp_clients
+            .get(&issuer.spec, &credentials, ctx.settings.ncp_request_timeout)
+        {
+            Ok(c) => c,
+            Err(e) => return issuer_problem(cr, ctx, &e).await,
+        };
+    ncp_steps::run(cr, ctx, &issuer, &ncp, step).await
+}
+
+async fn issuer_problem(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    e: &IssuerError,
+) -> Result<Action, RequestError> {
+    let msg = format!("issuer cannot be used: {e}");
+    status::apply(cr, ctx, Update::condition("False", reason::PENDING, &msg)).await?;
+    // Next: issuer or Secret changes re-trigger through the issuer controller; retry as a fallback.
+    Ok(Action::requeue(ISSUER_WAIT))
+}
+
+fn error_policy(cr: Arc<CertificateRequest>, error: &RequestError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(namespace = %cr.namespace().unwrap_or_default(), name = %cr.name_any(), error = %error, "reconcile failed");
+    Action::requeue(MIN_BACKOFF)
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(
+        Api::<CertificateRequest>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    let store = controller.store();
+    let store2 = store.clone();
+    // An issuer change (e.g. it turned Ready) wakes the requests waiting on it.
+    let waiting_on = move |store: &kube::runtime::reflector::Store<CertificateRequest>,
+                           kind: &'static str,
+                           ns: Option<String>,
+                           name: String| {
+        store
+            .state()
+            .into_iter()
+            .filter(|cr| {
+                is_ours(cr)
+                    && cr.spec.issuer_ref.kind.as_deref() == Some(kind)
+                    && cr.spec.issuer_ref.name == name
+                    && (ns.is_none() || cr.namespace() == ns)
+                    && decide::next(cr) != Next::Ignore
+            })
+            .map(|cr| ObjectRef::from_obj(&*cr))
+            .collect::<Vec<_>>()
+    };
+    let waiting_on2 = waiting_on.clone();
+    controller
+        .watches(
+            Api::<PrivateCA>::all(client.clone()),
+            watcher::Config::default(),
+            move |i| waiting_on(&store, PrivateCA::KIND, i.namespace(), i.name_any()),
+        )
+        .watches(
+            Api::<ClusterPrivateCA>::all(client),
+            watcher::Config::default(),
+            move |i| waiting_on2(&store2, ClusterPrivateCA::KIND, None, i.name_any()),
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "certificaterequest controller event");
+            }
+        })
+        .await;
+}

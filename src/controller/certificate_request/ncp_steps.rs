@@ -1,0 +1,349 @@
+//! The steps that talk to NCP: sign (after recording that signing started), and recovery of a
+//! certificate whose answer was lost, by serial or by public key, before any second signing.
+
+use super::decide::{
+    self, ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED, Issued, Next, reason,
+};
+use super::status::{self, Update};
+use super::{IssuerView, RequestError, backoff};
+use crate::api::certmanager::CertificateRequest;
+use crate::controller::Context;
+use crate::ncp::types::{IssuedCert, KeyType, Period};
+use crate::ncp::{self, NcpError};
+use crate::pki::Csr;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt as _;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use std::time::Duration;
+
+/// How far back (before the start marker) a recovered certificate may have been issued: clock skew.
+const RECOVERY_SKEW: Duration = Duration::from_secs(300);
+
+fn age(cr: &CertificateRequest) -> Duration {
+    cr.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| Timestamp::now().duration_since(t.0))
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or_default()
+}
+
+/// Runs a signing or recovery step.
+pub(super) async fn run(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    issuer: &IssuerView,
+    ncp: &ncp::Client,
+    step: Next,
+) -> Result<Action, RequestError> {
+    let csr = match parse_csr(cr) {
+        Ok(csr) => csr,
+        Err(msg) => return fail(cr, ctx, &msg).await,
+    };
+    match step {
+        Next::RecoverBySerial { ca_tag, serial } => {
+            let ca_tag = if ca_tag.is_empty() {
+                issuer.spec.ca_tag.clone()
+            } else {
+                ca_tag
+            };
+            match ncp.get_end_cert(&ca_tag, &serial).await {
+                Ok(cert) => finish(cr, ctx, &csr, &cert.cert_pem, &cert.ca_chain, &serial).await,
+                Err(e) if e.is_cert_not_found() => {
+                    fail(cr, ctx, &format!("certificate {serial} recorded on this request no longer exists in NCP CA {ca_tag}")).await
+                }
+                Err(e) => retry_or_fail(cr, ctx, &e).await,
+            }
+        }
+        Next::RecoverByKey { ca_tag } => {
+            let ca_tag = if ca_tag.is_empty() {
+                issuer.spec.ca_tag.clone()
+            } else {
+                ca_tag
+            };
+            match find_by_key(cr, ncp, &ca_tag, &csr).await {
+                Ok(Some((serial, cert_pem, chain))) => {
+                    tracing::info!(name = %cr.name_any(), serial, "recovered a certificate whose signing answer was lost");
+                    record_serial(cr, ctx, &ca_tag, &serial).await?;
+                    finish(cr, ctx, &csr, &cert_pem, &chain, &serial).await
+                }
+                Ok(None) => {
+                    // NCP has no certificate for this key since the marker: the earlier call did not take
+                    // effect, so signing again is safe. Clear the marker first.
+                    clear_marker(cr, ctx).await?;
+                    Ok(Action::requeue(Duration::from_millis(100)))
+                }
+                Err(e) => retry_or_fail(cr, ctx, &e).await,
+            }
+        }
+        _ => sign(cr, ctx, issuer, ncp, &csr).await,
+    }
+}
+
+fn parse_csr(cr: &CertificateRequest) -> Result<Csr, String> {
+    let text = String::from_utf8(cr.spec.request.0.clone())
+        .map_err(|_| "spec.request is not a PEM CSR".to_string())?;
+    Csr::from_pem(&text).map_err(|e| format!("spec.request is not a valid CSR: {e}"))
+}
+
+async fn sign(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    issuer: &IssuerView,
+    ncp: &ncp::Client,
+    csr: &Csr,
+) -> Result<Action, RequestError> {
+    let algorithm = csr.public_key().algorithm();
+    if algorithm.key_type().is_none() {
+        let supported: Vec<String> = KeyType::ALL
+            .iter()
+            .map(|k| crate::pki::KeyAlgorithm::from(*k).to_string())
+            .collect();
+        return fail(
+            cr,
+            ctx,
+            &format!(
+                "unsupported key {algorithm}: NCP Private CA signs {}",
+                supported.join(", ")
+            ),
+        )
+        .await;
+    }
+    let requested = match cr.spec.duration.as_deref() {
+        Some(d) => match decide::parse_go_duration(d) {
+            Ok(d) => d,
+            Err(e) => return fail(cr, ctx, &e.to_string()).await,
+        },
+        None => decide::DEFAULT_DURATION,
+    };
+    let now = Timestamp::now().as_second();
+    let days = match decide::period_days(requested, now, issuer.ca_not_after_unix) {
+        Ok(d) => d,
+        Err(e) => return fail(cr, ctx, &e.to_string()).await,
+    };
+    let ca_tag = issuer.spec.ca_tag.clone();
+    // Record that signing starts before calling NCP: from here on a retry recovers instead of signing.
+    match mark_started(cr, ctx, &ca_tag).await {
+        Ok(()) => {}
+        // Someone else changed the request in between (another replica, cert-manager): look again.
+        Err(RequestError::Kube {
+            source: kube::Error::Api(s),
+            ..
+        }) if s.code == 409 => return Ok(Action::requeue(Duration::from_millis(200))),
+        Err(e) => return Err(e),
+    }
+    let csr_pem = csr.to_pem();
+    let days32 = u32::try_from(days).unwrap_or(u32::MAX);
+    let result = if cr.spec.is_ca {
+        ncp.sign_sub_csr(&ca_tag, &csr_pem, days32).await
+    } else {
+        ncp.sign_end_csr(&ca_tag, &csr_pem, Some(Period::Days(days32)))
+            .await
+    };
+    match result {
+        Ok(IssuedCert {
+            certificate,
+            ca_chain,
+            serial_no,
+            ..
+        }) => {
+            // If this write is lost, the next reconcile finds the certificate by its key.
+            record_serial(cr, ctx, &ca_tag, &serial_no).await?;
+            finish(cr, ctx, csr, &certificate, &ca_chain, &serial_no).await
+        }
+        Err(e) => {
+            if e.certainly_not_applied() {
+                clear_marker(cr, ctx).await?;
+            }
+            retry_or_fail(cr, ctx, &e).await
+        }
+    }
+}
+
+async fn finish(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    csr: &Csr,
+    cert_pem: &str,
+    chain: &[String],
+    serial: &str,
+) -> Result<Action, RequestError> {
+    let issued: Issued =
+        match decide::assemble(csr, cert_pem, chain, time::OffsetDateTime::now_utc()) {
+            Ok(i) => i,
+            Err(e) => return fail(cr, ctx, &format!("certificate {serial}: {e}")).await,
+        };
+    let not_after = issued
+        .not_after
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let msg =
+        format!("certificate issued by NCP Private CA, serial {serial}, valid until {not_after}");
+    status::apply(
+        cr,
+        ctx,
+        Update::issued(
+            issued.certificate_pem,
+            issued.ca_pem,
+            "Certificate fetched from issuer successfully",
+        ),
+    )
+    .await?;
+    status::event(cr, ctx, false, reason::ISSUED, &msg).await;
+    Ok(Action::await_change())
+}
+
+async fn fail(cr: &CertificateRequest, ctx: &Context, msg: &str) -> Result<Action, RequestError> {
+    status::apply(cr, ctx, Update::failed(reason::FAILED, msg)).await?;
+    status::event(cr, ctx, true, reason::FAILED, msg).await;
+    // Final: never touched again.
+    Ok(Action::await_change())
+}
+
+async fn retry_or_fail(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    e: &NcpError,
+) -> Result<Action, RequestError> {
+    let age = age(cr);
+    if !e.is_retryable() {
+        let msg = match e.service_msg() {
+            Some(m) => format!("NCP refused to sign: {m}"),
+            None => e.to_string(),
+        };
+        return fail(cr, ctx, &msg).await;
+    }
+    if age > ctx.settings.max_retry_duration {
+        return fail(
+            cr,
+            ctx,
+            &format!(
+                "giving up after {}s of retries: {e}",
+                ctx.settings.max_retry_duration.as_secs()
+            ),
+        )
+        .await;
+    }
+    let wait = backoff(age);
+    let msg = format!("{e}; retrying in {}s", wait.as_secs());
+    status::apply(cr, ctx, Update::condition("False", reason::PENDING, &msg)).await?;
+    status::event(cr, ctx, true, e.reason(), &msg).await;
+    Ok(Action::requeue(wait))
+}
+
+fn api(cr: &CertificateRequest, ctx: &Context) -> Api<CertificateRequest> {
+    Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default())
+}
+
+fn kube_err<'a>(
+    cr: &'a CertificateRequest,
+    what: &'static str,
+) -> impl FnOnce(kube::Error) -> RequestError + 'a {
+    move |source| RequestError::Kube {
+        what,
+        namespace: cr.namespace().unwrap_or_default(),
+        name: cr.name_any(),
+        source,
+    }
+}
+
+/// Writes the start marker, conditional on the request being unchanged since we read it.
+async fn mark_started(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    ca_tag: &str,
+) -> Result<(), RequestError> {
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": cr.resource_version(),
+            "annotations": {
+                ANNOTATION_SIGNING_STARTED: Timestamp::now().to_string(),
+                ANNOTATION_CA_TAG: ca_tag,
+            }
+        }
+    });
+    api(cr, ctx)
+        .patch(
+            &cr.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(kube_err(cr, "signing marker"))?;
+    Ok(())
+}
+
+async fn record_serial(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    ca_tag: &str,
+    serial: &str,
+) -> Result<(), RequestError> {
+    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SERIAL: serial, ANNOTATION_CA_TAG: ca_tag}}});
+    api(cr, ctx)
+        .patch(
+            &cr.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(kube_err(cr, "serial annotation"))?;
+    Ok(())
+}
+
+async fn clear_marker(cr: &CertificateRequest, ctx: &Context) -> Result<(), RequestError> {
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {ANNOTATION_SIGNING_STARTED: null}}});
+    api(cr, ctx)
+        .patch(
+            &cr.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(kube_err(cr, "clear signing marker"))?;
+    Ok(())
+}
+
+/// Looks for a certificate with the CSR's public key issued since the start marker, newest first.
+async fn find_by_key(
+    cr: &CertificateRequest,
+    ncp: &ncp::Client,
+    ca_tag: &str,
+    csr: &Csr,
+) -> Result<Option<(String, String, Vec<String>)>, NcpError> {
+    let started = cr
+        .annotations()
+        .get(ANNOTATION_SIGNING_STARTED)
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .map_or(0, |t| {
+            t.as_millisecond() - i64::try_from(RECOVERY_SKEW.as_millis()).unwrap_or(0)
+        });
+    let first = ncp.get_end_cert_list(ca_tag, Some(1)).await?;
+    let pages = u32::try_from(first.total_page_no.max(1)).unwrap_or(1);
+    for page in (1..=pages).rev() {
+        let list = if page == 1 {
+            first.clone()
+        } else {
+            ncp.get_end_cert_list(ca_tag, Some(page)).await?
+        };
+        for serial in list.list_certs.iter().rev() {
+            let cert = ncp.get_end_cert(ca_tag, serial).await?;
+            if cert.not_before_date.is_some_and(|nb| nb < started) {
+                // Older than the marker: nothing newer is left to look at.
+                return Ok(None);
+            }
+            let Ok(parsed) = crate::pki::parse_certificates_pem(&cert.cert_pem) else {
+                continue;
+            };
+            if parsed
+                .first()
+                .is_some_and(|c| c.public_key.spki_der() == csr.public_key().spki_der())
+            {
+                return Ok(Some((serial.clone(), cert.cert_pem, cert.ca_chain)));
+            }
+        }
+    }
+    Ok(None)
+}

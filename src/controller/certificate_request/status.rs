@@ -1,0 +1,236 @@
+//! Writing a request's status (server-side apply of our `Ready` condition and fields only) and events.
+
+use super::RequestError;
+use crate::api::certmanager::{CertificateRequest, RequestCondition};
+use crate::controller::{Context, FIELD_MANAGER};
+use base64::Engine as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource as _, ResourceExt as _};
+
+/// The Ready condition and fields to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    status: &'static str,
+    reason: String,
+    message: String,
+    certificate_pem: Option<String>,
+    ca_pem: Option<String>,
+    failed: bool,
+}
+
+impl Update {
+    /// A Ready condition only.
+    #[must_use]
+    pub fn condition(status: &'static str, reason: &str, message: &str) -> Self {
+        Self {
+            status,
+            reason: reason.to_string(),
+            message: message.to_string(),
+            certificate_pem: None,
+            ca_pem: None,
+            failed: false,
+        }
+    }
+
+    /// `Ready=False` with `reason` (Failed or Denied) and `failureTime`.
+    #[must_use]
+    pub fn failed(reason: &str, message: &str) -> Self {
+        Self {
+            failed: true,
+            ..Self::condition("False", reason, message)
+        }
+    }
+
+    /// `Ready=True/Issued` with the certificate chain and the CA.
+    #[must_use]
+    pub fn issued(certificate_pem: String, ca_pem: String, message: &str) -> Self {
+        Self {
+            certificate_pem: Some(certificate_pem),
+            ca_pem: Some(ca_pem),
+            ..Self::condition("True", super::reason::ISSUED, message)
+        }
+    }
+}
+
+/// Builds the apply patch; `None` when the request already says exactly this.
+#[must_use]
+pub fn patch_body(
+    cr: &CertificateRequest,
+    update: &Update,
+    now: Timestamp,
+) -> Option<serde_json::Value> {
+    let existing = cr.condition("Ready");
+    let unchanged = existing.is_some_and(|c| {
+        c.status == update.status
+            && c.reason.as_deref() == Some(update.reason.as_str())
+            && c.message.as_deref() == Some(update.message.as_str())
+    });
+    if unchanged && update.certificate_pem.is_none() && !update.failed {
+        return None;
+    }
+    let transition = match existing {
+        Some(c) if c.status == update.status => c.last_transition_time.clone().unwrap_or(Time(now)),
+        _ => Time(now),
+    };
+    let condition = RequestCondition {
+        type_: "Ready".into(),
+        status: update.status.into(),
+        reason: Some(update.reason.clone()),
+        message: Some(update.message.clone()),
+        last_transition_time: Some(transition),
+        observed_generation: cr.metadata.generation,
+    };
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut status = serde_json::json!({ "conditions": [condition] });
+    if let (Some(cert), Some(ca)) = (&update.certificate_pem, &update.ca_pem) {
+        status["certificate"] = b64(cert).into();
+        status["ca"] = b64(ca).into();
+    }
+    if update.failed {
+        // failureTime is set once.
+        let at = cr
+            .status
+            .as_ref()
+            .and_then(|s| s.failure_time.clone())
+            .unwrap_or(Time(now));
+        status["failureTime"] = serde_json::to_value(at).unwrap_or_default();
+    }
+    Some(serde_json::json!({
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "CertificateRequest",
+        "status": status,
+    }))
+}
+
+/// Applies `update` to the request's status (skipped when nothing changes).
+///
+/// # Errors
+/// When the API server refuses the write.
+pub async fn apply(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    update: Update,
+) -> Result<(), RequestError> {
+    let Some(body) = patch_body(cr, &update, Timestamp::now()) else {
+        return Ok(());
+    };
+    let namespace = cr.namespace().unwrap_or_default();
+    let api: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &namespace);
+    api.patch_status(
+        &cr.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|source| RequestError::Kube {
+        what: "status",
+        namespace,
+        name: cr.name_any(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Publishes an event on the request (failures to publish are logged, never fatal).
+pub async fn event(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    warning: bool,
+    reason: &str,
+    note: &str,
+) {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Sign".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &cr.object_ref(&())).await {
+        tracing::warn!(error = %e, name = %cr.name_any(), "cannot publish event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::certmanager::{CertificateRequestSpec, CertificateRequestStatus};
+
+    fn cr_with_ready(status: &str, reason: &str, message: &str) -> CertificateRequest {
+        let mut cr = CertificateRequest::new("r", CertificateRequestSpec::default());
+        cr.status = Some(CertificateRequestStatus {
+            conditions: vec![RequestCondition {
+                type_: "Ready".into(),
+                status: status.into(),
+                reason: Some(reason.into()),
+                message: Some(message.into()),
+                last_transition_time: Some(Time(Timestamp::from_second(10).unwrap())),
+                observed_generation: None,
+            }],
+            ..CertificateRequestStatus::default()
+        });
+        cr
+    }
+
+    #[test]
+    fn an_unchanged_condition_is_not_written_again() {
+        let cr = cr_with_ready("False", "Pending", "waiting");
+        assert!(
+            patch_body(
+                &cr,
+                &Update::condition("False", "Pending", "waiting"),
+                Timestamp::now()
+            )
+            .is_none()
+        );
+        assert!(
+            patch_body(
+                &cr,
+                &Update::condition("False", "Pending", "other"),
+                Timestamp::now()
+            )
+            .is_some()
+        );
+    }
+
+    #[test]
+    fn the_transition_time_is_kept_while_the_status_stays() {
+        let cr = cr_with_ready("False", "Pending", "waiting");
+        let body = patch_body(
+            &cr,
+            &Update::failed("Failed", "bad"),
+            Timestamp::from_second(99).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            body["status"]["conditions"][0]["lastTransitionTime"],
+            "1970-01-01T00:00:10Z"
+        );
+        assert_eq!(body["status"]["failureTime"], "1970-01-01T00:01:39Z");
+    }
+
+    #[test]
+    fn issued_status_carries_base64_pem_and_only_our_condition() {
+        let cr = cr_with_ready("False", "Pending", "waiting");
+        let body = patch_body(
+            &cr,
+            &Update::issued("CERT".into(), "CA".into(), "ok"),
+            Timestamp::from_second(99).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(body["status"]["certificate"], "Q0VSVA==");
+        assert_eq!(body["status"]["ca"], "Q0E=");
+        assert_eq!(body["status"]["conditions"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            body["status"]["conditions"][0]["lastTransitionTime"],
+            "1970-01-01T00:01:39Z"
+        );
+    }
+}
