@@ -5,6 +5,7 @@
 
 pub mod decide;
 mod ncp_steps;
+pub mod revoke;
 mod status;
 
 use super::conditions;
@@ -133,6 +134,9 @@ pub async fn reconcile(
     if !is_ours(&cr) {
         // Not ours: ignored silently (the watch filter makes this rare).
         return Ok(Action::await_change());
+    }
+    if cr.metadata.deletion_timestamp.is_some() {
+        return revoke::on_delete(&cr, &ctx).await;
     }
     let step = decide::next(&cr);
     match step {

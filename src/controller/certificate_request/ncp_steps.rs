@@ -2,7 +2,8 @@
 //! certificate whose answer was lost, by serial or by public key, before any second signing.
 
 use super::decide::{
-    self, ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED, Issued, Next, reason,
+    self, ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED, FINALIZER_REVOKE,
+    Issued, Next, reason,
 };
 use super::status::{self, Update};
 use super::{IssuerView, RequestError, backoff};
@@ -124,7 +125,8 @@ async fn sign(
     };
     let ca_tag = issuer.spec.ca_tag.clone();
     // Record that signing starts before calling NCP: from here on a retry recovers instead of signing.
-    match mark_started(cr, ctx, &ca_tag).await {
+    let hold = issuer.spec.revocation_policy != crate::api::RevocationPolicy::Never;
+    match mark_started(cr, ctx, &ca_tag, hold).await {
         Ok(()) => {}
         // Someone else changed the request in between (another replica, cert-manager): look again.
         Err(RequestError::Kube {
@@ -248,13 +250,15 @@ fn kube_err<'a>(
     }
 }
 
-/// Writes the start marker, conditional on the request being unchanged since we read it.
+/// Writes the start marker (and, when the policy may revoke, the revocation finalizer), conditional on
+/// the request being unchanged since we read it.
 async fn mark_started(
     cr: &CertificateRequest,
     ctx: &Context,
     ca_tag: &str,
+    hold: bool,
 ) -> Result<(), RequestError> {
-    let patch = serde_json::json!({
+    let mut patch = serde_json::json!({
         "metadata": {
             "resourceVersion": cr.resource_version(),
             "annotations": {
@@ -263,6 +267,12 @@ async fn mark_started(
             }
         }
     });
+    if hold && !cr.finalizers().iter().any(|f| f == FINALIZER_REVOKE) {
+        // A merge patch replaces the whole list: keep everyone else's finalizers.
+        let mut finalizers = cr.finalizers().to_vec();
+        finalizers.push(FINALIZER_REVOKE.to_string());
+        patch["metadata"]["finalizers"] = serde_json::json!(finalizers);
+    }
     api(cr, ctx)
         .patch(
             &cr.name_any(),
