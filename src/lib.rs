@@ -7,3 +7,6 @@ pub mod emulator;
 pub mod ncp;
 pub mod pki;
 pub mod telemetry;
+pub mod lease;
+pub mod metrics;
+pub mod server;
