@@ -51,6 +51,7 @@ fi
 mkdir -p "$ROOT"
 TMP=$(mktemp -d "$ROOT/.build.$HASH.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
+chmod 0755 "$TMP" # mktemp makes it 0700
 log "building into $TMP (final: $BIN)"
 
 now() { date +%s; }
