@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the operator: the PrivateCA, ClusterPrivateCA and CertificateRequest controllers.
+    Controller(ControllerArgs),
     /// Admin commands against a Private CA endpoint (or the emulator), JSON on stdout.
     Pca(cli::pca::PcaArgs),
     /// Print the CustomResourceDefinitions as YAML.
@@ -27,6 +29,41 @@ enum Command {
     /// Start a local control plane (etcd, kube-apiserver, kube-controller-manager, cert-manager) on
     /// 127.0.0.1 for development; stops on Ctrl-C.
     DevCluster(DevClusterArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ControllerArgs {
+    /// Kubeconfig file (default: in-cluster configuration, then $KUBECONFIG / ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+    /// Namespace where ClusterPrivateCA credentials Secrets live (default: the controller's own
+    /// namespace).
+    #[arg(long, env = "CLUSTER_RESOURCE_NAMESPACE")]
+    cluster_resource_namespace: Option<String>,
+    /// Address of /livez, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_addr: std::net::SocketAddr,
+    /// Elect a leader so that only one replica writes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader election Lease (default: the cluster resource namespace).
+    #[arg(long)]
+    leader_election_namespace: Option<String>,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "ncp-pca-issuer")]
+    leader_election_lease: String,
+    /// CertificateRequests reconciled at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// Seconds between health checks of a Ready issuer.
+    #[arg(long, default_value_t = 300)]
+    issuer_recheck_seconds: u64,
+    /// Timeout of one NCP request, in seconds.
+    #[arg(long, default_value_t = 30)]
+    ncp_timeout_seconds: u64,
+    /// Seconds a CertificateRequest keeps retrying retryable NCP failures before it fails.
+    #[arg(long, default_value_t = 3600)]
+    max_retry_seconds: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +91,16 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Controller(args) => {
+            telemetry::init(cli.log_format, "info,kube=warn");
+            match controller(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "controller stopped");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::DevCluster(args) => {
             telemetry::init(cli.log_format, "info");
             match dev_cluster(args).await {
@@ -83,6 +130,9 @@ async fn main() -> ExitCode {
 async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
     use ncp_pca_issuer::devcluster::{Cluster, ClusterOptions};
     let mut options = ClusterOptions::from_env()?;
+    if !args.no_crds {
+        options.extra_crds.push(ncp_pca_issuer::api::crd_yaml()?);
+    }
     if let Some(dir) = args.work_dir {
         options.work_dir = dir;
         options.remove_work_dir_on_exit = false;
@@ -104,4 +154,123 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
     eprintln!("stopping");
     tokio::task::spawn_blocking(move || drop(cluster)).await?;
     Ok(())
+}
+
+async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    use ncp_pca_issuer::{controller, lease, metrics, server};
+    use std::time::Duration;
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    let client = kube::Client::try_from(config)?;
+    let crn = args
+        .cluster_resource_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let identity = format!(
+        "{}_{:08x}",
+        std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "ncp-pca-issuer".into()),
+        rand::random::<u32>()
+    );
+    tracing::info!(cluster_resource_namespace = %crn, identity = %identity, "starting");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+
+    let metrics = metrics::Metrics::new();
+    let readiness = server::Readiness::new();
+    let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
+    let state = server::ServerState {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    let http = tokio::spawn(server::serve(listener, state, stopped()));
+
+    let settings = controller::Settings {
+        cluster_resource_namespace: crn.clone(),
+        issuer_recheck_interval: Duration::from_secs(args.issuer_recheck_seconds),
+        ncp_request_timeout: Duration::from_secs(args.ncp_timeout_seconds),
+        max_retry_duration: Duration::from_secs(args.max_retry_seconds),
+    };
+    let ctx = controller::context(
+        client.clone(),
+        settings,
+        metrics.clone(),
+        Some(identity.clone()),
+    );
+    // Probes never depend on NCP; a follower is ready too (it serves probes and metrics).
+    readiness.set_ready();
+    let result = if args.leader_elect {
+        let ns = args.leader_election_namespace.clone().unwrap_or(crn);
+        let elector = lease::LeaderElector::new(
+            client,
+            lease::LeaseConfig::new(ns, args.leader_election_lease.clone(), identity),
+        )?;
+        let mut leader = elector.subscribe();
+        let gauge = metrics.clone();
+        tokio::spawn(async move {
+            loop {
+                gauge.set_leader(*leader.borrow_and_update());
+                if leader.changed().await.is_err() {
+                    gauge.set_leader(false);
+                    return;
+                }
+            }
+        });
+        let concurrency = args.concurrency;
+        elector
+            .run(stopped(), move |leadership| async move {
+                tracing::info!("leading: starting controllers");
+                controller::run_all(
+                    ctx,
+                    concurrency,
+                    async move { leadership.cancelled().await },
+                )
+                .await;
+            })
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    } else {
+        metrics.set_leader(true);
+        controller::run_all(ctx, args.concurrency, stopped()).await;
+        Ok(())
+    };
+    let _ = http.await;
+    result
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

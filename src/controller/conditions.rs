@@ -125,7 +125,12 @@ mod tests {
             observed_generation: None,
             last_transition_time: Time(ts(1)),
         };
-        let out = merge(&[other.clone()], &Desired::ready("R", "m"), None, ts(2));
+        let out = merge(
+            std::slice::from_ref(&other),
+            &Desired::ready("R", "m"),
+            None,
+            ts(2),
+        );
         assert_eq!(out.len(), 2);
         assert!(out.contains(&other));
     }

@@ -175,6 +175,12 @@ pub async fn reconcile<K: IssuerResource>(
             v
         }
     };
+    ctx.metrics.set_issuer_ready(
+        K::KIND,
+        issuer.meta().namespace.as_deref().unwrap_or_default(),
+        &issuer.name_any(),
+        verdict.condition.status == "True",
+    );
     apply_status(&*issuer, &ctx, &verdict).await?;
     // Next: the periodic re-check (sooner after a transient failure); spec and Secret changes trigger
     // an earlier reconcile through the watches.
@@ -304,7 +310,18 @@ pub async fn run<K: IssuerResource>(
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .run(
+            |issuer, ctx| async move {
+                let started = std::time::Instant::now();
+                let result = reconcile::<K>(issuer, ctx.clone()).await;
+                let outcome = if result.is_ok() { "ok" } else { "error" };
+                ctx.metrics
+                    .observe_reconcile(K::KIND, outcome, started.elapsed());
+                result
+            },
+            error_policy::<K>,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(kind = K::KIND, error = %e, "controller event");

@@ -52,6 +52,8 @@ pub struct Context {
     pub ncp_clients: NcpClientCache,
     /// Events.
     pub recorder: kube::runtime::events::Recorder,
+    /// Metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for Context {
@@ -284,23 +286,25 @@ pub async fn read_credentials(
     ))
 }
 
-/// Builds the shared context.
+/// Builds the shared context; NCP calls are reported to `metrics`.
 #[must_use]
 pub fn context(
     client: kube::Client,
     settings: Settings,
-    observer: Option<Arc<dyn CallObserver>>,
+    metrics: crate::metrics::Metrics,
     instance: Option<String>,
 ) -> Arc<Context> {
     let reporter = kube::runtime::events::Reporter {
         controller: "ncp-pca-issuer".into(),
         instance,
     };
+    let observer: Arc<dyn CallObserver> = Arc::new(metrics.clone());
     Arc::new(Context {
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
         client,
         settings,
-        ncp_clients: NcpClientCache::with_observer(observer),
+        ncp_clients: NcpClientCache::with_observer(Some(observer)),
+        metrics,
     })
 }
 

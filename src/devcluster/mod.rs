@@ -86,6 +86,8 @@ pub struct ClusterOptions {
     pub cert_manager: bool,
     /// cert-manager's cluster resource namespace.
     pub cert_manager_cluster_resource_namespace: String,
+    /// More CRDs (multi-document YAML) to install before the controllers start.
+    pub extra_crds: Vec<String>,
 }
 
 impl ClusterOptions {
@@ -106,6 +108,7 @@ impl ClusterOptions {
             remove_work_dir_on_exit: true,
             cert_manager: true,
             cert_manager_cluster_resource_namespace: "cert-manager".into(),
+            extra_crds: Vec::new(),
         })
     }
 }
@@ -266,6 +269,12 @@ impl Cluster {
         };
         runtime.block_on(cluster.wait_apiserver_ready())?;
 
+        // Every CRD before the controller manager: its garbage collector maps resource types at start
+        // and refreshes only every 30 s, so objects of later CRDs would not be collected for a while.
+        runtime.block_on(cluster.install_cert_manager_crds())?;
+        for yaml in &options.extra_crds {
+            runtime.block_on(cluster.apply_crds(yaml))?;
+        }
         // kube-controller-manager: garbage collection and namespace deletion only.
         let kcm_args = vec![
             format!("--kubeconfig={}", cluster.kubeconfig_path.display()),
@@ -286,8 +295,7 @@ impl Cluster {
             .map_err(io("start kube-controller-manager"))?,
         );
 
-        // cert-manager: CRDs, its namespace, then the controller.
-        runtime.block_on(cluster.install_cert_manager_crds())?;
+        // cert-manager: its namespace, then the controller.
         if options.cert_manager {
             let ns = options.cert_manager_cluster_resource_namespace.clone();
             runtime.block_on(cluster.ensure_namespace(&ns))?;

@@ -18,6 +18,10 @@ pub fn cluster() -> &'static Cluster {
         // `Cluster::start` blocks on a runtime of its own: keep it off the test's runtime thread.
         std::thread::spawn(|| {
             ClusterOptions::from_env()
+                .map(|mut o| {
+                    o.extra_crds.push(ncp_pca_issuer::api::crd_yaml().expect("our CRDs render"));
+                    o
+                })
                 .and_then(Cluster::start)
                 .map_err(|e| e.to_string())
         })
@@ -221,5 +225,258 @@ pub async fn issuer_condition(
             "{kind} {name} never became Ready={status}/{reason}; last: {last}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Access key of the test emulator.
+pub const EMU_AK: &str = "test-access-key";
+/// Secret key of the test emulator.
+pub const EMU_SK: &str = "test-secret-key-0123456789";
+
+static EMULATOR: OnceLock<ncp_pca_issuer::emulator::EmulatorHandle> = OnceLock::new();
+
+/// The emulator of this test binary (test controls on, no CA limit to speak of), served from a runtime
+/// thread of its own so it outlives every test's runtime.
+pub fn emulator() -> &'static ncp_pca_issuer::emulator::EmulatorHandle {
+    EMULATOR.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("emulator".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("emulator runtime");
+                runtime.block_on(async move {
+                    ncp_pca_issuer::telemetry::install_crypto_provider();
+                    let mut config = ncp_pca_issuer::emulator::EmulatorConfig::new(
+                        ncp_pca_issuer::ncp::Credentials::new(EMU_AK, EMU_SK),
+                    );
+                    config.test_controls = true;
+                    config.max_cas = 10_000;
+                    let handle = ncp_pca_issuer::emulator::spawn(config)
+                        .await
+                        .expect("emulator starts");
+                    tx.send(handle).expect("handle sent");
+                    std::future::pending::<()>().await;
+                });
+            })
+            .expect("emulator thread");
+        rx.recv().expect("emulator started")
+    })
+}
+
+/// A client of the test emulator.
+pub fn ncp_client() -> ncp_pca_issuer::ncp::Client {
+    let config = ncp_pca_issuer::ncp::ClientConfig::new(ncp_pca_issuer::ncp::Credentials::new(
+        EMU_AK, EMU_SK,
+    ))
+    .with_endpoint(emulator().base_url());
+    ncp_pca_issuer::ncp::Client::new(config).expect("ncp client")
+}
+
+/// Creates a root CA in the emulator and returns its tag.
+pub async fn emulator_root_ca(key_type: ncp_pca_issuer::ncp::types::KeyType, days: u32) -> String {
+    use ncp_pca_issuer::ncp::types::{CaType, Period, X509Parameters};
+    let alias = format!("t{:08x}", rand_u32());
+    let new = ncp_pca_issuer::ncp::NewCa {
+        ca_type: CaType::PrivateRoot,
+        issuer_tag: None,
+        alias: alias.clone(),
+        memo: None,
+        key_type,
+        period: Period::Days(days),
+        subject: X509Parameters {
+            common_name: Some(format!("{alias} Root CA")),
+            ..X509Parameters::default()
+        },
+    };
+    ncp_client()
+        .create_ca(&new)
+        .await
+        .expect("root CA created")
+        .ca_info
+        .ca_tag
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish() as u32
+}
+
+/// Creates credentials and a `PrivateCA` (`cluster` = false) or `ClusterPrivateCA` pointing at `ca_tag`
+/// in the emulator, with `extra_spec` merged into the spec, and waits until it is Ready.
+pub async fn ready_issuer(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    cluster: bool,
+    ca_tag: &str,
+    extra_spec: serde_json::Value,
+) {
+    let (kind, plural, secret_ns) = if cluster {
+        (
+            "ClusterPrivateCA",
+            "clusterprivatecas",
+            CLUSTER_RESOURCE_NAMESPACE,
+        )
+    } else {
+        ("PrivateCA", "privatecas", ns)
+    };
+    let secret = format!("ncp-{name}");
+    credentials_secret(
+        client,
+        secret_ns,
+        &secret,
+        &[("NCLOUD_ACCESS_KEY", EMU_AK), ("NCLOUD_SECRET_KEY", EMU_SK)],
+    )
+    .await;
+    let mut spec = serde_json::json!({
+        "caTag": ca_tag, "endpoint": emulator().base_url(), "credentials": {"secretRef": {"name": secret}}
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+        spec.extend(extra.clone());
+    }
+    let api = dynamic(
+        client,
+        (!cluster).then_some(ns),
+        "pca.ncp-issuer.dev",
+        "v1alpha1",
+        kind,
+        plural,
+    );
+    apply(&api, serde_json::json!({"apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}))
+        .await
+        .expect("issuer applied");
+    issuer_condition(
+        client,
+        (!cluster).then_some(ns),
+        kind,
+        name,
+        "True",
+        "CAActive",
+    )
+    .await;
+}
+
+/// Creates a cert-manager Certificate.
+pub async fn certificate(client: &kube::Client, ns: &str, name: &str, spec: serde_json::Value) {
+    let api = dynamic(
+        client,
+        Some(ns),
+        "cert-manager.io",
+        "v1",
+        "Certificate",
+        "certificates",
+    );
+    apply(&api, serde_json::json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": name}, "spec": spec}))
+        .await
+        .expect("certificate applied");
+}
+
+/// Waits for a Certificate to be Ready and returns its Secret's `tls.crt` and `ca.crt`.
+pub async fn issued_secret(
+    client: &kube::Client,
+    ns: &str,
+    certificate: &str,
+    secret: &str,
+) -> (String, String) {
+    use k8s_openapi::api::core::v1::Secret;
+    let certs = dynamic(
+        client,
+        Some(ns),
+        "cert-manager.io",
+        "v1",
+        "Certificate",
+        "certificates",
+    );
+    let crs = dynamic(
+        client,
+        Some(ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ready = certs.get(certificate).await.ok().is_some_and(|c| {
+            c.data["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        });
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            let requests: Vec<String> = crs
+                .list(&Default::default())
+                .await
+                .map(|l| {
+                    l.items
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "{}: {}",
+                                r.metadata.name.clone().unwrap_or_default(),
+                                r.data["status"]
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            panic!("Certificate {ns}/{certificate} not Ready in time; requests: {requests:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get(secret)
+        .await
+        .expect("secret");
+    let data = secret.data.unwrap_or_default();
+    let get = |k: &str| {
+        String::from_utf8(data.get(k).map(|b| b.0.clone()).unwrap_or_default()).expect("utf8")
+    };
+    (get("tls.crt"), get("ca.crt"))
+}
+
+/// `openssl verify -CAfile ca.crt -untrusted <rest of tls.crt> <leaf>`; returns openssl's output.
+pub fn openssl_verify(tls_crt: &str, ca_crt: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let blocks = ncp_pca_issuer::ncp::types::split_pem_blocks(tls_crt);
+    let (leaf, rest) = blocks.split_first().ok_or("tls.crt holds no certificate")?;
+    std::fs::write(dir.path().join("leaf.pem"), leaf).map_err(|e| e.to_string())?;
+    std::fs::write(dir.path().join("ca.pem"), ca_crt).map_err(|e| e.to_string())?;
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.arg("verify")
+        .arg("-CAfile")
+        .arg(dir.path().join("ca.pem"));
+    if !rest.is_empty() {
+        std::fs::write(dir.path().join("untrusted.pem"), rest.concat())
+            .map_err(|e| e.to_string())?;
+        cmd.arg("-untrusted").arg(dir.path().join("untrusted.pem"));
+    }
+    let out = cmd
+        .arg(dir.path().join("leaf.pem"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
     }
 }

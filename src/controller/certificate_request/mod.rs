@@ -283,7 +283,7 @@ pub async fn run(
             .map(|cr| ObjectRef::from_obj(&*cr))
             .collect::<Vec<_>>()
     };
-    let waiting_on2 = waiting_on.clone();
+    let waiting_on2 = waiting_on;
     controller
         .watches(
             Api::<PrivateCA>::all(client.clone()),
@@ -296,7 +296,18 @@ pub async fn run(
             move |i| waiting_on2(&store2, ClusterPrivateCA::KIND, None, i.name_any()),
         )
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(
+            |cr, ctx| async move {
+                let started = std::time::Instant::now();
+                let result = reconcile(cr, ctx.clone()).await;
+                let outcome = if result.is_ok() { "ok" } else { "error" };
+                ctx.metrics
+                    .observe_reconcile("CertificateRequest", outcome, started.elapsed());
+                result
+            },
+            error_policy,
+            ctx,
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "certificaterequest controller event");

@@ -193,12 +193,18 @@ async fn finish(
     )
     .await?;
     status::event(cr, ctx, false, reason::ISSUED, &msg).await;
+    ctx.metrics
+        .certificate_issued(cr.spec.issuer_ref.kind.as_deref().unwrap_or_default());
     Ok(Action::await_change())
 }
 
 async fn fail(cr: &CertificateRequest, ctx: &Context, msg: &str) -> Result<Action, RequestError> {
     status::apply(cr, ctx, Update::failed(reason::FAILED, msg)).await?;
     status::event(cr, ctx, true, reason::FAILED, msg).await;
+    ctx.metrics.certificate_failed(
+        cr.spec.issuer_ref.kind.as_deref().unwrap_or_default(),
+        reason::FAILED,
+    );
     // Final: never touched again.
     Ok(Action::await_change())
 }

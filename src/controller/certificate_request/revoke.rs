@@ -92,6 +92,8 @@ pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action,
                 &format!("certificate {serial} revoked in NCP"),
             )
             .await;
+            ctx.metrics
+                .certificate_revoked(cr.spec.issuer_ref.kind.as_deref().unwrap_or_default());
             release(cr, ctx).await?;
             Ok(Action::await_change())
         }
