@@ -58,6 +58,8 @@ messages! {
     STREET_ADDRESS_TOO_LONG = (400, "INVALID_INPUT", "street address exceeded the allowed length.");
     UNSUPPORTED_KEY_BITS = (400, "INVALID_X509_KEY_TYPE", "Unsupported keyBits.");
     INVALID_KEY_TYPE = (400, "INVALID_X509_KEY_TYPE", "Invalid keyType.");
+    UNSUPPORTED_KEY_TYPE = (400, "INVALID_X509_KEY_TYPE", "Invalid key type.");
+    KEY_BITS_MISSING = (400, "INVALID_INPUT", "key bits are missing.");
     INVALID_CSR = (400, "INVALID_INPUT", "Invalid csr.");
     INVALID_ID_NO = (400, "INVAILD_ID_NO", "Invalid id no.");
     INVALID_USER = (400, "INVALID_USER", "Invalid user.");
