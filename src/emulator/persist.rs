@@ -8,10 +8,16 @@ use std::path::{Path, PathBuf};
 
 const VERSION: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct StateFile {
     version: u32,
     state: State,
+}
+
+#[derive(Serialize)]
+struct StateFileRef<'a> {
+    version: u32,
+    state: &'a State,
 }
 
 /// Loads the state; a missing file is an empty account.
@@ -51,9 +57,9 @@ fn temp_path(path: &Path) -> PathBuf {
 
 /// Saves the state: writes a temporary file next to `path` (mode 0600), syncs it, renames it over.
 pub(crate) fn save(path: &Path, state: &State) -> io::Result<()> {
-    let json = serde_json::to_vec(&StateFile {
+    let json = serde_json::to_vec(&StateFileRef {
         version: VERSION,
-        state: state.clone(),
+        state,
     })
     .map_err(io::Error::other)?;
     let tmp = temp_path(path);

@@ -180,25 +180,31 @@ async fn api(shared: Arc<Shared>, route: Route, req: Request) -> Response {
         query,
         body,
     };
+    let lose_response = fault.action == Some(FaultKind::CommitThenLoseResponse);
     let worker = Arc::clone(&shared);
-    let result = tokio::task::spawn_blocking(move || ops::execute(&worker, &call))
-        .await
-        .unwrap_or_else(|e| Err(internal("operation task failed", e)));
-    {
-        let mut stats = shared.stats();
+    // The counters are updated in the blocking task: they stay right even when the client gives up
+    // (and the connection, with this handler, goes away) before the operation finishes.
+    let result = tokio::task::spawn_blocking(move || {
+        let result = ops::execute(&worker, &call);
+        let mut stats = worker.stats();
         let counts = stats.entry(op);
         if result.is_ok() {
             counts.success += 1;
         } else {
             counts.error += 1;
         }
-    }
+        if lose_response {
+            counts.lost += 1;
+        }
+        result
+    })
+    .await
+    .unwrap_or_else(|e| Err(internal("operation task failed", e)));
     match &result {
-        Ok(_) => tracing::debug!(%op, "operation succeeded"),
+        Ok(_) => tracing::info!(%op, "operation succeeded"),
         Err(m) => tracing::info!(%op, code = m.code, msg = m.msg, "operation failed"),
     }
-    if fault.action == Some(FaultKind::CommitThenLoseResponse) {
-        shared.stats().entry(op).lost += 1;
+    if lose_response {
         tracing::info!(%op, "operation committed; withholding the response");
         return hold(&shared).await;
     }
