@@ -30,6 +30,9 @@ pub fn to_ms(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
+/// Largest clock offset: 100 years.
+pub(crate) const MAX_OFFSET_MS: i64 = 100 * 365 * 86_400_000;
+
 /// Wall clock plus an adjustable offset.
 #[derive(Debug, Default)]
 pub(crate) struct Clock {
@@ -45,16 +48,37 @@ impl Clock {
         self.offset_ms.load(Ordering::SeqCst)
     }
 
+    /// Moves the clock by `ms`, keeping the offset within ±[`MAX_OFFSET_MS`] so that dates stay far
+    /// from the limits of X.509 and `time` arithmetic.
     pub(crate) fn advance(&self, ms: i64) {
-        // Saturating: a huge advance must not wrap around into the past.
         let _ = self
             .offset_ms
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |o| {
-                Some(o.saturating_add(ms))
+                Some(o.saturating_add(ms).clamp(-MAX_OFFSET_MS, MAX_OFFSET_MS))
             });
     }
 
     pub(crate) fn reset(&self) {
         self.offset_ms.store(0, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_moves_by_offsets_within_bounds() {
+        let c = Clock::default();
+        c.advance(86_400_000);
+        assert_eq!(c.offset_ms(), 86_400_000);
+        assert!(c.now_ms() - wall_ms() >= 86_400_000 - 1_000);
+        c.advance(i64::MAX);
+        assert_eq!(c.offset_ms(), MAX_OFFSET_MS);
+        c.advance(i64::MIN);
+        assert_eq!(c.offset_ms(), -MAX_OFFSET_MS);
+        c.reset();
+        assert_eq!(c.offset_ms(), 0);
+        assert_eq!(to_ms(from_ms(1_700_000_000_123)), 1_700_000_000_123);
     }
 }
