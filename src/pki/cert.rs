@@ -219,11 +219,7 @@ pub struct Signer {
 impl Signer {
     /// Pairs a key with its certificate; fails when the certificate is for another key.
     pub fn new(key: PrivateKey, cert: CertInfo) -> Result<Self, PkiError> {
-        let public = key.public_key()?;
-        if rcgen::PublicKeyData::der_bytes(&public)
-            != rcgen::PublicKeyData::der_bytes(&cert.public_key)
-            || public.algorithm() != cert.public_key.algorithm()
-        {
+        if !key.public_key()?.same_key_as(&cert.public_key) {
             return Err(PkiError::KeyMismatch);
         }
         Ok(Self { key, cert })

@@ -181,6 +181,13 @@ impl PublicKeyInfo {
         &self.spki_der
     }
 
+    /// Whether both describe the same key (algorithm and key bits), whatever the SPKI encoding
+    /// details (e.g. an RSA AlgorithmIdentifier with or without NULL parameters).
+    #[must_use]
+    pub fn same_key_as(&self, other: &PublicKeyInfo) -> bool {
+        self.algorithm == other.algorithm && self.key_bits == other.key_bits
+    }
+
     /// The PEM `PUBLIC KEY` form.
     #[must_use]
     pub fn to_pem(&self) -> String {

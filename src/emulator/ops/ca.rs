@@ -283,11 +283,7 @@ pub(super) fn activate(ctx: &Ctx<'_>, call: &Call) -> OpResult {
     let public = key
         .public_key()
         .map_err(|e| internal("reading a CA key", e))?;
-    if cert.public_key.algorithm() != public.algorithm()
-        || rcgen::PublicKeyData::der_bytes(&cert.public_key)
-            != rcgen::PublicKeyData::der_bytes(&public)
-        || !cert.is_ca
-    {
+    if !cert.public_key.same_key_as(&public) || !cert.is_ca {
         return Err(messages::INVALID_CERT);
     }
     if ctx.now > cert.not_after {
