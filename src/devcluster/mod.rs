@@ -88,6 +88,8 @@ pub struct ClusterOptions {
     pub cert_manager_cluster_resource_namespace: String,
     /// More CRDs (multi-document YAML) to install before the controllers start.
     pub extra_crds: Vec<String>,
+    /// Extra arguments of the cert-manager controller (e.g. `--controllers=…` without the approver).
+    pub cert_manager_args: Vec<String>,
 }
 
 impl ClusterOptions {
@@ -109,6 +111,7 @@ impl ClusterOptions {
             cert_manager: true,
             cert_manager_cluster_resource_namespace: "cert-manager".into(),
             extra_crds: Vec::new(),
+            cert_manager_args: Vec::new(),
         })
     }
 }
@@ -299,10 +302,11 @@ impl Cluster {
         if options.cert_manager {
             let ns = options.cert_manager_cluster_resource_namespace.clone();
             runtime.block_on(cluster.ensure_namespace(&ns))?;
-            let cm_args = vec![
+            let mut cm_args = vec![
                 format!("--kubeconfig={}", cluster.kubeconfig_path.display()),
                 format!("--cluster-resource-namespace={ns}"),
             ];
+            cm_args.extend(options.cert_manager_args.iter().cloned());
             cluster.processes.push(
                 Supervised::start(
                     "cert-manager-controller",

@@ -9,6 +9,20 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static CERT_MANAGER_ARGS: OnceLock<Vec<String>> = OnceLock::new();
+
+/// cert-manager's controllers without its approver: approval is then the test's to give or refuse.
+/// Call before the first [`cluster`] of a test binary, in every test of that binary.
+pub fn without_cert_manager_approver() {
+    CERT_MANAGER_ARGS.get_or_init(|| {
+        vec![
+            "--controllers=certificates-trigger,certificates-issuing,certificates-key-manager,\
+             certificates-request-manager,certificates-readiness,certificates-revision-manager,\
+             issuers,clusterissuers,certificaterequests-issuer-ca,certificaterequests-issuer-selfsigned"
+                .to_string(),
+        ]
+    });
+}
 
 /// The control plane of this test binary, started on first use. A cluster that cannot start fails
 /// the test with the reason: cluster tests never skip.
@@ -19,7 +33,9 @@ pub fn cluster() -> &'static Cluster {
         std::thread::spawn(|| {
             ClusterOptions::from_env()
                 .map(|mut o| {
-                    o.extra_crds.push(ncp_pca_issuer::api::crd_yaml().expect("our CRDs render"));
+                    o.extra_crds
+                        .push(ncp_pca_issuer::api::crd_yaml().expect("our CRDs render"));
+                    o.cert_manager_args = CERT_MANAGER_ARGS.get().cloned().unwrap_or_default();
                     o
                 })
                 .and_then(Cluster::start)
