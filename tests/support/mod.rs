@@ -122,6 +122,8 @@ pub const CLUSTER_RESOURCE_NAMESPACE: &str = "cert-manager";
 /// per test binary — like one deployed operator serving every test).
 pub fn operator() {
     let started = OPERATOR.get_or_init(|| {
+        // The operator's warnings go to stderr (RUST_LOG overrides), uncaptured: they explain failures.
+        ncp_pca_issuer::telemetry::init(ncp_pca_issuer::telemetry::LogFormat::Plain, "warn");
         let cluster = cluster();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -160,7 +162,7 @@ pub fn operator() {
                     let ctx = ncp_pca_issuer::controller::context(
                         client,
                         settings,
-                        None,
+                        ncp_pca_issuer::metrics::Metrics::new(),
                         Some("tests".into()),
                     );
                     let _ = tx.send(Ok(()));

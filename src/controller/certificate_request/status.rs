@@ -81,7 +81,8 @@ pub fn patch_body(
         reason: Some(update.reason.clone()),
         message: Some(update.message.clone()),
         last_transition_time: Some(transition),
-        observed_generation: cr.metadata.generation,
+        // cert-manager's CertificateRequest conditions have no observedGeneration field.
+        observed_generation: None,
     };
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let mut status = serde_json::json!({ "conditions": [condition] });

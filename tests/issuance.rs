@@ -1,0 +1,380 @@
+//! End to end: cert-manager Certificates issued through PrivateCA / ClusterPrivateCA by our controllers,
+//! against the real cert-manager controller and the NCP emulator.
+
+mod support;
+
+use ncp_pca_issuer::ncp::Operation;
+use ncp_pca_issuer::ncp::types::KeyType;
+use std::time::Duration;
+use support::{
+    certificate, client, dynamic, emulator, emulator_root_ca, eventually, issued_secret, namespace,
+    ncp_client, openssl_verify, operator, ready_issuer,
+};
+use x509_parser::extensions::GeneralName;
+
+fn parse_leaf(tls_crt: &str) -> Vec<u8> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(tls_crt.as_bytes()).expect("pem");
+    pem.contents
+}
+
+/// Whether `serial` is in the CA's CRL, after a rotation.
+async fn in_crl(ca: &str, serial: &[u8]) -> Option<bool> {
+    let ncp = ncp_client();
+    ncp.rotate_crl(ca).await.ok()?;
+    let crl = ncp.get_ca_crl(ca).await.ok()?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(crl.as_bytes()).ok()?;
+    let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).ok()?;
+    Some(
+        crl.iter_revoked_certificates()
+            .any(|r| r.raw_serial() == serial),
+    )
+}
+
+fn serial_of(tls_crt: &str) -> Vec<u8> {
+    let der = parse_leaf(tls_crt);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("parses");
+    cert.raw_serial().to_vec()
+}
+
+fn issuer_ref(name: &str, kind: &str) -> serde_json::Value {
+    serde_json::json!({"group": "pca.ncp-issuer.dev", "kind": kind, "name": name})
+}
+
+#[tokio::test]
+async fn a_certificate_from_a_namespaced_private_ca_is_issued_with_the_sans_asked_for_and_verifies_to_ca_crt()
+ {
+    operator();
+    let client = client().await;
+    let ns = namespace("issue-pca").await;
+    let ca = emulator_root_ca(KeyType::Rsa2048, 3650).await;
+    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+
+    certificate(
+        &client,
+        &ns,
+        "web",
+        serde_json::json!({
+            "secretName": "web-tls", "commonName": "web.example.com",
+            "dnsNames": ["web.example.com", "www.example.com"], "ipAddresses": ["10.1.2.3"],
+            "uris": ["spiffe://cluster.local/ns/x/sa/web"], "emailAddresses": ["ops@example.com"],
+            "privateKey": {"algorithm": "RSA", "size": 2048},
+            "issuerRef": issuer_ref("pca", "PrivateCA")
+        }),
+    )
+    .await;
+    let (tls, ca_crt) = issued_secret(&client, &ns, "web", "web-tls").await;
+
+    let verdict = openssl_verify(&tls, &ca_crt).expect("chain verifies to ca.crt");
+    assert!(verdict.contains("OK"), "{verdict}");
+    let der = parse_leaf(&tls);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("leaf parses");
+    let sans = cert
+        .subject_alternative_name()
+        .expect("san ext")
+        .expect("san present")
+        .value
+        .general_names
+        .clone();
+    let has = |want: &str| {
+        sans.iter().any(|g| match g {
+            GeneralName::DNSName(d) | GeneralName::RFC822Name(d) | GeneralName::URI(d) => {
+                *d == want
+            }
+            GeneralName::IPAddress(ip) => *ip == [10u8, 1, 2, 3].as_slice() && want == "10.1.2.3",
+            _ => false,
+        })
+    };
+    for want in [
+        "web.example.com",
+        "www.example.com",
+        "10.1.2.3",
+        "spiffe://cluster.local/ns/x/sa/web",
+        "ops@example.com",
+    ] {
+        assert!(has(want), "{want} missing from {sans:?}");
+    }
+    assert!(!cert.is_ca());
+    assert_eq!(emulator().stats().issued_by(&ca), 1);
+}
+
+#[tokio::test]
+async fn a_certificate_from_a_cluster_private_ca_with_an_ecdsa_key_is_issued() {
+    operator();
+    let client = client().await;
+    let ns = namespace("issue-cpca").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    let name = format!("cpca-{ns}");
+    ready_issuer(&client, &ns, &name, true, &ca, serde_json::json!({})).await;
+
+    certificate(
+        &client,
+        &ns,
+        "api",
+        serde_json::json!({
+            "secretName": "api-tls", "dnsNames": ["api.example.com"], "duration": "24h",
+            "privateKey": {"algorithm": "ECDSA", "size": 256},
+            "issuerRef": issuer_ref(&name, "ClusterPrivateCA")
+        }),
+    )
+    .await;
+    let (tls, ca_crt) = issued_secret(&client, &ns, "api", "api-tls").await;
+
+    openssl_verify(&tls, &ca_crt).expect("chain verifies");
+    assert_eq!(
+        emulator().stats().issued_by(&ca),
+        1,
+        "exactly one certificate signed for one request"
+    );
+}
+
+#[tokio::test]
+async fn an_is_ca_certificate_is_signed_with_sign_sub_csr_and_has_ca_basic_constraints() {
+    operator();
+    let client = client().await;
+    let ns = namespace("issue-isca").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    let before = emulator().stats().calls(Operation::SignSubCsr).success;
+
+    certificate(&client, &ns, "inter", serde_json::json!({
+        "secretName": "inter-tls", "commonName": "Team Intermediate", "isCA": true, "duration": "720h",
+        "privateKey": {"algorithm": "ECDSA", "size": 256},
+        "issuerRef": issuer_ref("pca", "PrivateCA")
+    }))
+    .await;
+    let (tls, ca_crt) = issued_secret(&client, &ns, "inter", "inter-tls").await;
+
+    openssl_verify(&tls, &ca_crt).expect("chain verifies");
+    let der = parse_leaf(&tls);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("parses");
+    assert!(cert.is_ca(), "basic constraints CA");
+    assert!(
+        emulator().stats().calls(Operation::SignSubCsr).success > before,
+        "Sign Sub Csr was used"
+    );
+}
+
+#[tokio::test]
+async fn a_request_waits_while_its_issuer_is_not_ready_and_is_issued_once_it_is() {
+    operator();
+    let client = client().await;
+    let ns = namespace("issue-wait").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    // The issuer exists but its credentials do not yet.
+    let pcas = dynamic(
+        &client,
+        Some(&ns),
+        "pca.ncp-issuer.dev",
+        "v1alpha1",
+        "PrivateCA",
+        "privatecas",
+    );
+    support::apply(&pcas, serde_json::json!({
+        "apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "PrivateCA", "metadata": {"name": "later"},
+        "spec": {"caTag": ca, "endpoint": emulator().base_url(), "credentials": {"secretRef": {"name": "ncp-later"}}}
+    }))
+    .await
+    .expect("issuer");
+    certificate(&client, &ns, "w", serde_json::json!({
+        "secretName": "w-tls", "dnsNames": ["w.example.com"], "privateKey": {"algorithm": "ECDSA"},
+        "issuerRef": issuer_ref("later", "PrivateCA")
+    }))
+    .await;
+    let crs = dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    let message = eventually(
+        "the request to wait with Pending",
+        Duration::from_secs(60),
+        || async {
+            let list = crs.list(&Default::default()).await.ok()?;
+            let cr = list.items.first()?;
+            let ready = cr.data["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?
+                .clone();
+            (ready["reason"] == "Pending")
+                .then(|| ready["message"].as_str().unwrap_or_default().to_string())
+        },
+    )
+    .await;
+    assert!(
+        message.contains("later") && message.contains("Ready"),
+        "{message}"
+    );
+    assert_eq!(emulator().stats().issued_by(&ca), 0);
+
+    support::credentials_secret(
+        &client,
+        &ns,
+        "ncp-later",
+        &[
+            ("NCLOUD_ACCESS_KEY", support::EMU_AK),
+            ("NCLOUD_SECRET_KEY", support::EMU_SK),
+        ],
+    )
+    .await;
+    let (tls, ca_crt) = issued_secret(&client, &ns, "w", "w-tls").await;
+    openssl_verify(&tls, &ca_crt).expect("verifies");
+}
+
+#[tokio::test]
+async fn an_unsupported_key_fails_with_a_message_naming_what_is_supported_and_signs_nothing() {
+    operator();
+    let client = client().await;
+    let ns = namespace("issue-p384").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+
+    certificate(&client, &ns, "p384", serde_json::json!({
+        "secretName": "p384-tls", "dnsNames": ["p384.example.com"], "privateKey": {"algorithm": "ECDSA", "size": 384},
+        "issuerRef": issuer_ref("pca", "PrivateCA")
+    }))
+    .await;
+    let crs = dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    let (message, failure_time) =
+        eventually("the request to fail", Duration::from_secs(60), || async {
+            let list = crs.list(&Default::default()).await.ok()?;
+            let cr = list.items.first()?;
+            let ready = cr.data["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?
+                .clone();
+            (ready["reason"] == "Failed").then(|| {
+                (
+                    ready["message"].as_str().unwrap_or_default().to_string(),
+                    cr.data["status"]["failureTime"].clone(),
+                )
+            })
+        })
+        .await;
+    assert!(
+        message.contains("P-384") || message.contains("384"),
+        "{message}"
+    );
+    assert!(
+        message.contains("P-256") && message.contains("RSA 2048"),
+        "names what is supported: {message}"
+    );
+    assert!(failure_time.is_string(), "failureTime set");
+    assert_eq!(emulator().stats().issued_by(&ca), 0);
+}
+
+#[tokio::test]
+async fn deleting_a_certificate_revokes_its_certificate_in_ncp() {
+    operator();
+    let client = client().await;
+    let ns = namespace("issue-revoke").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    certificate(&client, &ns, "gone", serde_json::json!({
+        "secretName": "gone-tls", "dnsNames": ["gone.example.com"], "privateKey": {"algorithm": "ECDSA"},
+        "issuerRef": issuer_ref("pca", "PrivateCA")
+    }))
+    .await;
+    let (tls, _) = issued_secret(&client, &ns, "gone", "gone-tls").await;
+    let serial = serial_of(&tls);
+
+    let certs = dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "Certificate",
+        "certificates",
+    );
+    certs
+        .delete("gone", &Default::default())
+        .await
+        .expect("delete certificate");
+
+    eventually(
+        "the serial in the CA's CRL",
+        Duration::from_secs(90),
+        || async { in_crl(&ca, &serial).await?.then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_the_never_policy_deleting_a_certificate_revokes_nothing() {
+    operator();
+    let client = client().await;
+    let ns = namespace("issue-never").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    ready_issuer(
+        &client,
+        &ns,
+        "pca",
+        false,
+        &ca,
+        serde_json::json!({"revocationPolicy": "Never"}),
+    )
+    .await;
+    certificate(&client, &ns, "kept", serde_json::json!({
+        "secretName": "kept-tls", "dnsNames": ["kept.example.com"], "privateKey": {"algorithm": "ECDSA"},
+        "issuerRef": issuer_ref("pca", "PrivateCA")
+    }))
+    .await;
+    let (tls, _) = issued_secret(&client, &ns, "kept", "kept-tls").await;
+    let serial = serial_of(&tls);
+    let crs = dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    let list = crs.list(&Default::default()).await.expect("list");
+    assert!(
+        list.items.iter().all(|cr| !cr
+            .metadata
+            .finalizers
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .any(|f| f == "pca.ncp-issuer.dev/revoke")),
+        "no finalizer under Never"
+    );
+    let certs = dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "Certificate",
+        "certificates",
+    );
+    certs
+        .delete("kept", &Default::default())
+        .await
+        .expect("delete");
+    eventually(
+        "the requests to be garbage collected",
+        Duration::from_secs(60),
+        || async {
+            crs.list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(in_crl(&ca, &serial).await, Some(false), "not revoked");
+}
