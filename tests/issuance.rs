@@ -378,3 +378,125 @@ async fn with_the_never_policy_deleting_a_certificate_revokes_nothing() {
     .await;
     assert_eq!(in_crl(&ca, &serial).await, Some(false), "not revoked");
 }
+
+async fn request_ready(client: &kube::Client, ns: &str, reason: &str) -> serde_json::Value {
+    let crs = dynamic(
+        client,
+        Some(ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    eventually(
+        &format!("a request with Ready reason {reason}"),
+        Duration::from_secs(60),
+        || async {
+            let list = crs.list(&Default::default()).await.ok()?;
+            list.items.iter().find_map(|cr| {
+                let ready = cr.data["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "Ready")?
+                    .clone();
+                (ready["reason"] == reason).then_some(cr.data.clone())
+            })
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_request_whose_csr_is_broken_fails_and_signs_nothing() {
+    use base64::Engine as _;
+    operator();
+    let client = client().await;
+    let ns = namespace("issue-badcsr").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    let crs = dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    let garbage =
+        "-----BEGIN CERTIFICATE REQUEST-----\nbm90IGEgY3Ny\n-----END CERTIFICATE REQUEST-----\n";
+    support::apply(&crs, serde_json::json!({
+        "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest", "metadata": {"name": "broken"},
+        "spec": {"request": base64::engine::general_purpose::STANDARD.encode(garbage),
+                 "issuerRef": issuer_ref("pca", "PrivateCA")}
+    }))
+    .await
+    .expect("request");
+
+    let cr = request_ready(&client, &ns, "Failed").await;
+
+    let ready = cr["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a valid CSR"),
+        "{ready}"
+    );
+    assert!(cr["status"]["failureTime"].is_string());
+    assert_eq!(emulator().stats().issued_by(&ca), 0);
+}
+
+#[tokio::test]
+async fn a_duration_longer_than_the_ca_lives_is_clamped_to_the_ca_and_said_in_an_event() {
+    operator();
+    let client = client().await;
+    let ns = namespace("issue-clamp").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 10).await;
+    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+
+    certificate(
+        &client,
+        &ns,
+        "long",
+        serde_json::json!({
+            "secretName": "long-tls", "dnsNames": ["long.example.com"], "duration": "2160h",
+            "privateKey": {"algorithm": "ECDSA"}, "issuerRef": issuer_ref("pca", "PrivateCA")
+        }),
+    )
+    .await;
+    let (tls, ca_crt) = issued_secret(&client, &ns, "long", "long-tls").await;
+
+    let leaf_der = parse_leaf(&tls);
+    let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der).expect("leaf");
+    let (_, ca_pem) = x509_parser::pem::parse_x509_pem(ca_crt.as_bytes()).expect("ca pem");
+    let (_, root) = x509_parser::parse_x509_certificate(&ca_pem.contents).expect("ca");
+    assert!(
+        leaf.validity().not_after <= root.validity().not_after,
+        "never outlives the CA"
+    );
+    let days =
+        (leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp()) / 86_400;
+    assert!(days <= 10, "clamped to the CA's life: {days} days");
+
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(client.clone(), &ns);
+    let note = eventually(
+        "an Issued event with the effective NotAfter",
+        Duration::from_secs(30),
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .find(|e| e.reason.as_deref() == Some("Issued"))
+                .and_then(|e| e.note.clone())
+        },
+    )
+    .await;
+    assert!(note.contains("valid until"), "{note}");
+}

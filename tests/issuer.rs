@@ -188,3 +188,133 @@ async fn a_cluster_private_ca_reads_its_secret_from_the_cluster_resource_namespa
     )
     .await;
 }
+
+#[tokio::test]
+async fn wrong_credentials_make_the_issuer_not_ready_with_authentication_failed() {
+    operator();
+    let client = client().await;
+    let ns = namespace("issuer-wrongkey").await;
+    let ca = support::emulator_root_ca(ncp_pca_issuer::ncp::types::KeyType::Ec256, 3650).await;
+    credentials_secret(
+        &client,
+        &ns,
+        "ncp",
+        &[
+            ("NCLOUD_ACCESS_KEY", support::EMU_AK),
+            ("NCLOUD_SECRET_KEY", "wrong-secret"),
+        ],
+    )
+    .await;
+    let pcas = dynamic(
+        &client,
+        Some(&ns),
+        "pca.ncp-issuer.dev",
+        "v1alpha1",
+        "PrivateCA",
+        "privatecas",
+    );
+    apply(&pcas, serde_json::json!({
+        "apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "PrivateCA", "metadata": {"name": "pca"},
+        "spec": {"caTag": ca, "endpoint": support::emulator().base_url(), "credentials": {"secretRef": {"name": "ncp"}}}
+    }))
+    .await
+    .expect("privateca");
+
+    let ready = issuer_condition(
+        &client,
+        Some(&ns),
+        "PrivateCA",
+        "pca",
+        "False",
+        "AuthenticationFailed",
+    )
+    .await;
+
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(message.contains("Authentication Failed"), "{message}");
+    assert!(!message.contains("wrong-secret"), "{message}");
+}
+
+#[tokio::test]
+async fn a_deactivated_ca_makes_the_issuer_not_ready_and_reactivation_makes_it_ready_again() {
+    use ncp_pca_issuer::ncp::types::CaStatus;
+    operator();
+    let client = client().await;
+    let ns = namespace("issuer-deactivated").await;
+    let ca = support::emulator_root_ca(ncp_pca_issuer::ncp::types::KeyType::Ec256, 3650).await;
+    support::ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    let ncp = support::ncp_client();
+
+    ncp.update_ca(&ca, Some(&CaStatus::Deactivated), None)
+        .await
+        .expect("deactivate");
+    let ready = issuer_condition(
+        &client,
+        Some(&ns),
+        "PrivateCA",
+        "pca",
+        "False",
+        "CANotActive",
+    )
+    .await;
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("DEACTIVATED"),
+        "{ready}"
+    );
+
+    ncp.update_ca(&ca, Some(&CaStatus::Active), None)
+        .await
+        .expect("reactivate");
+    issuer_condition(&client, Some(&ns), "PrivateCA", "pca", "True", "CAActive").await;
+}
+
+#[tokio::test]
+async fn an_unknown_ca_tag_says_ca_not_found() {
+    operator();
+    let client = client().await;
+    let ns = namespace("issuer-noca").await;
+    credentials_secret(
+        &client,
+        &ns,
+        "ncp",
+        &[
+            ("NCLOUD_ACCESS_KEY", support::EMU_AK),
+            ("NCLOUD_SECRET_KEY", support::EMU_SK),
+        ],
+    )
+    .await;
+    let pcas = dynamic(
+        &client,
+        Some(&ns),
+        "pca.ncp-issuer.dev",
+        "v1alpha1",
+        "PrivateCA",
+        "privatecas",
+    );
+    apply(&pcas, serde_json::json!({
+        "apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "PrivateCA", "metadata": {"name": "pca"},
+        "spec": {"caTag": "nosuch00-nosuch00", "endpoint": support::emulator().base_url(), "credentials": {"secretRef": {"name": "ncp"}}}
+    }))
+    .await
+    .expect("privateca");
+
+    let ready = issuer_condition(
+        &client,
+        Some(&ns),
+        "PrivateCA",
+        "pca",
+        "False",
+        "CANotFound",
+    )
+    .await;
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("The CA doesn't exist."),
+        "{ready}"
+    );
+}
