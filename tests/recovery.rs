@@ -6,13 +6,12 @@ mod support;
 use ncp_pca_issuer::emulator::{FaultKind, FaultRule};
 use ncp_pca_issuer::ncp::Operation;
 use ncp_pca_issuer::ncp::types::KeyType;
-use std::sync::Mutex;
 use support::{
     certificate, client, emulator, emulator_root_ca, issued_secret, namespace, openssl_verify,
     operator, ready_issuer,
 };
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn issuer_ref(name: &str, kind: &str) -> serde_json::Value {
     serde_json::json!({"group": "pca.ncp-issuer.dev", "kind": kind, "name": name})
@@ -20,9 +19,7 @@ fn issuer_ref(name: &str, kind: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_lost_signing_response_still_ends_issued_with_exactly_one_certificate() {
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = ONE_AT_A_TIME.lock().await;
     operator();
     let client = client().await;
     let ns = namespace("issue-lost").await;
@@ -52,9 +49,7 @@ async fn a_lost_signing_response_still_ends_issued_with_exactly_one_certificate(
 
 #[tokio::test]
 async fn throttling_and_server_errors_are_retried_until_the_certificate_is_issued_once() {
-    let _serial = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = ONE_AT_A_TIME.lock().await;
     operator();
     let client = client().await;
     let ns = namespace("issue-flaky").await;
