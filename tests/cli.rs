@@ -1,0 +1,219 @@
+//! The binary as users run it: `ncp-pca-issuer emulator` as a process, driven by `ncp-pca-issuer pca …`.
+
+use ncp_pca_issuer::devcluster::process::Supervised;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ncp-pca-issuer");
+const AK: &str = "cli-access-key";
+const SK: &str = "cli-secret-key";
+
+struct Emulator {
+    _process: Supervised,
+    url: String,
+}
+
+fn start_emulator(dir: &Path, state_file: Option<&Path>) -> Emulator {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut args = vec![
+        "emulator".to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--access-key".into(),
+        AK.into(),
+        "--secret-key".into(),
+        SK.into(),
+    ];
+    if let Some(path) = state_file {
+        args.push("--state-file".into());
+        args.push(path.display().to_string());
+    }
+    let process = Supervised::start(
+        "emulator",
+        Path::new(BIN),
+        &args,
+        dir.join(format!("emulator-{port}.log")),
+    )
+    .expect("emulator starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "emulator did not listen: {}",
+            process.log_tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Emulator {
+        _process: process,
+        url,
+    }
+}
+
+fn pca(emu: &Emulator, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("pca")
+        .args(args)
+        .env("NCP_PCA_ENDPOINT", &emu.url)
+        .env("NCLOUD_ACCESS_KEY", AK)
+        .env("NCLOUD_SECRET_KEY", SK)
+        .output()
+        .expect("pca runs")
+}
+
+fn ok_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "pca failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json on stdout")
+}
+
+#[test]
+fn a_user_creates_a_ca_signs_a_csr_and_revokes_it_with_the_cli_against_the_emulator_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start_emulator(dir.path(), None);
+
+    let created = ok_json(&pca(
+        &emu,
+        &[
+            "create",
+            "--alias",
+            "cliroot",
+            "--common-name",
+            "CLI Root",
+            "--key-type",
+            "RSA2048",
+        ],
+    ));
+    let tag = created["caInfo"]["caTag"]
+        .as_str()
+        .expect("caTag")
+        .to_string();
+    assert_eq!(created["caInfo"]["status"], "ACTIVE");
+
+    let listed = ok_json(&pca(&emu, &["list"]));
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["caInfo"]["caTag"] == tag.as_str())
+    );
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(vec!["cli.example.com".to_string()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap();
+    std::fs::write(dir.path().join("req.csr"), csr.pem().unwrap()).unwrap();
+    let signed = ok_json(&pca(
+        &emu,
+        &[
+            "sign",
+            &tag,
+            "--csr",
+            dir.path().join("req.csr").to_str().unwrap(),
+            "--period",
+            "30",
+        ],
+    ));
+    let serial = signed["serialNo"].as_str().expect("serial").to_string();
+
+    // --pem prints the certificate and its chain, ready for openssl.
+    let pem = pca(&emu, &["cert", &tag, &serial, "--pem"]);
+    assert!(pem.status.success());
+    let chain = pca(&emu, &["chain", &tag, "--pem"]);
+    std::fs::write(dir.path().join("bundle.pem"), &pem.stdout).unwrap();
+    std::fs::write(dir.path().join("root.pem"), &chain.stdout).unwrap();
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(dir.path().join("root.pem"))
+        .arg(dir.path().join("bundle.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    ok_json(&pca(&emu, &["revoke", &tag, &serial]));
+    let crl = pca(&emu, &["crl", &tag, "--pem"]);
+    let crl_text = String::from_utf8(crl.stdout).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(crl_text.as_bytes()).expect("crl pem");
+    let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).expect("crl");
+    let hex: Vec<String> = crl
+        .iter_revoked_certificates()
+        .map(|r| {
+            r.raw_serial()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .collect();
+    assert!(
+        hex.iter()
+            .any(|h| h.trim_start_matches("00:") == serial.trim_start_matches("00:")),
+        "{serial} not in {hex:?}"
+    );
+}
+
+#[test]
+fn cli_errors_name_the_problem_and_never_show_the_secret_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start_emulator(dir.path(), None);
+
+    let missing = pca(&emu, &["get", "nosuch00-nosuch00"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("The CA doesn't exist."));
+
+    let wrong = Command::new(BIN)
+        .args(["pca", "list"])
+        .env("NCP_PCA_ENDPOINT", &emu.url)
+        .env("NCLOUD_ACCESS_KEY", AK)
+        .env("NCLOUD_SECRET_KEY", "a-wrong-secret-value")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success());
+    assert!(stderr.contains("Authentication Failed"), "{stderr}");
+    assert!(!stderr.contains("a-wrong-secret-value"), "{stderr}");
+
+    let no_creds = Command::new(BIN)
+        .args(["pca", "list"])
+        .env_remove("NCLOUD_ACCESS_KEY")
+        .env_remove("NCLOUD_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&no_creds.stderr).contains("missing credentials"));
+}
+
+#[test]
+fn cas_survive_an_emulator_restart_with_a_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let tag = {
+        let emu = start_emulator(dir.path(), Some(&state));
+        ok_json(&pca(
+            &emu,
+            &["create", "--alias", "keptca", "--common-name", "Kept"],
+        ))["caInfo"]["caTag"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let emu = start_emulator(dir.path(), Some(&state));
+    let got = ok_json(&pca(&emu, &["get", &tag]));
+    assert_eq!(got["caInfo"]["alias"], "keptca");
+}
