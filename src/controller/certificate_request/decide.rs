@@ -215,6 +215,8 @@ pub struct Issued {
     pub not_after: time::OffsetDateTime,
     /// Colon-hex serial of the leaf.
     pub serial: String,
+    /// The leaf, DER.
+    pub leaf_der: Vec<u8>,
 }
 
 /// Builds `status.certificate` and `status.ca` from NCP's certificate and chain (any order), after
@@ -273,7 +275,59 @@ pub fn assemble(
         ca_pem: root.to_pem(),
         not_after: leaf.not_after,
         serial: leaf.serial.to_string(),
+        leaf_der: leaf.der.clone(),
     })
+}
+
+/// The requested cert-manager usages that the issued certificate does not allow. NCP takes no usage
+/// parameter, so this is how a request learns that it got less than it asked for. An absent keyUsage
+/// or extendedKeyUsage extension restricts nothing (RFC 5280).
+#[must_use]
+pub fn missing_usages(requested: &[String], leaf_der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::ParsedExtension;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf_der) else {
+        return requested.to_vec();
+    };
+    let mut ku = None;
+    let mut eku = None;
+    for ext in cert.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::KeyUsage(k) => ku = Some(*k),
+            ParsedExtension::ExtendedKeyUsage(e) => eku = Some(e.clone()),
+            _ => {}
+        }
+    }
+    let has_ku = |f: fn(&x509_parser::extensions::KeyUsage) -> bool| ku.as_ref().is_none_or(f);
+    let has_eku = |f: fn(&x509_parser::extensions::ExtendedKeyUsage) -> bool| {
+        eku.as_ref().is_none_or(|e| e.any || f(e))
+    };
+    requested
+        .iter()
+        .filter(|usage| {
+            let allowed = match usage.as_str() {
+                "signing" | "digital signature" => has_ku(|k| k.digital_signature()),
+                "content commitment" => has_ku(|k| k.non_repudiation()),
+                "key encipherment" => has_ku(|k| k.key_encipherment()),
+                "key agreement" => has_ku(|k| k.key_agreement()),
+                "data encipherment" => has_ku(|k| k.data_encipherment()),
+                "cert sign" => has_ku(|k| k.key_cert_sign()),
+                "crl sign" => has_ku(|k| k.crl_sign()),
+                "encipher only" => has_ku(|k| k.encipher_only()),
+                "decipher only" => has_ku(|k| k.decipher_only()),
+                "any" => eku.as_ref().is_none_or(|e| e.any),
+                "server auth" => has_eku(|e| e.server_auth),
+                "client auth" => has_eku(|e| e.client_auth),
+                "code signing" => has_eku(|e| e.code_signing),
+                "email protection" | "s/mime" => has_eku(|e| e.email_protection),
+                "timestamping" => has_eku(|e| e.time_stamping),
+                "ocsp signing" => has_eku(|e| e.ocsp_signing),
+                // Usages x509-parser does not name (ipsec, sgc): only an absent extension allows them.
+                _ => eku.is_none(),
+            };
+            !allowed
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -448,5 +502,63 @@ mod tests {
             period_days(Duration::from_secs(day), now, Some(now + 3600)),
             Err(DurationError::CaExpiresTooSoon { .. })
         ));
+    }
+
+    fn leaf_with(
+        kus: Vec<rcgen::KeyUsagePurpose>,
+        ekus: Vec<rcgen::ExtendedKeyUsagePurpose>,
+    ) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["a.example".to_string()]).unwrap();
+        params.key_usages = kus;
+        params.extended_key_usages = ekus;
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn usages_the_certificate_allows_are_not_reported() {
+        let der = leaf_with(
+            vec![
+                rcgen::KeyUsagePurpose::DigitalSignature,
+                rcgen::KeyUsagePurpose::KeyEncipherment,
+            ],
+            vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        );
+        let asked: Vec<String> = [
+            "digital signature",
+            "key encipherment",
+            "server auth",
+            "client auth",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert!(missing_usages(&asked, &der).is_empty());
+    }
+
+    #[test]
+    fn usages_the_certificate_lacks_are_reported() {
+        let der = leaf_with(
+            vec![rcgen::KeyUsagePurpose::DigitalSignature],
+            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth],
+        );
+        let asked: Vec<String> = ["digital signature", "code signing", "cert sign"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            missing_usages(&asked, &der),
+            vec!["code signing".to_string(), "cert sign".to_string()]
+        );
+    }
+
+    #[test]
+    fn absent_extensions_restrict_nothing() {
+        let der = leaf_with(vec![], vec![]);
+        let asked: Vec<String> = ["code signing", "cert sign", "ipsec user"]
+            .map(String::from)
+            .to_vec();
+        assert!(missing_usages(&asked, &der).is_empty());
     }
 }

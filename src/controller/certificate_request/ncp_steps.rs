@@ -193,6 +193,14 @@ async fn finish(
     )
     .await?;
     status::event(cr, ctx, false, reason::ISSUED, &msg).await;
+    let missing = decide::missing_usages(&cr.spec.usages, &issued.leaf_der);
+    if !missing.is_empty() {
+        let note = format!(
+            "NCP Private CA takes no usage parameter and the issued certificate does not allow: {}",
+            missing.join(", ")
+        );
+        status::event(cr, ctx, true, "UsagesNotHonoured", &note).await;
+    }
     ctx.metrics
         .certificate_issued(cr.spec.issuer_ref.kind.as_deref().unwrap_or_default());
     Ok(Action::await_change())
