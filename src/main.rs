@@ -28,6 +28,13 @@ enum Command {
     Emulator(EmulatorArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crdgen,
+    /// Remove our revocation finalizer from every CertificateRequest (before uninstalling; revokes
+    /// nothing).
+    RemoveFinalizers {
+        /// Kubeconfig file (default: in-cluster configuration, then $KUBECONFIG / ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+    },
     /// Start a local control plane (etcd, kube-apiserver, kube-controller-manager, cert-manager) on
     /// 127.0.0.1 for development; stops on Ctrl-C.
     DevCluster(DevClusterArgs),
@@ -130,6 +137,16 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::RemoveFinalizers { kubeconfig } => {
+            telemetry::init(cli.log_format, "warn");
+            match remove_finalizers(kubeconfig).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Crdgen => match ncp_pca_issuer::api::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
@@ -205,10 +222,8 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
-    use ncp_pca_issuer::{controller, lease, metrics, server};
-    use std::time::Duration;
-    let config = match &args.kubeconfig {
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
             kube::Config::from_custom_kubeconfig(
@@ -219,7 +234,25 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         }
         None => kube::Config::infer().await?,
     };
-    let client = kube::Client::try_from(config)?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn remove_finalizers(kubeconfig: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let client = kube_client(kubeconfig.as_deref()).await?;
+    let released =
+        ncp_pca_issuer::controller::certificate_request::revoke::remove_all_finalizers(&client)
+            .await?;
+    for name in &released {
+        println!("released {name}");
+    }
+    eprintln!("{} CertificateRequest(s) released", released.len());
+    Ok(())
+}
+
+async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    use ncp_pca_issuer::{controller, lease, metrics, server};
+    use std::time::Duration;
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
     let crn = args
         .cluster_resource_namespace
         .clone()

@@ -1,5 +1,7 @@
 //! The binary as users run it: `ncp-pca-issuer emulator` as a process, driven by `ncp-pca-issuer pca …`.
 
+mod support;
+
 use ncp_pca_issuer::devcluster::process::Supervised;
 use std::net::TcpListener;
 use std::path::Path;
@@ -216,4 +218,85 @@ fn cas_survive_an_emulator_restart_with_a_state_file() {
     let emu = start_emulator(dir.path(), Some(&state));
     let got = ok_json(&pca(&emu, &["get", &tag]));
     assert_eq!(got["caInfo"]["alias"], "keptca");
+}
+
+#[tokio::test]
+async fn remove_finalizers_releases_every_request_that_carries_ours_and_keeps_other_finalizers() {
+    use base64::Engine as _;
+    let cluster = support::cluster();
+    let client = support::client().await;
+    let ns = support::namespace("cli-finalizers").await;
+    let crs = support::dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::new(vec!["f.example.com".to_string()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap();
+    for (name, finalizers) in [
+        (
+            "ours",
+            vec!["pca.ncp-issuer.dev/revoke", "example.com/keep"],
+        ),
+        ("theirs", vec!["example.com/keep"]),
+    ] {
+        support::apply(&crs, serde_json::json!({
+            "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+            "metadata": {"name": name, "finalizers": finalizers},
+            "spec": {"request": base64::engine::general_purpose::STANDARD.encode(csr.pem().unwrap()),
+                     "issuerRef": {"group": "pca.ncp-issuer.dev", "kind": "PrivateCA", "name": "x"}}
+        }))
+        .await
+        .expect("request");
+    }
+
+    let out = tokio::process::Command::new(BIN)
+        .args(["remove-finalizers", "--kubeconfig"])
+        .arg(cluster.kubeconfig_path())
+        .output()
+        .await
+        .expect("runs");
+
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("released {ns}/ours")));
+    let finalizers = |name: &'static str| {
+        let crs = crs.clone();
+        async move {
+            crs.get(name)
+                .await
+                .expect("request")
+                .metadata
+                .finalizers
+                .unwrap_or_default()
+        }
+    };
+    assert_eq!(
+        finalizers("ours").await,
+        vec!["example.com/keep".to_string()]
+    );
+    assert_eq!(
+        finalizers("theirs").await,
+        vec!["example.com/keep".to_string()]
+    );
+    // Let the namespace go away.
+    for name in ["ours", "theirs"] {
+        let patch = serde_json::json!({"metadata": {"finalizers": null}});
+        crs.patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("cleared");
+    }
 }

@@ -241,6 +241,55 @@ async fn release(cr: &CertificateRequest, ctx: &Context) -> Result<(), RequestEr
     }
 }
 
+/// Removes our finalizer from every CertificateRequest in the cluster, revoking nothing (for
+/// uninstalling). Returns `namespace/name` of each request released.
+///
+/// # Errors
+/// When listing fails; a request that changes under us is retried, one that vanished is skipped.
+pub async fn remove_all_finalizers(client: &kube::Client) -> Result<Vec<String>, kube::Error> {
+    let all: Api<CertificateRequest> = Api::all(client.clone());
+    let mut released = Vec::new();
+    for cr in all.list(&kube::api::ListParams::default()).await?.items {
+        if !cr.finalizers().iter().any(|f| f == FINALIZER_REVOKE) {
+            continue;
+        }
+        let ns = cr.namespace().unwrap_or_default();
+        let api: Api<CertificateRequest> = Api::namespaced(client.clone(), &ns);
+        let mut current = cr;
+        for _ in 0..5 {
+            let remaining: Vec<String> = current
+                .finalizers()
+                .iter()
+                .filter(|f| *f != FINALIZER_REVOKE)
+                .cloned()
+                .collect();
+            let patch = serde_json::json!({"metadata": {"resourceVersion": current.resource_version(), "finalizers": remaining}});
+            match api
+                .patch(
+                    &current.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
+                Ok(_) => {
+                    released.push(format!("{ns}/{}", current.name_any()));
+                    break;
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => break,
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    match api.get_opt(&current.name_any()).await? {
+                        Some(fresh) => current = fresh,
+                        None => break,
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(released)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
