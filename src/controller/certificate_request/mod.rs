@@ -48,6 +48,24 @@ pub enum RequestError {
     },
 }
 
+/// Merge-patches a request's metadata (annotations, finalizers; a `resourceVersion` in the patch makes
+/// it conditional).
+async fn merge_metadata(
+    client: &kube::Client,
+    cr: &CertificateRequest,
+    patch: &serde_json::Value,
+) -> Result<(), kube::Error> {
+    let api: Api<CertificateRequest> =
+        Api::namespaced(client.clone(), &cr.namespace().unwrap_or_default());
+    api.patch(
+        &cr.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(patch),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Whether the request names one of our issuer kinds.
 #[must_use]
 pub fn is_ours(cr: &CertificateRequest) -> bool {

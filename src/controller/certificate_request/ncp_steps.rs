@@ -6,7 +6,7 @@ use super::decide::{
     Issued, Next, reason,
 };
 use super::status::{self, Update};
-use super::{IssuerView, RequestError, backoff};
+use super::{IssuerView, RequestError, backoff, merge_metadata};
 use crate::api::certmanager::CertificateRequest;
 use crate::controller::Context;
 use crate::ncp::types::{IssuedCert, KeyType, Period};
@@ -14,7 +14,6 @@ use crate::ncp::{self, NcpError};
 use crate::pki::Csr;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
-use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use std::time::Duration;
 
@@ -248,10 +247,6 @@ async fn retry_or_fail(
     Ok(Action::requeue(wait))
 }
 
-fn api(cr: &CertificateRequest, ctx: &Context) -> Api<CertificateRequest> {
-    Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default())
-}
-
 fn kube_err<'a>(
     cr: &'a CertificateRequest,
     what: &'static str,
@@ -287,15 +282,9 @@ async fn mark_started(
         finalizers.push(FINALIZER_REVOKE.to_string());
         patch["metadata"]["finalizers"] = serde_json::json!(finalizers);
     }
-    api(cr, ctx)
-        .patch(
-            &cr.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
+    merge_metadata(&ctx.client, cr, &patch)
         .await
-        .map_err(kube_err(cr, "signing marker"))?;
-    Ok(())
+        .map_err(kube_err(cr, "signing marker"))
 }
 
 async fn record_serial(
@@ -305,29 +294,17 @@ async fn record_serial(
     serial: &str,
 ) -> Result<(), RequestError> {
     let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SERIAL: serial, ANNOTATION_CA_TAG: ca_tag}}});
-    api(cr, ctx)
-        .patch(
-            &cr.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
+    merge_metadata(&ctx.client, cr, &patch)
         .await
-        .map_err(kube_err(cr, "serial annotation"))?;
-    Ok(())
+        .map_err(kube_err(cr, "serial annotation"))
 }
 
 async fn clear_marker(cr: &CertificateRequest, ctx: &Context) -> Result<(), RequestError> {
     let patch =
         serde_json::json!({"metadata": {"annotations": {ANNOTATION_SIGNING_STARTED: null}}});
-    api(cr, ctx)
-        .patch(
-            &cr.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
+    merge_metadata(&ctx.client, cr, &patch)
         .await
-        .map_err(kube_err(cr, "clear signing marker"))?;
-    Ok(())
+        .map_err(kube_err(cr, "clear signing marker"))
 }
 
 /// Looks for a certificate with the CSR's public key issued since the start marker, newest first.

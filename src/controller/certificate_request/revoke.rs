@@ -11,7 +11,7 @@ use crate::pki::parse_certificates_pem;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use std::time::Duration;
 
@@ -211,26 +211,20 @@ async fn certificate_state(
     Ok((true, served))
 }
 
-async fn release(cr: &CertificateRequest, ctx: &Context) -> Result<(), RequestError> {
-    let remaining: Vec<String> = cr
+/// A merge patch that drops our finalizer and keeps everyone else's, conditional on `resourceVersion`.
+fn release_patch(cr: &CertificateRequest) -> serde_json::Value {
+    let remaining: Vec<&String> = cr
         .finalizers()
         .iter()
         .filter(|f| *f != FINALIZER_REVOKE)
-        .cloned()
         .collect();
-    let patch = serde_json::json!({"metadata": {"resourceVersion": cr.resource_version(), "finalizers": remaining}});
-    let api: Api<CertificateRequest> =
-        Api::namespaced(ctx.client.clone(), &cr.namespace().unwrap_or_default());
-    match api
-        .patch(
-            &cr.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Already gone.
+    serde_json::json!({"metadata": {"resourceVersion": cr.resource_version(), "finalizers": remaining}})
+}
+
+async fn release(cr: &CertificateRequest, ctx: &Context) -> Result<(), RequestError> {
+    match super::merge_metadata(&ctx.client, cr, &release_patch(cr)).await {
+        // Released, or already gone.
+        Ok(()) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(source) => Err(RequestError::Kube {
             what: "finalizer",
@@ -257,26 +251,13 @@ pub async fn remove_all_finalizers(client: &kube::Client) -> Result<Vec<String>,
         let api: Api<CertificateRequest> = Api::namespaced(client.clone(), &ns);
         let mut current = cr;
         for _ in 0..5 {
-            let remaining: Vec<String> = current
-                .finalizers()
-                .iter()
-                .filter(|f| *f != FINALIZER_REVOKE)
-                .cloned()
-                .collect();
-            let patch = serde_json::json!({"metadata": {"resourceVersion": current.resource_version(), "finalizers": remaining}});
-            match api
-                .patch(
-                    &current.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(_) => {
+            match super::merge_metadata(client, &current, &release_patch(&current)).await {
+                Ok(()) => {
                     released.push(format!("{ns}/{}", current.name_any()));
                     break;
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => break,
+                // Changed under us: read it again and retry.
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     match api.get_opt(&current.name_any()).await? {
                         Some(fresh) => current = fresh,
