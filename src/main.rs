@@ -216,7 +216,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
         cluster.api_url(),
         cluster.work_dir().display()
     );
-    tokio::signal::ctrl_c().await?;
+    wait_for_signal().await;
     eprintln!("stopping");
     tokio::task::spawn_blocking(move || drop(cluster)).await?;
     Ok(())
