@@ -338,6 +338,10 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         controller::run_all(ctx, args.concurrency, stopped()).await;
         Ok(())
     };
+    if result.is_err() {
+        // Leadership lost: stop serving so the process exits and its pod restarts with a new elector.
+        http.abort();
+    }
     let _ = http.await;
     result
 }

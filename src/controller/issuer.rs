@@ -107,15 +107,15 @@ pub fn assess(
             format!("Get CA Chain for {ca_tag} returned no certificate"),
         )
     } else {
+        // No counts in the message: it changes only when readiness does (counts are in status.ca).
         Desired::ready(
             REASON_READY,
             format!(
-                "NCP CA {} ({ca_tag}) is ACTIVE{}; {} issuances left",
+                "NCP CA {} ({ca_tag}) is ACTIVE{}",
                 info.alias,
                 not_after
                     .map(|t| format!(", valid until {t}"))
                     .unwrap_or_default(),
-                summary.issuances_remaining
             ),
         )
     };
@@ -207,7 +207,17 @@ async fn apply_status<K: IssuerResource>(
         now.duration_since(t.0).as_secs()
             >= i64::try_from(verdict.requeue.as_secs() / 2).unwrap_or(i64::MAX)
     });
-    if !changed_condition && old.ca == verdict.ca && !stale_check {
+    // Issuance counts alone do not justify a write (every write wakes the requests waiting on this
+    // issuer): they are refreshed with the periodic check.
+    let without_counts = |ca: &Option<CaSummary>| {
+        ca.clone().map(|mut c| {
+            c.signing_count = 0;
+            c.issuances_remaining = 0;
+            c
+        })
+    };
+    if !changed_condition && without_counts(&old.ca) == without_counts(&verdict.ca) && !stale_check
+    {
         // Nothing new to say: skip the write.
         return Ok(());
     }
@@ -360,7 +370,7 @@ mod tests {
     const RECHECK: Duration = Duration::from_secs(300);
 
     #[test]
-    fn an_active_unexpired_ca_is_ready_with_its_remaining_issuances() {
+    fn an_active_unexpired_ca_is_ready_and_its_counts_go_to_status_not_to_the_message() {
         let v = assess(
             "t",
             &detail(CaStatus::Active, 2_000_000, 100),
@@ -371,7 +381,7 @@ mod tests {
         assert_eq!(v.condition.status, "True");
         assert_eq!(v.ca.as_ref().unwrap().issuances_remaining, 29_900);
         assert!(
-            v.condition.message.contains("29900 issuances left"),
+            !v.condition.message.contains("29900"),
             "{}",
             v.condition.message
         );

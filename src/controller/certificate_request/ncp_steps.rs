@@ -10,15 +10,32 @@ use super::{IssuerView, RequestError, backoff, merge_metadata};
 use crate::api::certmanager::CertificateRequest;
 use crate::controller::Context;
 use crate::ncp::types::{IssuedCert, KeyType, Period};
-use crate::ncp::{self, NcpError};
+use crate::ncp::{self, NcpError, messages};
 use crate::pki::Csr;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
 use kube::runtime::controller::Action;
 use std::time::Duration;
 
-/// How far back (before the start marker) a recovered certificate may have been issued: clock skew.
-const RECOVERY_SKEW: Duration = Duration::from_secs(300);
+/// How far before the start marker a recovered certificate's notBefore may lie: clock skew between us
+/// and NCP, and any backdating of notBefore.
+const RECOVERY_SKEW: Duration = Duration::from_secs(3600);
+/// Extra time, on top of twice the NCP request timeout, before a signing call that left no certificate
+/// is considered never to have taken effect.
+const RECOVERY_SETTLE_MARGIN: Duration = Duration::from_secs(5);
+
+fn settle_window(ctx: &Context) -> Duration {
+    ctx.settings.ncp_request_timeout * 2 + RECOVERY_SETTLE_MARGIN
+}
+
+/// How long ago the start marker was written (zero when unreadable: wait the whole window).
+fn marker_age(cr: &CertificateRequest) -> Duration {
+    cr.annotations()
+        .get(ANNOTATION_SIGNING_STARTED)
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t)).ok())
+        .unwrap_or_default()
+}
 
 fn age(cr: &CertificateRequest) -> Duration {
     cr.metadata
@@ -69,8 +86,14 @@ pub(super) async fn run(
                     finish(cr, ctx, &csr, &cert_pem, &chain, &serial).await
                 }
                 Ok(None) => {
-                    // NCP has no certificate for this key since the marker: the earlier call did not take
-                    // effect, so signing again is safe. Clear the marker first.
+                    // A call that timed out may still be running inside NCP: only once the marker is older
+                    // than the settle window is "not found" proof that it never took effect.
+                    let settle = settle_window(ctx);
+                    let age = marker_age(cr);
+                    if age < settle {
+                        return Ok(Action::requeue(settle - age));
+                    }
+                    // NCP has no certificate for this key since the marker: signing again is safe.
                     clear_marker(cr, ctx).await?;
                     Ok(Action::requeue(Duration::from_millis(100)))
                 }
@@ -221,14 +244,32 @@ async fn retry_or_fail(
     ctx: &Context,
     e: &NcpError,
 ) -> Result<Action, RequestError> {
-    let age = age(cr);
-    if !e.is_retryable() {
+    // Problems of the issuer rather than of this request (credentials, the CA's status or its signing
+    // limit): the request waits, as it does while its issuer is not Ready.
+    let issuer_level = e.is_auth_failure()
+        || matches!(
+            e.service_msg(),
+            Some(m) if m == messages::INVALID_CA_STATUS.msg || m == messages::SIGNING_LIMIT_EXCEEDED.msg
+        );
+    if issuer_level {
+        let msg = format!("waiting for the issuer: {e}");
+        if status::apply(cr, ctx, Update::condition("False", reason::PENDING, &msg)).await? {
+            status::event(cr, ctx, true, e.reason(), &msg).await;
+        }
+        return Ok(Action::requeue(super::ISSUER_WAIT));
+    }
+    // An answer that cannot be read may still mean that NCP signed: ambiguous, so retried (recovery
+    // looks for the certificate before any new signing).
+    let unreadable_success =
+        matches!(e, NcpError::Decode { http_status, .. } if (200..300).contains(http_status));
+    if !e.is_retryable() && !unreadable_success {
         let msg = match e.service_msg() {
             Some(m) => format!("NCP refused to sign: {m}"),
             None => e.to_string(),
         };
         return fail(cr, ctx, &msg).await;
     }
+    let age = age(cr);
     if age > ctx.settings.max_retry_duration {
         return fail(
             cr,
@@ -240,11 +281,12 @@ async fn retry_or_fail(
         )
         .await;
     }
-    let wait = backoff(age);
-    let msg = format!("{e}; retrying in {}s", wait.as_secs());
-    status::apply(cr, ctx, Update::condition("False", reason::PENDING, &msg)).await?;
-    status::event(cr, ctx, true, e.reason(), &msg).await;
-    Ok(Action::requeue(wait))
+    // The message stays the same across attempts, so a retry writes no status and the backoff holds.
+    let msg = format!("{e}; retrying with backoff");
+    if status::apply(cr, ctx, Update::condition("False", reason::PENDING, &msg)).await? {
+        status::event(cr, ctx, true, e.reason(), &msg).await;
+    }
+    Ok(Action::requeue(backoff(age)))
 }
 
 fn kube_err<'a>(
@@ -307,7 +349,8 @@ async fn clear_marker(cr: &CertificateRequest, ctx: &Context) -> Result<(), Requ
         .map_err(kube_err(cr, "clear signing marker"))
 }
 
-/// Looks for a certificate with the CSR's public key issued since the start marker, newest first.
+/// Looks for a certificate with the CSR's public key and SANs issued since the start marker, newest
+/// first. NCP does not document the list's order, so it is read off the first and last entries.
 async fn find_by_key(
     cr: &CertificateRequest,
     ncp: &ncp::Client,
@@ -323,25 +366,60 @@ async fn find_by_key(
         });
     let first = ncp.get_end_cert_list(ca_tag, Some(1)).await?;
     let pages = u32::try_from(first.total_page_no.max(1)).unwrap_or(1);
-    for page in (1..=pages).rev() {
-        let list = if page == 1 {
-            first.clone()
-        } else {
-            ncp.get_end_cert_list(ca_tag, Some(page)).await?
+    let last = if pages > 1 {
+        ncp.get_end_cert_list(ca_tag, Some(pages)).await?
+    } else {
+        first.clone()
+    };
+    let (Some(oldest_guess), Some(newest_guess)) =
+        (first.list_certs.first(), last.list_certs.last())
+    else {
+        return Ok(None);
+    };
+    let ascending = if oldest_guess == newest_guess {
+        true
+    } else {
+        let a = ncp
+            .get_end_cert(ca_tag, oldest_guess)
+            .await?
+            .not_before_date;
+        let b = ncp
+            .get_end_cert(ca_tag, newest_guess)
+            .await?
+            .not_before_date;
+        a <= b
+    };
+    let order: Vec<u32> = if ascending {
+        (1..=pages).rev().collect()
+    } else {
+        (1..=pages).collect()
+    };
+    for page in order {
+        let list = match page {
+            1 => first.clone(),
+            p if p == pages => last.clone(),
+            p => ncp.get_end_cert_list(ca_tag, Some(p)).await?,
         };
-        for serial in list.list_certs.iter().rev() {
+        let serials: Vec<&String> = if ascending {
+            list.list_certs.iter().rev().collect()
+        } else {
+            list.list_certs.iter().collect()
+        };
+        for serial in serials {
             let cert = ncp.get_end_cert(ca_tag, serial).await?;
             if cert.not_before_date.is_some_and(|nb| nb < started) {
-                // Older than the marker: nothing newer is left to look at.
+                // Older than the marker (with the skew margin): nothing newer is left to look at.
                 return Ok(None);
             }
             let Ok(parsed) = crate::pki::parse_certificates_pem(&cert.cert_pem) else {
                 continue;
             };
-            if parsed
-                .first()
-                .is_some_and(|c| c.public_key.spki_der() == csr.public_key().spki_der())
-            {
+            let matches = parsed.first().is_some_and(|c| {
+                c.public_key.spki_der() == csr.public_key().spki_der()
+                    && csr.sans().iter().all(|san| c.sans.contains(san))
+                    && c.sans.iter().all(|san| csr.sans().contains(san))
+            });
+            if matches {
                 return Ok(Some((serial.clone(), cert.cert_pem, cert.ca_chain)));
             }
         }

@@ -27,44 +27,42 @@ pub enum Verdict {
     Revoke,
     /// Keep it, with the reason.
     Keep(&'static str),
+    /// Cannot tell yet whether it is still served: try again (and never revoke on doubt).
+    Unsure(&'static str),
 }
 
 /// The revocation decision (pure).
 ///
-/// `certificate_exists`: the Certificate owning the request still exists. `served_serial`: the serial in
-/// that Certificate's Secret, if readable.
+/// `certificate_exists`: the Certificate owning the request exists and is not being deleted.
+/// `still_served`: whether that Certificate's Secret serves this request's certificate (`None` when the
+/// Secret could not be read or parsed).
 #[must_use]
 pub fn decide(
     policy: RevocationPolicy,
-    serial: Option<&str>,
+    issued: bool,
     certificate_exists: bool,
-    served_serial: Option<&str>,
+    still_served: Option<bool>,
 ) -> Verdict {
-    let Some(serial) = serial else {
+    if !issued {
         return Verdict::Keep("no certificate was issued for this request");
-    };
-    let still_served = served_serial.is_some_and(|s| normalize(s) == normalize(serial));
+    }
     match policy {
         RevocationPolicy::Never => Verdict::Keep("the issuer's revocation policy is Never"),
-        _ if still_served => {
+        _ if still_served == Some(true) => {
             Verdict::Keep("the certificate is still served by its Certificate's Secret")
         }
         RevocationPolicy::OnCertificateDeletion if certificate_exists => {
             Verdict::Keep("its Certificate still exists (policy OnCertificateDeletion)")
         }
+        RevocationPolicy::OnRequestDeletion if certificate_exists && still_served.is_none() => {
+            Verdict::Unsure(
+                "cannot read its Certificate's Secret to tell whether the certificate is still served",
+            )
+        }
         RevocationPolicy::OnCertificateDeletion | RevocationPolicy::OnRequestDeletion => {
             Verdict::Revoke
         }
     }
-}
-
-fn normalize(serial: &str) -> String {
-    serial
-        .to_ascii_lowercase()
-        .split(':')
-        .skip_while(|b| *b == "00")
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// Handles a request being deleted while it carries our finalizer.
@@ -94,6 +92,12 @@ pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action,
             .await;
             ctx.metrics
                 .certificate_revoked(cr.spec.issuer_ref.kind.as_deref().unwrap_or_default());
+            release(cr, ctx).await?;
+            Ok(Action::await_change())
+        }
+        Ok(Outcome::Refused(why)) => {
+            let msg = format!("NCP refused to revoke, releasing the request: {why}");
+            status::event(cr, ctx, true, "RevocationFailed", &msg).await;
             release(cr, ctx).await?;
             Ok(Action::await_change())
         }
@@ -129,26 +133,33 @@ pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action,
 enum Outcome {
     Revoked(String),
     Kept(&'static str),
+    /// NCP refused for good: retrying cannot help.
+    Refused(String),
 }
 
 async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, String> {
-    let serial = cr.annotations().get(ANNOTATION_SERIAL).cloned();
+    let Some(serial) = cr.annotations().get(ANNOTATION_SERIAL).cloned() else {
+        return Ok(Outcome::Kept("no certificate was issued for this request"));
+    };
     let issuer: Option<IssuerView> = fetch_issuer(cr, ctx)
         .await
         .map_err(|e| format!("cannot read issuer: {e}"))?;
     let Some(issuer) = issuer else {
         return Err("its issuer no longer exists, so NCP cannot be reached".into());
     };
-    let (certificate_exists, served) = certificate_state(cr, ctx).await?;
+    if issuer.spec.revocation_policy == RevocationPolicy::Never {
+        return Ok(Outcome::Kept("the issuer's revocation policy is Never"));
+    }
+    let (certificate_exists, still_served) = certificate_state(cr, ctx).await?;
     match decide(
         issuer.spec.revocation_policy,
-        serial.as_deref(),
+        true,
         certificate_exists,
-        served.as_deref(),
+        still_served,
     ) {
         Verdict::Keep(why) => Ok(Outcome::Kept(why)),
+        Verdict::Unsure(why) => Err(why.to_string()),
         Verdict::Revoke => {
-            let serial = serial.unwrap_or_default();
             let ca_tag = cr
                 .annotations()
                 .get(ANNOTATION_CA_TAG)
@@ -167,17 +178,29 @@ async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Stri
                 Err(e) if e.is_cert_not_found() => {
                     Ok(Outcome::Kept("the certificate no longer exists in NCP"))
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) if e.is_retryable() => Err(e.to_string()),
+                Err(e) => Ok(Outcome::Refused(e.to_string())),
             }
         }
     }
 }
 
-/// Whether the owning Certificate exists, and the serial its Secret serves.
+/// The first certificate of a PEM bundle, DER.
+fn leaf_der(pem: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(pem).ok()?;
+    parse_certificates_pem(text)
+        .ok()?
+        .into_iter()
+        .next()
+        .map(|c| c.der)
+}
+
+/// Whether the owning Certificate exists (and is not being deleted), and whether its Secret serves
+/// this request's certificate (`None`: unknown).
 async fn certificate_state(
     cr: &CertificateRequest,
     ctx: &Context,
-) -> Result<(bool, Option<String>), String> {
+) -> Result<(bool, Option<bool>), String> {
     let ns = cr.namespace().unwrap_or_default();
     let owner = cr
         .owner_references()
@@ -185,7 +208,7 @@ async fn certificate_state(
         .find(|o| o.kind == "Certificate" && o.api_version.starts_with("cert-manager.io/"));
     let Some(owner) = owner else {
         // A request made by hand: no Certificate can serve it.
-        return Ok((false, None));
+        return Ok((false, Some(false)));
     };
     let certificates: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
     let certificate = certificates
@@ -193,21 +216,33 @@ async fn certificate_state(
         .await
         .map_err(|e| format!("cannot read Certificate {}: {e}", owner.name))?;
     let certificate = match certificate {
-        Some(c) if c.uid().as_deref() == Some(owner.uid.as_str()) => c,
-        // Gone, or replaced by a new object of the same name.
-        _ => return Ok((false, None)),
+        Some(c)
+            if c.uid().as_deref() == Some(owner.uid.as_str())
+                && c.metadata.deletion_timestamp.is_none() =>
+        {
+            c
+        }
+        // Gone, being deleted, or replaced by a new object of the same name.
+        _ => return Ok((false, Some(false))),
+    };
+    let Some(ours) = cr
+        .status
+        .as_ref()
+        .and_then(|s| s.certificate.as_ref())
+        .and_then(|b| leaf_der(&b.0))
+    else {
+        // Never written to status, so cert-manager never put it in the Secret.
+        return Ok((true, Some(false)));
     };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let served = secrets
-        .get_opt(&certificate.spec.secret_name)
-        .await
-        .map_err(|e| format!("cannot read Secret {}: {e}", certificate.spec.secret_name))?
-        .and_then(|s| s.data)
-        .and_then(|d| d.get("tls.crt").cloned())
-        .and_then(|b| String::from_utf8(b.0).ok())
-        .and_then(|pem| parse_certificates_pem(&pem).ok())
-        .and_then(|certs| certs.into_iter().next())
-        .map(|c| c.serial.to_string());
+    let served = match secrets.get_opt(&certificate.spec.secret_name).await {
+        Ok(Some(secret)) => match secret.data.and_then(|d| d.get("tls.crt").cloned()) {
+            Some(crt) => leaf_der(&crt.0).map(|der| der == ours),
+            None => Some(false),
+        },
+        Ok(None) => Some(false),
+        Err(_) => None,
+    };
     Ok((true, served))
 }
 
@@ -279,7 +314,7 @@ mod tests {
     #[test]
     fn never_revokes_nothing() {
         assert!(matches!(
-            decide(Never, Some("0a"), false, None),
+            decide(Never, true, false, Some(false)),
             Verdict::Keep(_)
         ));
     }
@@ -287,11 +322,11 @@ mod tests {
     #[test]
     fn on_certificate_deletion_revokes_only_once_the_certificate_is_gone() {
         assert!(matches!(
-            decide(OnCertificateDeletion, Some("0a"), true, Some("0b")),
+            decide(OnCertificateDeletion, true, true, Some(false)),
             Verdict::Keep(_)
         ));
         assert_eq!(
-            decide(OnCertificateDeletion, Some("0a"), false, None),
+            decide(OnCertificateDeletion, true, false, Some(false)),
             Verdict::Revoke
         );
     }
@@ -299,19 +334,27 @@ mod tests {
     #[test]
     fn on_request_deletion_revokes_unless_the_certificate_is_still_served() {
         assert_eq!(
-            decide(OnRequestDeletion, Some("0a"), true, Some("0b")),
+            decide(OnRequestDeletion, true, true, Some(false)),
             Verdict::Revoke
         );
         assert!(matches!(
-            decide(OnRequestDeletion, Some("0A"), true, Some("00:0a")),
+            decide(OnRequestDeletion, true, true, Some(true)),
             Verdict::Keep(_)
+        ));
+    }
+
+    #[test]
+    fn doubt_about_what_is_served_never_revokes() {
+        assert!(matches!(
+            decide(OnRequestDeletion, true, true, None),
+            Verdict::Unsure(_)
         ));
     }
 
     #[test]
     fn nothing_issued_means_nothing_to_revoke() {
         assert!(matches!(
-            decide(OnRequestDeletion, None, false, None),
+            decide(OnRequestDeletion, false, false, Some(false)),
             Verdict::Keep(_)
         ));
     }

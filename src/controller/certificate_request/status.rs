@@ -106,7 +106,8 @@ pub fn patch_body(
     }))
 }
 
-/// Applies `update` to the request's status (skipped when nothing changes).
+/// Applies `update` to the request's status; returns whether anything was written (nothing is when the
+/// request already says exactly this).
 ///
 /// # Errors
 /// When the API server refuses the write.
@@ -114,9 +115,9 @@ pub async fn apply(
     cr: &CertificateRequest,
     ctx: &Context,
     update: Update,
-) -> Result<(), RequestError> {
+) -> Result<bool, RequestError> {
     let Some(body) = patch_body(cr, &update, Timestamp::now()) else {
-        return Ok(());
+        return Ok(false);
     };
     let namespace = cr.namespace().unwrap_or_default();
     let api: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -132,7 +133,7 @@ pub async fn apply(
         name: cr.name_any(),
         source,
     })?;
-    Ok(())
+    Ok(true)
 }
 
 /// Publishes an event on the request (failures to publish are logged, never fatal).
