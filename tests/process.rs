@@ -968,3 +968,78 @@ async fn a_failed_status_write_after_signing_still_ends_issued_with_exactly_one_
         "signed once despite the failed status writes"
     );
 }
+
+#[tokio::test]
+async fn a_frozen_controller_whose_signing_calls_are_still_running_in_ncp_does_not_make_its_successor_sign_again()
+ {
+    const COUNT: usize = 4;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    emulator().clear_faults();
+    let _faults = ClearFaults;
+    let client = client().await;
+    let ns = namespace("proc-freeze").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    let mut first = OperatorProcess::start(Options::admin("freeze-first")).await;
+    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    // NCP takes 15 s to sign the frozen operator's calls; its successor (10 s NCP timeout, so a 25 s settle window) looks for them long before they land; the first operator is frozen mid-call, so its connections stay open and
+    // every signing completes inside NCP a few seconds after its successor has started looking.
+    emulator().add_fault(
+        FaultRule::latency(15_000)
+            .for_operation(Operation::SignEndCsr)
+            .times(COUNT as u32),
+    );
+    let calls_before = emulator().stats().calls(Operation::SignEndCsr).total;
+
+    for i in 0..COUNT {
+        certificate(
+            &client,
+            &ns,
+            &format!("f{i}"),
+            serde_json::json!({
+                "secretName": format!("f{i}-tls"), "dnsNames": [format!("f{i}.example.com")],
+                "privateKey": {"algorithm": "ECDSA"}, "issuerRef": issuer_ref("pca", "PrivateCA")
+            }),
+        )
+        .await;
+    }
+    let crs = requests_api(&client, &ns);
+    eventually(
+        "every request to be in the middle of signing",
+        Duration::from_secs(60),
+        || async {
+            let list = crs.list(&Default::default()).await.ok()?;
+            let signing = list
+                .items
+                .iter()
+                .filter(|r| annotation(r, SIGNING_STARTED).is_some())
+                .count();
+            // The calls have reached NCP, not merely been marked.
+            let received = emulator().stats().calls(Operation::SignEndCsr).total - calls_before;
+            (signing == COUNT && received == COUNT as u64).then_some(())
+        },
+    )
+    .await;
+    let frozen = std::process::Command::new("kill")
+        .args(["-STOP", &first.pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(frozen.success());
+
+    let _second = OperatorProcess::start(Options {
+        ncp_timeout_seconds: 10,
+        ..Options::admin("freeze-second")
+    })
+    .await;
+    for i in 0..COUNT {
+        let (tls, ca_crt) =
+            issued_secret(&client, &ns, &format!("f{i}"), &format!("f{i}-tls")).await;
+        openssl_verify(&tls, &ca_crt).unwrap_or_else(|e| panic!("f{i} does not verify: {e}"));
+    }
+
+    assert_eq!(
+        emulator().stats().issued_by(&ca),
+        COUNT as u64,
+        "the successor waited for the frozen calls to land instead of signing again"
+    );
+    first.kill().await;
+}
