@@ -19,13 +19,15 @@ use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use status::Update;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a request waits before its issuer is looked at again (issuer changes also trigger it).
 pub const ISSUER_WAIT: Duration = Duration::from_secs(60);
+/// Safety-net requeue when a fresh read shows that a request moved on since the cached copy.
+pub const STALE_RETRY: Duration = Duration::from_secs(1);
 /// Shortest wait after a retryable failure.
 pub const MIN_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest wait after a retryable failure.
@@ -187,9 +189,57 @@ pub async fn reconcile(
             .await;
             Ok(Action::await_change())
         }
-        Next::Sign | Next::RecoverByKey { .. } | Next::RecoverBySerial { .. } => {
-            with_issuer(&cr, &ctx, step).await
+        Next::Sign => with_issuer(&cr, &ctx, step).await,
+        Next::RecoverByKey { .. } | Next::RecoverBySerial { .. } => {
+            // The watch cache can lag behind our own writes: a reconcile queued by the start marker may
+            // still see the marker without the serial (or the serial without the Issued status) after
+            // the request was finished. Recovery asks NCP, so it works on a fresh read.
+            let Some(fresh) = read_fresh(&cr, &ctx).await? else {
+                // Gone: nothing to recover.
+                return Ok(Action::await_change());
+            };
+            match decide::next(&fresh) {
+                step @ (Next::RecoverByKey { .. } | Next::RecoverBySerial { .. }) => {
+                    with_issuer(&fresh, &ctx, step).await
+                }
+                // Already final: the cached copy was stale.
+                Next::Ignore => Ok(Action::await_change()),
+                // Moved on otherwise (marker cleared, …): the watch event of that write triggers the next
+                // reconcile; the requeue is a safety net.
+                _ => Ok(Action::requeue(STALE_RETRY)),
+            }
         }
+    }
+}
+
+/// The request as the API server has it now (`None` when it is gone).
+async fn read_fresh(
+    cr: &CertificateRequest,
+    ctx: &Context,
+) -> Result<Option<CertificateRequest>, RequestError> {
+    let namespace = cr.namespace().unwrap_or_default();
+    Api::<CertificateRequest>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&cr.name_any())
+        .await
+        .map_err(|source| RequestError::Kube {
+            what: "read",
+            namespace,
+            name: cr.name_any(),
+            source,
+        })
+}
+
+/// Drops from the cached copy of a request what no reconcile reads, so that the cache of every
+/// CertificateRequest in the cluster stays small: `managedFields` always (a JSON tree per field manager,
+/// the largest part of a request), and for requests of other issuers everything but their identity and
+/// `issuerRef` (their CSR, annotations and status, with the issued certificate).
+pub fn prune(cr: &mut CertificateRequest) {
+    cr.metadata.managed_fields = None;
+    if !is_ours(cr) {
+        cr.metadata.annotations = None;
+        cr.metadata.labels = None;
+        cr.spec.request = k8s_openapi::ByteString(Vec::new());
+        cr.status = None;
     }
 }
 
@@ -276,11 +326,19 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        Api::<CertificateRequest>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
+    // `Controller::new`, with the cached requests pruned (see `prune`).
+    let (reader, writer) = kube::runtime::reflector::store();
+    let requests = kube::runtime::reflector(
+        writer,
+        watcher(
+            Api::<CertificateRequest>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        )
+        .modify(prune),
     )
-    .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    .applied_objects();
+    let controller = Controller::for_stream(requests, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let store = controller.store();
     let store2 = store.clone();
     // An issuer change (e.g. it turned Ready) wakes the requests waiting on it.
