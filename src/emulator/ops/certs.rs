@@ -102,6 +102,20 @@ pub(super) fn sign_end(ctx: &Ctx<'_>, call: &Call) -> OpResult {
             Some(p) if !p.trim().is_empty() => Some(validate::period(&p, true)?),
             _ => None,
         };
+    sign_csr(ctx, tag, &csr, period, false)
+}
+
+/// `POST /api/v1/ca/{caTag}/sub/sign`: an intermediate CA certificate; `period` required, no MAX.
+pub(super) fn sign_sub(ctx: &Ctx<'_>, call: &Call) -> OpResult {
+    let tag = call.tag()?;
+    let body = call.body()?;
+    let period = validate::period(&required(&body, "period", messages::PERIOD_MISSING)?, false)?;
+    let csr = parse_csr(&body)?;
+    sign_csr(ctx, tag, &csr, Some(period), true)
+}
+
+/// Signs a CSR with CA `tag`: a leaf, or (`as_ca`) an intermediate CA certificate.
+fn sign_csr(ctx: &Ctx<'_>, tag: &str, csr: &Csr, period: Option<Period>, as_ca: bool) -> OpResult {
     let mut st = ctx.lock();
     let ca = st.find_mut(tag)?;
     check_can_issue(ctx, ca)?;
@@ -112,35 +126,14 @@ pub(super) fn sign_end(ctx: &Ctx<'_>, call: &Call) -> OpResult {
         Some(signer.certificate().not_after),
     )?);
     opts.urls = urls(ca, ctx.base());
-    let cert = csr
-        .sign_leaf(&signer, &opts)
-        .map_err(|e| internal("signing a leaf", e))?;
-    record_issue(ctx, ca, &cert, false);
-    let answer = sign_answer(ca, &cert);
-    st.dirty = true;
-    Ok(answer)
-}
-
-/// `POST /api/v1/ca/{caTag}/sub/sign`: an intermediate CA certificate; `period` required, no MAX.
-pub(super) fn sign_sub(ctx: &Ctx<'_>, call: &Call) -> OpResult {
-    let tag = call.tag()?;
-    let body = call.body()?;
-    let period = validate::period(&required(&body, "period", messages::PERIOD_MISSING)?, false)?;
-    let csr = parse_csr(&body)?;
-    let mut st = ctx.lock();
-    let ca = st.find_mut(tag)?;
-    check_can_issue(ctx, ca)?;
-    let signer = ca.signer()?;
-    let mut opts = IssueOptions::new(validity(
-        ctx.now,
-        Some(period),
-        Some(signer.certificate().not_after),
-    )?);
-    opts.urls = urls(ca, ctx.base());
-    let cert = csr
-        .sign_ca(&signer, &opts)
-        .map_err(|e| internal("signing a sub CA", e))?;
-    record_issue(ctx, ca, &cert, true);
+    let cert = if as_ca {
+        csr.sign_ca(&signer, &opts)
+            .map_err(|e| internal("signing a sub CA", e))?
+    } else {
+        csr.sign_leaf(&signer, &opts)
+            .map_err(|e| internal("signing a leaf", e))?
+    };
+    record_issue(ctx, ca, &cert, as_ca);
     let answer = sign_answer(ca, &cert);
     st.dirty = true;
     Ok(answer)
