@@ -195,6 +195,8 @@ pub struct IssueOptions {
     pub validity: Validity,
     /// URLs to embed.
     pub urls: CertUrls,
+    /// keyUsage and extendedKeyUsage of a leaf; `None`: NCP's profile (see [`sign_leaf`]).
+    pub usages: Option<super::Usages>,
 }
 
 impl IssueOptions {
@@ -205,6 +207,7 @@ impl IssueOptions {
             serial: Serial::random(),
             validity,
             urls: CertUrls::default(),
+            usages: None,
         }
     }
 }
@@ -320,8 +323,9 @@ pub fn sign_ca(
     finish(params.signed_by(public_key, &signer.rcgen_issuer()?))
 }
 
-/// An end-entity certificate for `public_key`, signed by `signer`: keyUsage digitalSignature (plus
-/// keyEncipherment for RSA keys), extendedKeyUsage serverAuth + clientAuth, basicConstraints cA=false.
+/// An end-entity certificate for `public_key`, signed by `signer`, basicConstraints cA=false. Usages are
+/// `opts.usages` when given, else NCP's profile: keyUsage digitalSignature (plus keyEncipherment for RSA
+/// keys), extendedKeyUsage serverAuth + clientAuth.
 pub fn sign_leaf(
     signer: &Signer,
     subject: &Name,
@@ -339,6 +343,10 @@ pub fn sign_leaf(
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
+    if let Some(usages) = &opts.usages {
+        params.key_usages.clone_from(&usages.key);
+        params.extended_key_usages.clone_from(&usages.extended);
+    }
     params.subject_alt_names = sans.iter().map(San::to_rcgen).collect::<Result<_, _>>()?;
     params.use_authority_key_identifier_extension = true;
     finish(params.signed_by(public_key, &signer.rcgen_issuer()?))

@@ -13,6 +13,7 @@ mod key;
 mod name;
 pub mod pem;
 mod serial;
+mod usage;
 mod verify;
 
 pub use cert::{
@@ -25,6 +26,7 @@ pub use error::{ChainError, PkiError};
 pub use key::{EcCurve, KeyAlgorithm, PrivateKey, PublicKeyInfo};
 pub use name::{Name, NameAttr, NameEntry, San, StringEncoding};
 pub use serial::Serial;
+pub use usage::{UnknownUsage, Usages};
 pub use verify::{MAX_CHAIN_LEN, verify_chain, verify_signed_by};
 
 #[cfg(test)]
