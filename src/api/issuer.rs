@@ -43,6 +43,101 @@ pub struct IssuerSpec {
     /// still the one its Certificate's Secret serves. `Never`: never.
     #[serde(default)]
     pub revocation_policy: RevocationPolicy,
+
+    /// Subordinate mode: when set, the controller keeps an intermediate CA in the cluster (key generated
+    /// here, certificate signed by the NCP CA `caTag` with Sign Sub Csr) and signs CertificateRequests
+    /// locally with it: no NCP call per certificate, no NCP issuance limit, and issuance goes on while NCP
+    /// is unreachable. Certificates signed this way cannot be revoked in NCP (see the README).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subordinate: Option<SubordinateSpec>,
+}
+
+/// The in-cluster intermediate CA of subordinate mode.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubordinateSpec {
+    /// Name of the Secret that holds the intermediate (`tls.key`, `tls.crt` = the intermediate and the
+    /// chain above it without the root, `ca.crt` = the NCP root). It lives where the issuer reads its
+    /// credentials (the PrivateCA's namespace; the cluster resource namespace for a ClusterPrivateCA).
+    /// The controller creates and owns it; an existing Secret it did not create is never overwritten.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+
+    /// Subject of the intermediate. Default: common name `<issuer name> intermediate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<SubordinateSubject>,
+
+    /// Key of the intermediate, one of the key types NCP signs: `EC256` (default), `EC521`, `RSA2048`,
+    /// `RSA4096`. A change rotates the intermediate.
+    #[serde(default)]
+    pub key_algorithm: SubordinateKeyAlgorithm,
+
+    /// Requested life of the intermediate, a Go duration (`8760h`), rounded up to whole days for NCP
+    /// and clamped to 1..3650 days and to the NCP CA's own life. Default `8760h` (365 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+
+    /// How long before its end the intermediate is replaced by a new one (fresh key), a Go duration.
+    /// Default: a third of its life. Certificates are signed locally until their end is clamped to the
+    /// intermediate's, so a longer margin gives leaves longer lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<String>,
+}
+
+/// Subject of the intermediate certificate.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubordinateSubject {
+    /// Common name (CN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_name: Option<String>,
+    /// Organizations (O).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizations: Vec<String>,
+    /// Organizational units (OU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizational_units: Vec<String>,
+    /// Countries (C), two-letter codes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
+    /// States or provinces (ST).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provinces: Vec<String>,
+    /// Localities (L).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub localities: Vec<String>,
+}
+
+/// Key type of the intermediate (NCP's names).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SubordinateKeyAlgorithm {
+    /// ECDSA P-256.
+    #[default]
+    #[serde(rename = "EC256")]
+    Ec256,
+    /// ECDSA P-521.
+    #[serde(rename = "EC521")]
+    Ec521,
+    /// RSA 2048.
+    #[serde(rename = "RSA2048")]
+    Rsa2048,
+    /// RSA 4096.
+    #[serde(rename = "RSA4096")]
+    Rsa4096,
+}
+
+impl SubordinateKeyAlgorithm {
+    /// The NCP key type.
+    #[must_use]
+    pub fn key_type(self) -> crate::ncp::types::KeyType {
+        use crate::ncp::types::KeyType;
+        match self {
+            Self::Ec256 => KeyType::Ec256,
+            Self::Ec521 => KeyType::Ec521,
+            Self::Rsa2048 => KeyType::Rsa2048,
+            Self::Rsa4096 => KeyType::Rsa4096,
+        }
+    }
 }
 
 /// The credentials Secret.
@@ -112,6 +207,32 @@ pub struct IssuerStatus {
     /// When NCP was last asked about the CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_time: Option<Time>,
+    /// The in-cluster intermediate, in subordinate mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subordinate: Option<SubordinateStatus>,
+}
+
+/// The intermediate that signs in subordinate mode.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubordinateStatus {
+    /// The Secret that holds it.
+    pub secret_name: String,
+    /// Its serial (colon-separated hex, as NCP shows serials).
+    pub serial_number: String,
+    /// Its subject.
+    pub subject: String,
+    /// Its key type (`EC256`, `EC521`, `RSA2048`, `RSA4096`).
+    pub key_algorithm: String,
+    /// Start of its validity (RFC 3339).
+    pub not_before: String,
+    /// End of its validity (RFC 3339); locally signed certificates never outlive it.
+    pub not_after: String,
+    /// When it will be replaced by a new intermediate (RFC 3339).
+    pub renewal_time: String,
+    /// The last value of the `pca.ncp-issuer.dev/renew-intermediate` annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renew_request: Option<String>,
 }
 
 /// The CA as NCP describes it.

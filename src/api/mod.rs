@@ -5,6 +5,7 @@ pub mod issuer;
 
 pub use issuer::{
     ClusterPrivateCA, IssuerResource, IssuerSpec, IssuerStatus, PrivateCA, RevocationPolicy,
+    SubordinateKeyAlgorithm, SubordinateSpec, SubordinateStatus, SubordinateSubject,
 };
 
 use kube::CustomResourceExt as _;

@@ -1,11 +1,13 @@
 //! The `PrivateCA` / `ClusterPrivateCA` controller: reads the credentials, asks NCP about the CA (Get
 //! CA, Get CA Chain), and publishes `Ready` and what NCP said in status. Re-checks periodically and when
 //! the spec or the credentials Secret changes; CertificateRequests never trigger an NCP call here.
+//! In subordinate mode it also keeps the in-cluster intermediate (see [`super::subordinate`]).
 
 use super::conditions::{self, Desired};
+use super::subordinate;
 use super::{Context, FIELD_MANAGER, IssuerError, read_credentials};
 use crate::api::issuer::CaSummary;
-use crate::api::{IssuerResource, IssuerStatus};
+use crate::api::{IssuerResource, IssuerStatus, SubordinateStatus};
 use crate::ncp::types::{CaDetail, CaStatus, split_pem_blocks};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
@@ -143,7 +145,7 @@ pub fn assess_error(error: &IssuerError, recheck: Duration) -> Verdict {
 async fn check<K: IssuerResource>(
     issuer: &K,
     ctx: &Context,
-) -> Result<(CaDetail, String), IssuerError> {
+) -> Result<(CaDetail, String, crate::ncp::Client), IssuerError> {
     let spec = issuer.issuer_spec();
     let namespace = issuer.secret_namespace(&ctx.settings.cluster_resource_namespace);
     let credentials = read_credentials(&ctx.client, &namespace, spec).await?;
@@ -152,7 +154,7 @@ async fn check<K: IssuerResource>(
         .get(spec, &credentials, ctx.settings.ncp_request_timeout)?;
     let detail = ncp.get_ca(&spec.ca_tag).await?;
     let chain = ncp.get_ca_chain(&spec.ca_tag).await?;
-    Ok((detail, chain))
+    Ok((detail, chain, ncp))
 }
 
 /// Reconciles one issuer: check, decide, write status, report.
@@ -165,44 +167,81 @@ pub async fn reconcile<K: IssuerResource>(
 ) -> Result<Action, ReconcileError> {
     let spec = issuer.issuer_spec();
     let recheck = ctx.settings.issuer_recheck_interval;
-    let verdict = match check(&*issuer, &ctx).await {
-        Ok((detail, chain)) => assess(&spec.ca_tag, &detail, &chain, Timestamp::now(), recheck),
+    let checked = check(&*issuer, &ctx).await;
+    let mut verdict = match &checked {
+        Ok((detail, chain, _)) => assess(&spec.ca_tag, detail, chain, Timestamp::now(), recheck),
         Err(e) => {
             tracing::info!(kind = K::KIND, name = %issuer.name_any(), error = %e, "issuer not ready");
-            let mut v = assess_error(&e, recheck);
+            let mut v = assess_error(e, recheck);
             // Keep the last known CA description while NCP cannot be asked.
             v.ca = issuer.issuer_status().and_then(|s| s.ca.clone());
             v
         }
     };
+    let mut conditions = vec![verdict.condition.clone()];
+    let mut subordinate_status = None;
+    if let Some(sub) = &spec.subordinate {
+        // Subordinate mode: Ready is about the intermediate; NCP's view goes to UpstreamReady.
+        let upstream = checked
+            .as_ref()
+            .ok()
+            .map(|(detail, chain, ncp)| subordinate::Upstream {
+                ncp,
+                detail,
+                chain,
+                can_sign: verdict.condition.status == "True",
+                verdict: &verdict.condition,
+            });
+        let outcome = subordinate::reconcile(&*issuer, &ctx, sub, upstream, recheck).await;
+        let mut upstream_condition = verdict.condition.clone();
+        upstream_condition.type_ = subordinate::UPSTREAM_READY;
+        conditions = vec![outcome.ready, upstream_condition];
+        subordinate_status = outcome.status;
+        verdict.requeue = verdict.requeue.min(outcome.requeue);
+    }
     ctx.metrics.set_issuer_ready(
         K::KIND,
         issuer.meta().namespace.as_deref().unwrap_or_default(),
         &issuer.name_any(),
-        verdict.condition.status == "True",
+        conditions[0].status == "True",
     );
-    apply_status(&*issuer, &ctx, &verdict).await?;
-    // Next: the periodic re-check (sooner after a transient failure); spec and Secret changes trigger
-    // an earlier reconcile through the watches.
+    apply_status(&*issuer, &ctx, &conditions, &verdict, subordinate_status).await?;
+    // Next: the periodic re-check (sooner after a transient failure, or at the intermediate's renewal);
+    // spec and Secret changes trigger an earlier reconcile through the watches.
     Ok(Action::requeue(verdict.requeue))
 }
 
 async fn apply_status<K: IssuerResource>(
     issuer: &K,
     ctx: &Context,
+    desired: &[Desired],
     verdict: &Verdict,
+    subordinate: Option<SubordinateStatus>,
 ) -> Result<(), ReconcileError> {
     let old = issuer.issuer_status().cloned().unwrap_or_default();
     let now = Timestamp::now();
     let generation = issuer.meta().generation;
-    let new_conditions = conditions::merge(&old.conditions, &verdict.condition, generation, now);
+    // Only the condition types of this mode are kept (UpstreamReady goes when subordinate mode does).
+    let mut new_conditions: Vec<_> = old
+        .conditions
+        .iter()
+        .filter(|c| desired.iter().any(|d| d.type_ == c.type_))
+        .cloned()
+        .collect();
+    for d in desired {
+        new_conditions = conditions::merge(&new_conditions, d, generation, now);
+    }
+    let ready = &desired[0];
     let old_ready = conditions::find(&old.conditions, conditions::READY);
-    let changed_condition = old_ready.is_none_or(|c| {
-        c.status != verdict.condition.status
-            || c.reason != verdict.condition.reason
-            || c.message != verdict.condition.message
-            || c.observed_generation != generation
-    });
+    let changed_condition = old.conditions.len() != new_conditions.len()
+        || desired.iter().any(|d| {
+            conditions::find(&old.conditions, d.type_).is_none_or(|c| {
+                c.status != d.status
+                    || c.reason != d.reason
+                    || c.message != d.message
+                    || c.observed_generation != generation
+            })
+        });
     let stale_check = old.last_check_time.as_ref().is_none_or(|t| {
         now.duration_since(t.0).as_secs()
             >= i64::try_from(verdict.requeue.as_secs() / 2).unwrap_or(i64::MAX)
@@ -216,7 +255,10 @@ async fn apply_status<K: IssuerResource>(
             c
         })
     };
-    if !changed_condition && without_counts(&old.ca) == without_counts(&verdict.ca) && !stale_check
+    if !changed_condition
+        && without_counts(&old.ca) == without_counts(&verdict.ca)
+        && old.subordinate == subordinate
+        && !stale_check
     {
         // Nothing new to say: skip the write.
         return Ok(());
@@ -225,6 +267,7 @@ async fn apply_status<K: IssuerResource>(
         conditions: new_conditions,
         ca: verdict.ca.clone(),
         last_check_time: Some(Time(now)),
+        subordinate,
     };
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
@@ -246,20 +289,16 @@ async fn apply_status<K: IssuerResource>(
         name: issuer.name_any(),
         source,
     })?;
-    if changed_condition
-        && old_ready.is_none_or(|c| {
-            c.status != verdict.condition.status || c.reason != verdict.condition.reason
-        })
-    {
-        let ready = verdict.condition.status == "True";
+    if old_ready.is_none_or(|c| c.status != ready.status || c.reason != ready.reason) {
+        let is_ready = ready.status == "True";
         let event = Event {
-            type_: if ready {
+            type_: if is_ready {
                 EventType::Normal
             } else {
                 EventType::Warning
             },
-            reason: verdict.condition.reason.clone(),
-            note: Some(truncate(&verdict.condition.message, 1000)),
+            reason: ready.reason.clone(),
+            note: Some(truncate(&ready.message, 1000)),
             action: "CheckCA".into(),
             secondary: None,
         };
@@ -313,7 +352,12 @@ pub async fn run<K: IssuerResource>(
                 .state()
                 .into_iter()
                 .filter(|i| {
-                    i.issuer_spec().credentials.secret_ref.name == name
+                    let spec = i.issuer_spec();
+                    (spec.credentials.secret_ref.name == name
+                        || spec
+                            .subordinate
+                            .as_ref()
+                            .is_some_and(|s| s.secret_name == name))
                         && i.secret_namespace(&crn) == ns
                 })
                 .map(|i| ObjectRef::from_obj(&*i))

@@ -4,6 +4,8 @@
 pub mod certificate_request;
 pub mod conditions;
 pub mod issuer;
+pub mod recovery;
+pub mod subordinate;
 
 use crate::api::IssuerSpec;
 use crate::ncp::{self, CallObserver, ClientConfig, Credentials, NcpError};
@@ -54,6 +56,8 @@ pub struct Context {
     pub recorder: kube::runtime::events::Recorder,
     /// Metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Intermediates of subordinate issuers.
+    pub subordinates: subordinate::SignerCache,
 }
 
 impl std::fmt::Debug for Context {
@@ -305,6 +309,7 @@ pub fn context(
         settings,
         ncp_clients: NcpClientCache::with_observer(Some(observer)),
         metrics,
+        subordinates: subordinate::SignerCache::default(),
     })
 }
 

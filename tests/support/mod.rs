@@ -360,6 +360,12 @@ pub async fn ready_issuer(
     let mut spec = serde_json::json!({
         "caTag": ca_tag, "endpoint": emulator().base_url(), "credentials": {"secretRef": {"name": secret}}
     });
+    // Subordinate mode is Ready once its intermediate is.
+    let ready_reason = if extra_spec.get("subordinate").is_some() {
+        "IntermediateReady"
+    } else {
+        "CAActive"
+    };
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
         spec.extend(extra.clone());
     }
@@ -380,9 +386,25 @@ pub async fn ready_issuer(
         kind,
         name,
         "True",
-        "CAActive",
+        ready_reason,
     )
     .await;
+}
+
+/// `(reason, note)` of the events about the object `name` in namespace `ns`.
+pub async fn events_about(client: &kube::Client, ns: &str, name: &str) -> Vec<(String, String)> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    events
+        .list(&Default::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+                .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Creates a cert-manager Certificate.

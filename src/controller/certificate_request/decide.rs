@@ -187,6 +187,24 @@ pub fn period_days(
     Ok(days.min(left))
 }
 
+/// Validity of a certificate signed in the cluster: from `now` for `requested`, ending no later than the
+/// intermediate (`ca_not_after`). Returns the window and whether it was shortened.
+///
+/// # Errors
+/// When the intermediate has already expired.
+pub fn local_validity(
+    requested: Duration,
+    now: time::OffsetDateTime,
+    ca_not_after: time::OffsetDateTime,
+) -> Result<(crate::pki::Validity, bool), crate::pki::PkiError> {
+    let wanted = time::Duration::try_from(requested)
+        .ok()
+        .and_then(|d| now.checked_add(d))
+        .unwrap_or(ca_not_after);
+    let clamped = wanted > ca_not_after;
+    crate::pki::Validity::new(now, wanted.min(ca_not_after)).map(|v| (v, clamped))
+}
+
 /// Why NCP's answer cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -560,5 +578,21 @@ mod tests {
             .map(String::from)
             .to_vec();
         assert!(missing_usages(&asked, &der).is_empty());
+    }
+
+    #[test]
+    fn a_locally_signed_certificate_lasts_as_asked_but_never_past_its_signer() {
+        let now = time::macros::datetime!(2026-06-01 00:00 UTC);
+        let end = time::macros::datetime!(2026-07-01 00:00 UTC);
+        let (v, clamped) = local_validity(Duration::from_secs(3600), now, end).unwrap();
+        assert_eq!(
+            (v.not_before, v.not_after),
+            (now, now + time::Duration::HOUR)
+        );
+        assert!(!clamped);
+        let (v, clamped) = local_validity(DEFAULT_DURATION, now, end).unwrap();
+        assert_eq!(v.not_after, end);
+        assert!(clamped);
+        assert!(local_validity(DEFAULT_DURATION, end, now).is_err());
     }
 }

@@ -4,6 +4,7 @@
 //! Every reconcile is fetch → [`decide::next`] → one step → status by server-side apply.
 
 pub mod decide;
+mod local_steps;
 mod ncp_steps;
 pub mod revoke;
 mod status;
@@ -94,6 +95,8 @@ struct IssuerView {
     secret_namespace: String,
     ready: Option<(bool, String)>,
     ca_not_after_unix: Option<i64>,
+    /// How the issuer names itself on the Secrets it owns (subordinate mode).
+    owner: String,
 }
 
 impl IssuerView {
@@ -121,6 +124,11 @@ impl IssuerView {
             secret_namespace: issuer.secret_namespace(crn),
             ready,
             ca_not_after_unix,
+            owner: crate::controller::subordinate::owner_id(
+                K::KIND,
+                issuer.meta().namespace.as_deref(),
+                &issuer.name_any(),
+            ),
         }
     }
 }
@@ -286,6 +294,11 @@ async fn with_issuer(
                 return Ok(Action::requeue(ISSUER_WAIT));
             }
         }
+    }
+    // Subordinate mode signs new requests in the cluster; a request that started signing through NCP
+    // before the mode was switched on is still recovered from NCP below.
+    if let (Next::Sign, Some(sub)) = (&step, &issuer.spec.subordinate) {
+        return local_steps::sign(cr, ctx, &issuer, &sub.secret_name).await;
     }
     let credentials =
         match read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec).await {

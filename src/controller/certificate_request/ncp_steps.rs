@@ -17,16 +17,7 @@ use kube::ResourceExt as _;
 use kube::runtime::controller::Action;
 use std::time::Duration;
 
-/// How far before the start marker a recovered certificate's notBefore may lie: clock skew between us
-/// and NCP, and any backdating of notBefore.
-const RECOVERY_SKEW: Duration = Duration::from_secs(3600);
-/// Extra time, on top of twice the NCP request timeout, before a signing call that left no certificate
-/// is considered never to have taken effect.
-const RECOVERY_SETTLE_MARGIN: Duration = Duration::from_secs(5);
-
-fn settle_window(ctx: &Context) -> Duration {
-    ctx.settings.ncp_request_timeout * 2 + RECOVERY_SETTLE_MARGIN
-}
+use crate::controller::recovery::settle_window;
 
 /// How long ago the start marker was written (zero when unreadable: wait the whole window).
 fn marker_age(cr: &CertificateRequest) -> Duration {
@@ -104,7 +95,15 @@ pub(super) async fn run(
     }
 }
 
-fn parse_csr(cr: &CertificateRequest) -> Result<Csr, String> {
+/// The request's duration, cert-manager's default when unset.
+pub(super) fn requested_duration(cr: &CertificateRequest) -> Result<Duration, String> {
+    match cr.spec.duration.as_deref() {
+        Some(d) => decide::parse_go_duration(d).map_err(|e| e.to_string()),
+        None => Ok(decide::DEFAULT_DURATION),
+    }
+}
+
+pub(super) fn parse_csr(cr: &CertificateRequest) -> Result<Csr, String> {
     let text = String::from_utf8(cr.spec.request.0.clone())
         .map_err(|_| "spec.request is not a PEM CSR".to_string())?;
     Csr::from_pem(&text).map_err(|e| format!("spec.request is not a valid CSR: {e}"))
@@ -133,12 +132,9 @@ async fn sign(
         )
         .await;
     }
-    let requested = match cr.spec.duration.as_deref() {
-        Some(d) => match decide::parse_go_duration(d) {
-            Ok(d) => d,
-            Err(e) => return fail(cr, ctx, &e.to_string()).await,
-        },
-        None => decide::DEFAULT_DURATION,
+    let requested = match requested_duration(cr) {
+        Ok(d) => d,
+        Err(msg) => return fail(cr, ctx, &msg).await,
     };
     let now = Timestamp::now().as_second();
     let days = match decide::period_days(requested, now, issuer.ca_not_after_unix) {
@@ -228,7 +224,11 @@ async fn finish(
     Ok(Action::await_change())
 }
 
-async fn fail(cr: &CertificateRequest, ctx: &Context, msg: &str) -> Result<Action, RequestError> {
+pub(super) async fn fail(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    msg: &str,
+) -> Result<Action, RequestError> {
     status::apply(cr, ctx, Update::failed(reason::FAILED, msg)).await?;
     status::event(cr, ctx, true, reason::FAILED, msg).await;
     ctx.metrics.certificate_failed(
@@ -349,8 +349,7 @@ async fn clear_marker(cr: &CertificateRequest, ctx: &Context) -> Result<(), Requ
         .map_err(kube_err(cr, "clear signing marker"))
 }
 
-/// Looks for a certificate with the CSR's public key and SANs issued since the start marker, newest
-/// first. NCP does not document the list's order, so it is read off the first and last entries.
+/// Looks for a certificate with the CSR's public key and SANs issued since the start marker.
 async fn find_by_key(
     cr: &CertificateRequest,
     ncp: &ncp::Client,
@@ -361,68 +360,11 @@ async fn find_by_key(
         .annotations()
         .get(ANNOTATION_SIGNING_STARTED)
         .and_then(|t| t.parse::<Timestamp>().ok())
-        .map_or(0, |t| {
-            t.as_millisecond() - i64::try_from(RECOVERY_SKEW.as_millis()).unwrap_or(0)
-        });
-    let first = ncp.get_end_cert_list(ca_tag, Some(1)).await?;
-    let pages = u32::try_from(first.total_page_no.max(1)).unwrap_or(1);
-    let last = if pages > 1 {
-        ncp.get_end_cert_list(ca_tag, Some(pages)).await?
-    } else {
-        first.clone()
-    };
-    let (Some(oldest_guess), Some(newest_guess)) =
-        (first.list_certs.first(), last.list_certs.last())
-    else {
-        return Ok(None);
-    };
-    let ascending = if oldest_guess == newest_guess {
-        true
-    } else {
-        let a = ncp
-            .get_end_cert(ca_tag, oldest_guess)
-            .await?
-            .not_before_date;
-        let b = ncp
-            .get_end_cert(ca_tag, newest_guess)
-            .await?
-            .not_before_date;
-        a <= b
-    };
-    let order: Vec<u32> = if ascending {
-        (1..=pages).rev().collect()
-    } else {
-        (1..=pages).collect()
-    };
-    for page in order {
-        let list = match page {
-            1 => first.clone(),
-            p if p == pages => last.clone(),
-            p => ncp.get_end_cert_list(ca_tag, Some(p)).await?,
-        };
-        let serials: Vec<&String> = if ascending {
-            list.list_certs.iter().rev().collect()
-        } else {
-            list.list_certs.iter().collect()
-        };
-        for serial in serials {
-            let cert = ncp.get_end_cert(ca_tag, serial).await?;
-            if cert.not_before_date.is_some_and(|nb| nb < started) {
-                // Older than the marker (with the skew margin): nothing newer is left to look at.
-                return Ok(None);
-            }
-            let Ok(parsed) = crate::pki::parse_certificates_pem(&cert.cert_pem) else {
-                continue;
-            };
-            let matches = parsed.first().is_some_and(|c| {
-                c.public_key.spki_der() == csr.public_key().spki_der()
-                    && csr.sans().iter().all(|san| c.sans.contains(san))
-                    && c.sans.iter().all(|san| csr.sans().contains(san))
-            });
-            if matches {
-                return Ok(Some((serial.clone(), cert.cert_pem, cert.ca_chain)));
-            }
-        }
-    }
-    Ok(None)
+        .map_or(0, |t| t.as_millisecond());
+    crate::controller::recovery::find_issued(ncp, ca_tag, started, |c| {
+        c.public_key.spki_der() == csr.public_key().spki_der()
+            && csr.sans().iter().all(|san| c.sans.contains(san))
+            && c.sans.iter().all(|san| csr.sans().contains(san))
+    })
+    .await
 }

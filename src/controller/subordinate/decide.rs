@@ -1,0 +1,320 @@
+//! Pure decisions of subordinate mode: reading and checking the intermediate's Secret, when to renew
+//! it, and what the Ready condition says.
+
+use crate::api::{SubordinateSpec, SubordinateStatus};
+use crate::controller::certificate_request::decide::parse_go_duration;
+use crate::ncp::types::KeyType;
+use crate::pki::{
+    CertInfo, Name, NameAttr, PrivateKey, Signer, parse_certificates_pem, verify_chain,
+};
+use sha2::{Digest as _, Sha256};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Secret key of the intermediate's private key.
+pub const KEY_TLS_KEY: &str = "tls.key";
+/// Secret key of the intermediate and the chain above it, root excluded.
+pub const KEY_TLS_CRT: &str = "tls.crt";
+/// Secret key of the NCP root.
+pub const KEY_CA_CRT: &str = "ca.crt";
+/// Secret key of the next intermediate's key while NCP signs it (kept so that a lost answer is
+/// recovered rather than signed twice).
+pub const KEY_PENDING_KEY: &str = "pending.key";
+/// Annotation on the Secret naming the issuer that owns it (`Kind/namespace/name`).
+pub const ANNOTATION_OWNER: &str = "pca.ncp-issuer.dev/owner";
+/// Annotation on the Secret: digest of the settings the intermediate was made with (key type,
+/// subject); a change rotates it.
+pub const ANNOTATION_SPEC_HASH: &str = "pca.ncp-issuer.dev/intermediate-spec";
+/// Annotation on the Secret: when the pending key was sent to NCP (RFC 3339).
+pub const ANNOTATION_PENDING_SINCE: &str = "pca.ncp-issuer.dev/pending-since";
+/// Annotation on the issuer: set it to a new value (a timestamp, say) to have the intermediate renewed
+/// now, with a fresh key.
+pub const ANNOTATION_RENEW: &str = "pca.ncp-issuer.dev/renew-intermediate";
+/// Default life of the intermediate.
+pub const DEFAULT_INTERMEDIATE_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The settings of an intermediate, resolved from the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// Key type.
+    pub key_type: KeyType,
+    /// Subject.
+    pub subject: Name,
+    /// Requested life.
+    pub duration: Duration,
+    /// Renewal margin; `None`: a third of the life.
+    pub renew_before: Option<Duration>,
+}
+
+impl Wanted {
+    /// Resolves `spec` for the issuer named `issuer_name`.
+    ///
+    /// # Errors
+    /// When a duration does not parse.
+    pub fn from_spec(spec: &SubordinateSpec, issuer_name: &str) -> Result<Self, String> {
+        let duration = match spec.duration.as_deref() {
+            Some(d) => parse_go_duration(d)
+                .map_err(|_| format!("spec.subordinate.duration {d:?} is not a duration"))?,
+            None => DEFAULT_INTERMEDIATE_DURATION,
+        };
+        let renew_before = spec
+            .renew_before
+            .as_deref()
+            .map(|d| {
+                parse_go_duration(d)
+                    .map_err(|_| format!("spec.subordinate.renewBefore {d:?} is not a duration"))
+            })
+            .transpose()?;
+        let mut subject = Name::new();
+        let given = spec.subject.clone().unwrap_or_default();
+        for (attr, values) in [
+            (NameAttr::Country, &given.countries),
+            (NameAttr::StateOrProvince, &given.provinces),
+            (NameAttr::Locality, &given.localities),
+            (NameAttr::Organization, &given.organizations),
+            (NameAttr::OrganizationalUnit, &given.organizational_units),
+        ] {
+            for v in values {
+                subject.push(attr.clone(), v.clone());
+            }
+        }
+        let cn = given
+            .common_name
+            .filter(|c| !c.trim().is_empty())
+            .unwrap_or_else(|| format!("{issuer_name} intermediate"));
+        subject.push(NameAttr::CommonName, cn);
+        Ok(Self {
+            key_type: spec.key_algorithm.key_type(),
+            subject,
+            duration,
+            renew_before,
+        })
+    }
+
+    /// Digest of what shapes the intermediate itself (key type and subject), kept on the Secret.
+    #[must_use]
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.key_type.as_str());
+        h.update([0]);
+        h.update(self.subject.to_string());
+        let d = h.finalize();
+        d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The intermediate as read from its Secret, checked: the key is the certificate's, the certificate is
+/// a CA and chains to the root in `ca.crt`.
+#[derive(Debug)]
+pub struct Intermediate {
+    /// Key and certificate.
+    pub signer: Signer,
+    /// `tls.crt`: the intermediate, then what lies between it and the root.
+    pub chain_pem: String,
+    /// `ca.crt`: the root.
+    pub root_pem: String,
+}
+
+impl Intermediate {
+    /// The intermediate's certificate.
+    #[must_use]
+    pub fn certificate(&self) -> &CertInfo {
+        self.signer.certificate()
+    }
+}
+
+/// Why a Secret holds no usable intermediate. Messages never include key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretProblem {
+    /// Nothing provisioned yet (absent Secret, or no key and certificate in it).
+    #[error("no intermediate has been provisioned yet")]
+    Empty,
+    /// `tls.key` does not parse.
+    #[error("tls.key is not a usable private key")]
+    KeyUnreadable,
+    /// `tls.crt` or `ca.crt` does not parse.
+    #[error("{0} does not hold a readable certificate")]
+    CertUnreadable(&'static str),
+    /// The key is not the certificate's.
+    #[error("tls.key does not match the certificate in tls.crt")]
+    KeyMismatch,
+    /// The certificate is not a CA.
+    #[error("the certificate in tls.crt is not a CA certificate")]
+    NotCa,
+    /// The chain does not verify to `ca.crt` (or the intermediate expired).
+    #[error("tls.crt does not verify up to ca.crt: {0}")]
+    Chain(String),
+}
+
+fn text(data: Option<&[u8]>) -> &str {
+    data.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+}
+
+/// Reads and checks an intermediate from the Secret's `tls.key`, `tls.crt` and `ca.crt`.
+///
+/// # Errors
+/// What is wrong with it.
+pub fn read_intermediate(
+    tls_key: Option<&[u8]>,
+    tls_crt: Option<&[u8]>,
+    ca_crt: Option<&[u8]>,
+    now: OffsetDateTime,
+) -> Result<Intermediate, SecretProblem> {
+    let (key_pem, chain_pem, root_pem) = (text(tls_key), text(tls_crt), text(ca_crt));
+    if key_pem.trim().is_empty() && chain_pem.trim().is_empty() {
+        return Err(SecretProblem::Empty);
+    }
+    let key = PrivateKey::from_pem(key_pem).map_err(|_| SecretProblem::KeyUnreadable)?;
+    let mut chain = parse_certificates_pem(chain_pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or(SecretProblem::CertUnreadable(KEY_TLS_CRT))?;
+    let roots = parse_certificates_pem(root_pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or(SecretProblem::CertUnreadable(KEY_CA_CRT))?;
+    let cert = chain.remove(0);
+    if !cert.is_ca {
+        return Err(SecretProblem::NotCa);
+    }
+    verify_chain(&cert, &chain, &roots, now).map_err(|e| SecretProblem::Chain(e.to_string()))?;
+    let signer = Signer::new(key, cert).map_err(|_| SecretProblem::KeyMismatch)?;
+    Ok(Intermediate {
+        signer,
+        chain_pem: chain_pem.to_string(),
+        root_pem: root_pem.to_string(),
+    })
+}
+
+/// When an intermediate valid from `not_before` to `not_after` is renewed: `renew_before` ahead of its
+/// end, or a third of its life ahead when unset or not shorter than its life.
+#[must_use]
+pub fn renewal_time(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    renew_before: Option<Duration>,
+) -> OffsetDateTime {
+    let life = (not_after - not_before).max(time::Duration::ZERO);
+    let third = life / 3;
+    let margin = match renew_before.and_then(|d| time::Duration::try_from(d).ok()) {
+        Some(m) if m < life => m,
+        _ => third,
+    };
+    not_after - margin
+}
+
+/// Why a new intermediate is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// There is none yet.
+    Missing,
+    /// The one in the Secret cannot be used.
+    Invalid(SecretProblem),
+    /// The key type or subject in the spec changed.
+    SpecChanged,
+    /// It was not issued by the NCP CA the spec names (`caTag` changed, or the CA was replaced).
+    NotFromCa,
+    /// Its renewal time has come.
+    RenewalDue,
+    /// The renew annotation asked for it.
+    Requested(String),
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => write!(f, "no intermediate yet"),
+            Self::Invalid(p) => write!(f, "the intermediate's secret is unusable: {p}"),
+            Self::SpecChanged => write!(f, "spec.subordinate key algorithm or subject changed"),
+            Self::NotFromCa => write!(
+                f,
+                "the intermediate was not issued by the NCP CA in spec.caTag"
+            ),
+            Self::RenewalDue => write!(f, "the intermediate reached its renewal time"),
+            Self::Requested(v) => write!(f, "renewal requested ({ANNOTATION_RENEW}={v})"),
+        }
+    }
+}
+
+/// What the issuer controller found in the Secret.
+#[derive(Debug)]
+pub struct Observed<'a> {
+    /// The intermediate, or why there is none.
+    pub current: &'a Result<Intermediate, SecretProblem>,
+    /// The Secret's settings digest annotation.
+    pub spec_digest: Option<&'a str>,
+    /// The NCP CA's chain (`[CA, …, root]`) when NCP answered.
+    pub ncp_chain: Option<&'a [CertInfo]>,
+    /// The issuer's renew annotation.
+    pub renew_request: Option<&'a str>,
+    /// The renew annotation value last acted on (from status).
+    pub last_renew_request: Option<&'a str>,
+}
+
+/// Whether a new intermediate is needed, and why (`None`: keep the current one).
+#[must_use]
+pub fn needs_new(observed: &Observed<'_>, wanted: &Wanted, now: OffsetDateTime) -> Option<Why> {
+    let current = match observed.current {
+        Ok(i) => i,
+        Err(SecretProblem::Empty) => return Some(Why::Missing),
+        Err(p) => return Some(Why::Invalid(p.clone())),
+    };
+    if observed.spec_digest != Some(wanted.digest().as_str()) {
+        return Some(Why::SpecChanged);
+    }
+    if let Some(chain) = observed.ncp_chain
+        && let Some((_ca, _)) = chain.split_first()
+    {
+        let (roots, intermediates): (Vec<CertInfo>, Vec<CertInfo>) =
+            chain.iter().cloned().partition(CertInfo::is_self_signed);
+        let anchored = verify_chain(current.certificate(), &intermediates, &roots, now).is_ok();
+        // The issuing CA is the first of NCP's chain.
+        let from_ca = current.certificate().issuer == chain[0].subject;
+        if !anchored || !from_ca {
+            return Some(Why::NotFromCa);
+        }
+    }
+    if let Some(v) = observed.renew_request
+        && !v.is_empty()
+        && observed.last_renew_request != Some(v)
+    {
+        return Some(Why::Requested(v.to_string()));
+    }
+    let cert = current.certificate();
+    if now >= renewal_time(cert.not_before, cert.not_after, wanted.renew_before) {
+        return Some(Why::RenewalDue);
+    }
+    None
+}
+
+/// Status of an intermediate.
+#[must_use]
+pub fn status_of(
+    secret_name: &str,
+    intermediate: &Intermediate,
+    wanted: &Wanted,
+    last_renew_request: Option<String>,
+) -> SubordinateStatus {
+    let cert = intermediate.certificate();
+    let rfc = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    SubordinateStatus {
+        secret_name: secret_name.to_string(),
+        serial_number: cert.serial.to_colon_hex(),
+        subject: cert.subject.to_string(),
+        key_algorithm: intermediate.signer.key().key_type().as_str().to_string(),
+        not_before: rfc(cert.not_before),
+        not_after: rfc(cert.not_after),
+        renewal_time: rfc(renewal_time(
+            cert.not_before,
+            cert.not_after,
+            wanted.renew_before,
+        )),
+        last_renew_request,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+use super::*;
+use crate::api::SubordinateSubject;
+use crate::pki::{IssueOptions, Validity, self_signed_ca, sign_ca, sign_leaf};
+use time::macros::datetime;
+
+const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
+
+fn opts(from: OffsetDateTime, to: OffsetDateTime) -> IssueOptions {
+    IssueOptions::new(Validity::new(from, to).unwrap())
+}
+
+struct Pki {
+    root: Signer,
+    key_pem: String,
+    chain_pem: String,
+    root_pem: String,
+}
+
+/// A root, and an intermediate under it valid from `from` to `to`.
+fn pki(from: OffsetDateTime, to: OffsetDateTime) -> Pki {
+    let root_key = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let root_cert = self_signed_ca(
+        &Name::new().with(NameAttr::CommonName, "root"),
+        &root_key,
+        &opts(
+            datetime!(2020-01-01 00:00 UTC),
+            datetime!(2040-01-01 00:00 UTC),
+        ),
+    )
+    .unwrap();
+    let root = Signer::new(root_key, root_cert).unwrap();
+    let key = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let cert = sign_ca(
+        &root,
+        &Name::new().with(NameAttr::CommonName, "sub intermediate"),
+        &key.public_key().unwrap(),
+        &opts(from, to),
+    )
+    .unwrap();
+    Pki {
+        root_pem: root.certificate().to_pem(),
+        root,
+        key_pem: key.to_pkcs8_pem(),
+        chain_pem: cert.to_pem(),
+    }
+}
+
+fn read(p: &Pki, at: OffsetDateTime) -> Result<Intermediate, SecretProblem> {
+    read_intermediate(
+        Some(p.key_pem.as_bytes()),
+        Some(p.chain_pem.as_bytes()),
+        Some(p.root_pem.as_bytes()),
+        at,
+    )
+}
+
+fn spec() -> SubordinateSpec {
+    SubordinateSpec {
+        secret_name: "s".into(),
+        ..SubordinateSpec::default()
+    }
+}
+
+#[test]
+fn an_empty_spec_means_an_ec256_intermediate_named_after_the_issuer_for_a_year() {
+    let w = Wanted::from_spec(&spec(), "sub").unwrap();
+    assert_eq!(w.key_type, KeyType::Ec256);
+    assert_eq!(w.subject.to_string(), "CN=sub intermediate");
+    assert_eq!(w.duration, DEFAULT_INTERMEDIATE_DURATION);
+    assert_eq!(w.renew_before, None);
+}
+
+#[test]
+fn the_subject_and_durations_come_from_the_spec_and_bad_durations_are_named() {
+    let mut s = spec();
+    s.subject = Some(SubordinateSubject {
+        common_name: Some("Mesh CA".into()),
+        organizations: vec!["Example".into()],
+        countries: vec!["KR".into()],
+        ..SubordinateSubject::default()
+    });
+    s.duration = Some("720h".into());
+    s.renew_before = Some("240h".into());
+    let w = Wanted::from_spec(&s, "sub").unwrap();
+    assert_eq!(w.subject.to_string(), "C=KR, O=Example, CN=Mesh CA");
+    assert_eq!(w.duration, Duration::from_secs(720 * 3600));
+    assert_eq!(w.renew_before, Some(Duration::from_secs(240 * 3600)));
+    s.renew_before = Some("soon".into());
+    let e = Wanted::from_spec(&s, "sub").unwrap_err();
+    assert!(e.contains("renewBefore"), "{e}");
+}
+
+#[test]
+fn the_digest_changes_with_the_key_type_and_the_subject_only() {
+    let base = Wanted::from_spec(&spec(), "sub").unwrap();
+    let mut longer = spec();
+    longer.duration = Some("87600h".into());
+    assert_eq!(
+        Wanted::from_spec(&longer, "sub").unwrap().digest(),
+        base.digest()
+    );
+    let mut rsa = spec();
+    rsa.key_algorithm = crate::api::SubordinateKeyAlgorithm::Rsa2048;
+    assert_ne!(
+        Wanted::from_spec(&rsa, "sub").unwrap().digest(),
+        base.digest()
+    );
+    assert_ne!(
+        Wanted::from_spec(&spec(), "other").unwrap().digest(),
+        base.digest()
+    );
+}
+
+#[test]
+fn a_matching_key_certificate_and_root_is_an_intermediate() {
+    let p = pki(
+        datetime!(2026-01-01 00:00 UTC),
+        datetime!(2027-01-01 00:00 UTC),
+    );
+    let i = read(&p, NOW).unwrap();
+    assert_eq!(i.certificate().subject.to_string(), "CN=sub intermediate");
+    assert_eq!(i.root_pem, p.root_pem);
+}
+
+#[test]
+fn nothing_in_the_secret_is_empty_not_broken() {
+    assert_eq!(
+        read_intermediate(None, Some(b""), None, NOW).unwrap_err(),
+        SecretProblem::Empty
+    );
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused() {
+    let mut p = pki(
+        datetime!(2026-01-01 00:00 UTC),
+        datetime!(2027-01-01 00:00 UTC),
+    );
+    p.key_pem = PrivateKey::generate(KeyType::Ec256).unwrap().to_pkcs8_pem();
+    assert_eq!(read(&p, NOW).unwrap_err(), SecretProblem::KeyMismatch);
+    p.key_pem = "garbage".into();
+    assert_eq!(read(&p, NOW).unwrap_err(), SecretProblem::KeyUnreadable);
+}
+
+#[test]
+fn a_leaf_another_root_or_an_expired_intermediate_is_refused() {
+    let p = pki(
+        datetime!(2026-01-01 00:00 UTC),
+        datetime!(2027-01-01 00:00 UTC),
+    );
+    // A leaf in tls.crt.
+    let leaf_key = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let leaf = sign_leaf(
+        &p.root,
+        &Name::new().with(NameAttr::CommonName, "leaf"),
+        &[],
+        &leaf_key.public_key().unwrap(),
+        &opts(
+            datetime!(2026-01-01 00:00 UTC),
+            datetime!(2027-01-01 00:00 UTC),
+        ),
+    )
+    .unwrap();
+    let as_leaf = Pki {
+        key_pem: leaf_key.to_pkcs8_pem(),
+        chain_pem: leaf.to_pem(),
+        ..pki(
+            datetime!(2026-01-01 00:00 UTC),
+            datetime!(2027-01-01 00:00 UTC),
+        )
+    };
+    assert_eq!(read(&as_leaf, NOW).unwrap_err(), SecretProblem::NotCa);
+    // Another root in ca.crt.
+    let other = pki(
+        datetime!(2026-01-01 00:00 UTC),
+        datetime!(2027-01-01 00:00 UTC),
+    );
+    let crossed = Pki {
+        root_pem: other.root_pem.clone(),
+        ..pki(
+            datetime!(2026-01-01 00:00 UTC),
+            datetime!(2027-01-01 00:00 UTC),
+        )
+    };
+    assert!(matches!(read(&crossed, NOW), Err(SecretProblem::Chain(_))));
+    // Expired.
+    assert!(matches!(
+        read(&p, datetime!(2028-01-01 00:00 UTC)),
+        Err(SecretProblem::Chain(_))
+    ));
+}
+
+#[test]
+fn renewal_comes_a_third_of_the_life_early_unless_renew_before_says_otherwise() {
+    let from = datetime!(2026-01-01 00:00 UTC);
+    let to = datetime!(2026-01-31 00:00 UTC);
+    assert_eq!(
+        renewal_time(from, to, None),
+        datetime!(2026-01-21 00:00 UTC)
+    );
+    assert_eq!(
+        renewal_time(from, to, Some(Duration::from_secs(24 * 3600))),
+        datetime!(2026-01-30 00:00 UTC)
+    );
+    // A margin as long as the life itself would renew at once, forever: a third instead.
+    assert_eq!(
+        renewal_time(from, to, Some(Duration::from_secs(60 * 24 * 3600))),
+        datetime!(2026-01-21 00:00 UTC)
+    );
+}
+
+fn observed<'a>(
+    current: &'a Result<Intermediate, SecretProblem>,
+    digest: Option<&'a str>,
+) -> Observed<'a> {
+    Observed {
+        current,
+        spec_digest: digest,
+        ncp_chain: None,
+        renew_request: None,
+        last_renew_request: None,
+    }
+}
+
+#[test]
+fn a_current_intermediate_is_kept_until_its_renewal_time() {
+    let w = Wanted::from_spec(&spec(), "sub").unwrap();
+    let digest = w.digest();
+    let p = pki(
+        datetime!(2026-01-01 00:00 UTC),
+        datetime!(2027-01-01 00:00 UTC),
+    );
+    let current = read(&p, NOW);
+    assert_eq!(needs_new(&observed(&current, Some(&digest)), &w, NOW), None);
+    assert_eq!(
+        needs_new(
+            &observed(&current, Some(&digest)),
+            &w,
+            datetime!(2026-10-01 00:00 UTC)
+        ),
+        Some(Why::RenewalDue)
+    );
+    assert_eq!(
+        needs_new(&observed(&current, Some("other")), &w, NOW),
+        Some(Why::SpecChanged)
+    );
+    let missing = Err(SecretProblem::Empty);
+    assert_eq!(
+        needs_new(&observed(&missing, None), &w, NOW),
+        Some(Why::Missing)
+    );
+    let broken = Err(SecretProblem::KeyMismatch);
+    assert_eq!(
+        needs_new(&observed(&broken, Some(&digest)), &w, NOW),
+        Some(Why::Invalid(SecretProblem::KeyMismatch))
+    );
+}
+
+#[test]
+fn a_renew_request_rotates_once_per_value() {
+    let w = Wanted::from_spec(&spec(), "sub").unwrap();
+    let digest = w.digest();
+    let p = pki(
+        datetime!(2026-01-01 00:00 UTC),
+        datetime!(2027-01-01 00:00 UTC),
+    );
+    let current = read(&p, NOW);
+    let mut o = observed(&current, Some(&digest));
+    o.renew_request = Some("1");
+    assert_eq!(needs_new(&o, &w, NOW), Some(Why::Requested("1".into())));
+    o.last_renew_request = Some("1");
+    assert_eq!(needs_new(&o, &w, NOW), None);
+}
+
+#[test]
+fn an_intermediate_from_another_ncp_ca_is_replaced() {
+    let w = Wanted::from_spec(&spec(), "sub").unwrap();
+    let digest = w.digest();
+    let p = pki(
+        datetime!(2026-01-01 00:00 UTC),
+        datetime!(2027-01-01 00:00 UTC),
+    );
+    let current = read(&p, NOW);
+    let own = parse_certificates_pem(&p.root_pem).unwrap();
+    let mut o = observed(&current, Some(&digest));
+    o.ncp_chain = Some(&own);
+    assert_eq!(needs_new(&o, &w, NOW), None);
+    let other = pki(
+        datetime!(2026-01-01 00:00 UTC),
+        datetime!(2027-01-01 00:00 UTC),
+    );
+    let foreign = parse_certificates_pem(&other.root_pem).unwrap();
+    o.ncp_chain = Some(&foreign);
+    assert_eq!(needs_new(&o, &w, NOW), Some(Why::NotFromCa));
+}

@@ -1,0 +1,102 @@
+//! Subordinate mode while NCP is down: the emulator refuses every call (a gateway 503 for every
+//! operation), and certificates keep being issued with the in-cluster intermediate. A binary of its
+//! own, because the outage is the whole emulator's.
+
+mod support;
+
+use ncp_pca_issuer::emulator::{FaultKind, FaultRule};
+use ncp_pca_issuer::ncp::Operation;
+use ncp_pca_issuer::ncp::types::KeyType;
+use std::time::Duration;
+use support::{
+    certificate, client, dynamic, emulator, emulator_root_ca, eventually, issued_secret, namespace,
+    openssl_verify, operator, ready_issuer,
+};
+
+/// The issuer's condition of `type_`, as `(status, reason)`.
+async fn condition(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+) -> Option<(String, String)> {
+    let api = dynamic(
+        client,
+        Some(ns),
+        "pca.ncp-issuer.dev",
+        "v1alpha1",
+        "PrivateCA",
+        "privatecas",
+    );
+    let obj = api.get(name).await.ok()?;
+    let conditions = obj.data["status"]["conditions"].as_array()?.clone();
+    let c = conditions.iter().find(|c| c["type"] == type_)?;
+    Some((
+        c["status"].as_str()?.to_string(),
+        c["reason"].as_str()?.to_string(),
+    ))
+}
+
+#[tokio::test]
+async fn certificates_keep_being_issued_while_the_emulator_refuses_every_call() {
+    operator();
+    let client = client().await;
+    let ns = namespace("sub-outage").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    ready_issuer(
+        &client,
+        &ns,
+        "sub",
+        false,
+        &ca,
+        serde_json::json!({"subordinate": {"secretName": "sub-ca"}}),
+    )
+    .await;
+
+    emulator().add_fault(FaultRule::new(FaultKind::Unavailable503));
+    let refused_before = emulator().stats().calls(Operation::GetCa).rejected;
+    // The issuer's periodic check (10 s in tests) sees the outage...
+    eventually("the issuer sees NCP down", Duration::from_secs(60), || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            condition(&client, &ns, "sub", "UpstreamReady")
+                .await
+                .filter(|(status, _)| status == "False")
+        }
+    })
+    .await;
+    // ...and stays Ready: it signs with the intermediate it has.
+    assert_eq!(
+        condition(&client, &ns, "sub", "Ready").await,
+        Some(("True".to_string(), "IntermediateReady".to_string()))
+    );
+
+    for i in 0..3 {
+        certificate(
+            &client,
+            &ns,
+            &format!("web-{i}"),
+            serde_json::json!({
+                "secretName": format!("web-{i}-tls"), "dnsNames": [format!("web-{i}.example.com")],
+                "privateKey": {"algorithm": "ECDSA", "size": 256},
+                "issuerRef": {"group": "pca.ncp-issuer.dev", "kind": "PrivateCA", "name": "sub"}
+            }),
+        )
+        .await;
+    }
+    for i in 0..3 {
+        let (tls, ca_crt) =
+            issued_secret(&client, &ns, &format!("web-{i}"), &format!("web-{i}-tls")).await;
+        let verdict = openssl_verify(&tls, &ca_crt).expect("verifies");
+        assert!(verdict.contains("OK"), "{verdict}");
+    }
+    let stats = emulator().stats();
+    emulator().clear_faults();
+    assert!(
+        stats.calls(Operation::GetCa).rejected > refused_before,
+        "the outage was real: NCP calls were refused"
+    );
+    assert_eq!(stats.calls(Operation::SignEndCsr).total, 0);
+    assert_eq!(stats.issued_by(&ca), 1, "the intermediate only");
+}
