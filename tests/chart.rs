@@ -441,6 +441,46 @@ fn the_deployment_runs_two_leader_elected_restricted_replicas_in_the_release_nam
 }
 
 #[test]
+fn secrets_are_writable_for_subordinate_mode_only_in_the_namespaces_the_values_name() {
+    let bindings = |sets: &[&str]| -> (Vec<String>, usize) {
+        let docs = documents(&render("pki-system", sets));
+        let namespaces = of_kind(&docs, "RoleBinding")
+            .into_iter()
+            .filter(|b| b["roleRef"]["name"] == "ncp-pca-issuer-subordinate-secrets")
+            .map(|b| {
+                b["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        let cluster_wide = of_kind(&docs, "ClusterRoleBinding")
+            .into_iter()
+            .filter(|b| b["roleRef"]["name"] == "ncp-pca-issuer-subordinate-secrets")
+            .count();
+        (namespaces, cluster_wide)
+    };
+    // By default: the cluster resource namespace (the release's) only.
+    assert_eq!(bindings(&[]), (vec!["pki-system".to_string()], 0));
+    assert_eq!(
+        bindings(&["clusterResourceNamespace=certs"]),
+        (vec!["certs".to_string()], 0)
+    );
+    assert_eq!(
+        bindings(&["subordinate.namespaces={team-a,pki-system}"]),
+        (vec!["pki-system".to_string(), "team-a".to_string()], 0)
+    );
+    assert_eq!(bindings(&["subordinate.namespaces={*}"]), (vec![], 1));
+    assert_eq!(bindings(&["subordinate.enabled=false"]), (vec![], 0));
+    let docs = documents(&render("pki-system", &["subordinate.enabled=false"]));
+    assert!(
+        !of_kind(&docs, "ClusterRole")
+            .iter()
+            .any(|r| r["metadata"]["name"] == "ncp-pca-issuer-subordinate-secrets")
+    );
+}
+
+#[test]
 fn rbac_never_writes_secrets_keeps_leases_to_the_release_namespace_and_aggregates_our_kinds() {
     let docs = documents(&render("pki-system", &[]));
     let cluster_roles = of_kind(&docs, "ClusterRole");
@@ -465,7 +505,11 @@ fn rbac_never_writes_secrets_keeps_leases_to_the_release_namespace_and_aggregate
                 role["metadata"]["name"]
             );
             if resources.contains(&json!("secrets")) {
-                assert_eq!(verbs, ["get", "list", "watch"], "secrets: {rule}");
+                if role["metadata"]["name"] == "ncp-pca-issuer-subordinate-secrets" {
+                    assert_eq!(verbs, ["create", "update"], "subordinate secrets: {rule}");
+                } else {
+                    assert_eq!(verbs, ["get", "list", "watch"], "secrets: {rule}");
+                }
             }
             if resources.contains(&json!("leases")) {
                 assert_eq!(role["kind"], "Role", "leases only in the Role: {rule}");
@@ -837,20 +881,58 @@ async fn with_only_the_charts_service_account_token_the_operator_issues_and_revo
             "apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "ClusterPrivateCA",
             "metadata": {"name": cluster_ca},
             "spec": {"caTag": ca, "endpoint": support::emulator().base_url(),
-                     "credentials": {"secretRef": {"name": "ncp-cluster"}}}
+                     "credentials": {"secretRef": {"name": "ncp-cluster"}},
+                     "subordinate": {"secretName": format!("{cluster_ca}-intermediate")}}
         }),
     )
     .await
     .expect("ClusterPrivateCA applied");
+    // In subordinate mode: the chart lets it keep its intermediate in the cluster resource namespace.
     issuer_condition(
         &admin,
         None,
         "ClusterPrivateCA",
         &cluster_ca,
         "True",
-        "CAActive",
+        "IntermediateReady",
     )
     .await;
+    // A subordinate PrivateCA in a namespace the values do not list cannot write its Secret.
+    support::apply(
+        &dynamic(
+            &admin,
+            Some(&ns),
+            "pca.ncp-issuer.dev",
+            "v1alpha1",
+            "PrivateCA",
+            "privatecas",
+        ),
+        json!({
+            "apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "PrivateCA",
+            "metadata": {"name": "sub"},
+            "spec": {"caTag": ca, "endpoint": support::emulator().base_url(),
+                     "credentials": {"secretRef": {"name": "ncp-pca"}},
+                     "subordinate": {"secretName": "sub-intermediate"}}
+        }),
+    )
+    .await
+    .expect("PrivateCA applied");
+    let forbidden = issuer_condition(
+        &admin,
+        Some(&ns),
+        "PrivateCA",
+        "sub",
+        "False",
+        "SecretForbidden",
+    )
+    .await;
+    assert!(
+        forbidden["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("forbidden"),
+        "{forbidden}"
+    );
     certificate(
         &admin,
         &ns,
@@ -946,11 +1028,14 @@ async fn with_only_the_charts_service_account_token_the_operator_issues_and_revo
         operator.log_tail(40)
     );
     let said = std::fs::read_to_string(&log).expect("operator log");
+    // Refusals other than the Secret write that the subordinate PrivateCA above is meant to be refused.
+    let refused =
+        |l: &&str| l.to_lowercase().contains("forbidden") && !l.contains("sub-intermediate");
     assert!(
-        !said.to_lowercase().contains("forbidden"),
+        !said.lines().any(|l| refused(&l)),
         "the operator was refused something:\n{}",
         said.lines()
-            .filter(|l| l.to_lowercase().contains("forbidden"))
+            .filter(refused)
             .take(10)
             .collect::<Vec<_>>()
             .join("\n")
