@@ -1,6 +1,7 @@
-//! Subordinate mode while NCP is down: the emulator refuses every call (a gateway 503 for every
-//! operation), and certificates keep being issued with the in-cluster intermediate. A binary of its
-//! own, because the outage is the whole emulator's.
+//! Subordinate mode when NCP misbehaves: the emulator refuses every call (a gateway 503 for every
+//! operation) and certificates keep being issued with the in-cluster intermediate; the answer to Sign
+//! Sub Csr is lost and the intermediate is recovered, not signed twice. A binary of its own, because
+//! faults are the whole emulator's; its tests take turns.
 
 mod support;
 
@@ -37,8 +38,12 @@ async fn condition(
     ))
 }
 
+/// Faults apply to the whole emulator: one test at a time.
+static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn certificates_keep_being_issued_while_the_emulator_refuses_every_call() {
+    let _turn = FAULTS.lock().await;
     operator();
     let client = client().await;
     let ns = namespace("sub-outage").await;
@@ -99,4 +104,74 @@ async fn certificates_keep_being_issued_while_the_emulator_refuses_every_call() 
     );
     assert_eq!(stats.calls(Operation::SignEndCsr).total, 0);
     assert_eq!(stats.issued_by(&ca), 1, "the intermediate only");
+}
+
+#[tokio::test]
+async fn a_lost_sign_sub_csr_answer_is_recovered_by_key_and_never_signed_twice() {
+    let _turn = FAULTS.lock().await;
+    operator();
+    let client = client().await;
+    let ns = namespace("sub-lost").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    // NCP signs the first Sign Sub Csr, and its answer never arrives (the client times out).
+    emulator().add_fault(
+        FaultRule::new(FaultKind::CommitThenLoseResponse)
+            .for_operation(Operation::SignSubCsr)
+            .times(1),
+    );
+    ready_issuer(
+        &client,
+        &ns,
+        "sub",
+        false,
+        &ca,
+        serde_json::json!({"subordinate": {"secretName": "sub-ca"}}),
+    )
+    .await;
+    emulator().clear_faults();
+    let stats = emulator().stats();
+    assert!(
+        stats.calls(Operation::SignSubCsr).lost >= 1,
+        "the answer was lost"
+    );
+    assert_eq!(
+        stats.issued_by(&ca),
+        1,
+        "one intermediate, recovered, not signed again"
+    );
+    let secret = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
+        .get("sub-ca")
+        .await
+        .expect("secret");
+    let data = secret.data.unwrap_or_default();
+    let text = |k: &str| {
+        String::from_utf8(data.get(k).map(|b| b.0.clone()).unwrap_or_default()).unwrap_or_default()
+    };
+    let cert =
+        ncp_pca_issuer::pki::parse_certificates_pem(&text("tls.crt")).expect("tls.crt")[0].clone();
+    let listed = support::ncp_client()
+        .get_end_cert_list(&ca, None)
+        .await
+        .expect("list")
+        .list_certs;
+    assert_eq!(
+        listed,
+        [cert.serial.to_colon_hex()],
+        "the recovered certificate is NCP's only one"
+    );
+    assert!(!data.contains_key("pending.key"));
+
+    certificate(
+        &client,
+        &ns,
+        "web",
+        serde_json::json!({
+            "secretName": "web-tls", "dnsNames": ["web.example.com"],
+            "privateKey": {"algorithm": "ECDSA", "size": 256},
+            "issuerRef": {"group": "pca.ncp-issuer.dev", "kind": "PrivateCA", "name": "sub"}
+        }),
+    )
+    .await;
+    let (tls, ca_crt) = issued_secret(&client, &ns, "web", "web-tls").await;
+    assert!(openssl_verify(&tls, &ca_crt).is_ok());
 }
