@@ -175,3 +175,81 @@ async fn a_lost_sign_sub_csr_answer_is_recovered_by_key_and_never_signed_twice()
     let (tls, ca_crt) = issued_secret(&client, &ns, "web", "web-tls").await;
     assert!(openssl_verify(&tls, &ca_crt).is_ok());
 }
+
+#[tokio::test]
+async fn a_refused_sign_sub_csr_is_retried_after_a_backoff_not_in_a_loop() {
+    let _turn = FAULTS.lock().await;
+    operator();
+    let client = client().await;
+    let ns = namespace("sub-refused").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    // NCP's gateway throttles every Sign Sub Csr (429: certainly not signed).
+    emulator()
+        .add_fault(FaultRule::new(FaultKind::Throttle429).for_operation(Operation::SignSubCsr));
+    let before = emulator().stats().calls(Operation::SignSubCsr).rejected;
+    support::credentials_secret(
+        &client,
+        &ns,
+        "ncp",
+        &[
+            ("NCLOUD_ACCESS_KEY", support::EMU_AK),
+            ("NCLOUD_SECRET_KEY", support::EMU_SK),
+        ],
+    )
+    .await;
+    support::apply(
+        &dynamic(
+            &client,
+            Some(&ns),
+            "pca.ncp-issuer.dev",
+            "v1alpha1",
+            "PrivateCA",
+            "privatecas",
+        ),
+        serde_json::json!({"apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "PrivateCA",
+            "metadata": {"name": "sub"},
+            "spec": {"caTag": ca, "endpoint": emulator().base_url(),
+                     "credentials": {"secretRef": {"name": "ncp"}},
+                     "subordinate": {"secretName": "sub-ca"}}}),
+    )
+    .await
+    .expect("issuer");
+    // The first attempt: the client's own retries of a 429, then the attempt fails.
+    let first = eventually("the first attempt fails", Duration::from_secs(60), || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            condition(&client, &ns, "sub", "Ready")
+                .await
+                .filter(|(status, _)| status == "False")
+                .map(|_| emulator().stats().calls(Operation::SignSubCsr).rejected - before)
+        }
+    })
+    .await;
+    assert!(first >= 1);
+    // Our own Secret writes and status updates wake the issuer again, but it waits out the backoff.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let later = emulator().stats().calls(Operation::SignSubCsr).rejected - before;
+    emulator().clear_faults();
+    assert_eq!(
+        later, first,
+        "Sign Sub Csr was called again within the backoff"
+    );
+    assert_eq!(emulator().stats().issued_by(&ca), 0);
+    // After the backoff it succeeds.
+    eventually(
+        "the intermediate after the backoff",
+        Duration::from_secs(90),
+        || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                condition(&client, &ns, "sub", "Ready")
+                    .await
+                    .filter(|(status, reason)| status == "True" && reason == "IntermediateReady")
+            }
+        },
+    )
+    .await;
+    assert_eq!(emulator().stats().issued_by(&ca), 1);
+}

@@ -78,8 +78,9 @@ pub struct SubordinateSpec {
     pub duration: Option<String>,
 
     /// How long before its end the intermediate is replaced by a new one (fresh key), a Go duration.
-    /// Default: a third of its life. Certificates are signed locally until their end is clamped to the
-    /// intermediate's, so a longer margin gives leaves longer lives.
+    /// Default: a third of its life; at most two thirds of it (so that it is not renewed over and
+    /// over). Locally signed certificates never outlive the intermediate, so a longer margin gives
+    /// leaves longer lives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_before: Option<String>,
 }

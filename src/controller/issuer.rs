@@ -27,6 +27,9 @@ use std::time::Duration;
 pub const NCP_SIGNING_LIMIT: i64 = 30_000;
 /// Retry delay after a transient failure (NCP unreachable, throttled, API server hiccup).
 pub const TRANSIENT_RETRY: Duration = Duration::from_secs(30);
+/// `lastCheckTime` alone is rewritten at most this often (each write wakes the requests waiting on
+/// the issuer).
+const STALE_CHECK_FLOOR_SECS: u64 = 5;
 /// Reason of a Ready issuer.
 pub const REASON_READY: &str = "CAActive";
 
@@ -189,7 +192,10 @@ pub async fn reconcile<K: IssuerResource>(
                 ncp,
                 detail,
                 chain,
-                can_sign: verdict.condition.status == "True",
+                out_of_service: matches!(
+                    verdict.condition.reason.as_str(),
+                    "CANotActive" | "CAExpired"
+                ),
                 verdict: &verdict.condition,
             });
         let outcome = subordinate::reconcile(&*issuer, &ctx, sub, upstream, recheck).await;
@@ -244,7 +250,8 @@ async fn apply_status<K: IssuerResource>(
         });
     let stale_check = old.last_check_time.as_ref().is_none_or(|t| {
         now.duration_since(t.0).as_secs()
-            >= i64::try_from(verdict.requeue.as_secs() / 2).unwrap_or(i64::MAX)
+            >= i64::try_from((verdict.requeue.as_secs() / 2).max(STALE_CHECK_FLOOR_SECS))
+                .unwrap_or(i64::MAX)
     });
     // Issuance counts alone do not justify a write (every write wakes the requests waiting on this
     // issuer): they are refreshed with the periodic check.

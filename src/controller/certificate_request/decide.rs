@@ -2,7 +2,7 @@
 //! duration becomes NCP's `period`, and how NCP's answer becomes `status.certificate` / `status.ca`.
 
 use crate::api::certmanager::CertificateRequest;
-use crate::pki::{CertInfo, Csr, parse_certificates_pem, verify_chain};
+use crate::pki::{CertInfo, parse_certificates_pem, verify_chain};
 use std::time::Duration;
 
 /// Annotation written before the NCP signing call: signing may have happened from here on.
@@ -238,12 +238,13 @@ pub struct Issued {
 }
 
 /// Builds `status.certificate` and `status.ca` from NCP's certificate and chain (any order), after
-/// checking that the certificate carries the CSR's key and that the chain verifies to a root.
+/// checking that the certificate carries the expected key (the CSR's, as DER SubjectPublicKeyInfo) and
+/// that the chain verifies to a root.
 ///
 /// # Errors
 /// When anything does not parse, the key differs from the CSR's, or the chain does not verify.
 pub fn assemble(
-    csr: &Csr,
+    spki_der: &[u8],
     certificate_pem: &str,
     chain_pems: &[String],
     now: time::OffsetDateTime,
@@ -253,7 +254,7 @@ pub fn assemble(
         .into_iter()
         .next()
         .ok_or(ChainError::Empty)?;
-    if leaf.public_key.spki_der() != csr.public_key().spki_der() {
+    if leaf.public_key.spki_der() != spki_der {
         return Err(ChainError::KeyMismatch);
     }
     let mut pool: Vec<CertInfo> = Vec::new();

@@ -38,15 +38,20 @@ pub(super) async fn sign(
         Ok(d) => d,
         Err(msg) => return fail(cr, ctx, &msg).await,
     };
-    let signer =
-        match subordinate::signer_for(ctx, &issuer.owner, &issuer.secret_namespace, secret_name)
-            .await
-        {
-            Ok(s) => s,
-            Err(why) => {
-                return wait(cr, ctx, &format!("waiting for the intermediate: {why}")).await;
-            }
-        };
+    let signer = match subordinate::signer_for(
+        ctx,
+        &issuer.owner,
+        &issuer.secret_namespace,
+        secret_name,
+        issuer.subordinate_serial.as_deref(),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(why) => {
+            return wait(cr, ctx, &format!("waiting for the intermediate: {why}")).await;
+        }
+    };
     let intermediate = &signer.intermediate;
     let now = OffsetDateTime::now_utc();
     let Ok((validity, clamped)) =
@@ -69,10 +74,11 @@ pub(super) async fn sign(
         intermediate.chain_pem.clone(),
         intermediate.root_pem.clone(),
     ];
-    let issued: Issued = match decide::assemble(&csr, &leaf.to_pem(), &chain, now) {
-        Ok(i) => i,
-        Err(e) => return fail(cr, ctx, &format!("locally signed certificate: {e}")).await,
-    };
+    let issued: Issued =
+        match decide::assemble(csr.public_key().spki_der(), &leaf.to_pem(), &chain, now) {
+            Ok(i) => i,
+            Err(e) => return fail(cr, ctx, &format!("locally signed certificate: {e}")).await,
+        };
     status::apply(
         cr,
         ctx,

@@ -97,6 +97,8 @@ struct IssuerView {
     ca_not_after_unix: Option<i64>,
     /// How the issuer names itself on the Secrets it owns (subordinate mode).
     owner: String,
+    /// The intermediate the issuer checked and published (subordinate mode).
+    subordinate_serial: Option<String>,
 }
 
 impl IssuerView {
@@ -129,6 +131,9 @@ impl IssuerView {
                 issuer.meta().namespace.as_deref(),
                 &issuer.name_any(),
             ),
+            subordinate_serial: status
+                .and_then(|s| s.subordinate.as_ref())
+                .map(|s| s.serial_number.clone()),
         }
     }
 }

@@ -189,11 +189,15 @@ async fn finish(
     chain: &[String],
     serial: &str,
 ) -> Result<Action, RequestError> {
-    let issued: Issued =
-        match decide::assemble(csr, cert_pem, chain, time::OffsetDateTime::now_utc()) {
-            Ok(i) => i,
-            Err(e) => return fail(cr, ctx, &format!("certificate {serial}: {e}")).await,
-        };
+    let issued: Issued = match decide::assemble(
+        csr.public_key().spki_der(),
+        cert_pem,
+        chain,
+        time::OffsetDateTime::now_utc(),
+    ) {
+        Ok(i) => i,
+        Err(e) => return fail(cr, ctx, &format!("certificate {serial}: {e}")).await,
+    };
     let not_after = issued
         .not_after
         .format(&time::format_description::well_known::Rfc3339)

@@ -30,6 +30,13 @@ pub const ANNOTATION_PENDING_SINCE: &str = "pca.ncp-issuer.dev/pending-since";
 /// Annotation on the issuer: set it to a new value (a timestamp, say) to have the intermediate renewed
 /// now, with a fresh key.
 pub const ANNOTATION_RENEW: &str = "pca.ncp-issuer.dev/renew-intermediate";
+/// Annotation on the Secret: the value of [`ANNOTATION_RENEW`] the intermediate in it satisfies
+/// (written with the intermediate, so that a request is acted on exactly once).
+pub const ANNOTATION_RENEW_HANDLED: &str = "pca.ncp-issuer.dev/renew-handled";
+/// Annotation on the Secret: the NCP CA (`caTag`) that signed the intermediate in it.
+pub const ANNOTATION_CA_TAG: &str = "pca.ncp-issuer.dev/ca-tag";
+/// Annotation on the Secret: no Sign Sub Csr before this time (RFC 3339), after a failed one.
+pub const ANNOTATION_RETRY_AFTER: &str = "pca.ncp-issuer.dev/retry-after";
 /// Default life of the intermediate.
 pub const DEFAULT_INTERMEDIATE_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -187,7 +194,8 @@ pub fn read_intermediate(
 }
 
 /// When an intermediate valid from `not_before` to `not_after` is renewed: `renew_before` ahead of its
-/// end, or a third of its life ahead when unset or not shorter than its life.
+/// end (a third of its life when unset), but never before a third of its life has passed, so that a
+/// margin close to the whole life cannot make it renew over and over.
 #[must_use]
 pub fn renewal_time(
     not_before: OffsetDateTime,
@@ -195,11 +203,10 @@ pub fn renewal_time(
     renew_before: Option<Duration>,
 ) -> OffsetDateTime {
     let life = (not_after - not_before).max(time::Duration::ZERO);
-    let third = life / 3;
-    let margin = match renew_before.and_then(|d| time::Duration::try_from(d).ok()) {
-        Some(m) if m < life => m,
-        _ => third,
-    };
+    let margin = renew_before
+        .and_then(|d| time::Duration::try_from(d).ok())
+        .unwrap_or(life / 3)
+        .min(life * 2 / 3);
     not_after - margin
 }
 
@@ -220,6 +227,19 @@ pub enum Why {
     Requested(String),
 }
 
+impl Why {
+    /// Whether the current intermediate may go on signing until its replacement is stored: yes when it
+    /// is merely due (renewal, rotation asked, new key type or subject), no when it is not the one the
+    /// spec names (another `caTag`).
+    #[must_use]
+    pub fn current_still_signs(&self) -> bool {
+        matches!(
+            self,
+            Self::SpecChanged | Self::RenewalDue | Self::Requested(_)
+        )
+    }
+}
+
 impl std::fmt::Display for Why {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -236,19 +256,30 @@ impl std::fmt::Display for Why {
     }
 }
 
-/// What the issuer controller found in the Secret.
+/// What the issuer controller found.
 #[derive(Debug)]
 pub struct Observed<'a> {
     /// The intermediate, or why there is none.
     pub current: &'a Result<Intermediate, SecretProblem>,
     /// The Secret's settings digest annotation.
     pub spec_digest: Option<&'a str>,
-    /// The NCP CA's chain (`[CA, …, root]`) when NCP answered.
-    pub ncp_chain: Option<&'a [CertInfo]>,
+    /// The Secret's annotation naming the CA that signed the intermediate.
+    pub signed_by_tag: Option<&'a str>,
+    /// `spec.caTag`.
+    pub ca_tag: &'a str,
+    /// The NCP CA's own certificate (Get CA), when NCP answered.
+    pub ncp_ca: Option<&'a CertInfo>,
     /// The issuer's renew annotation.
     pub renew_request: Option<&'a str>,
-    /// The renew annotation value last acted on (from status).
-    pub last_renew_request: Option<&'a str>,
+    /// The renew annotation value the current intermediate satisfies (from the Secret).
+    pub renew_handled: Option<&'a str>,
+}
+
+/// Whether `cert` was signed by the CA whose certificate is `ca`: names and signature.
+#[must_use]
+pub fn signed_by(cert: &CertInfo, ca: &CertInfo) -> bool {
+    cert.issuer == ca.subject
+        && crate::pki::verify_signed_by(&cert.der, ca.public_key.spki_der()).is_ok()
 }
 
 /// Whether a new intermediate is needed, and why (`None`: keep the current one).
@@ -262,21 +293,16 @@ pub fn needs_new(observed: &Observed<'_>, wanted: &Wanted, now: OffsetDateTime) 
     if observed.spec_digest != Some(wanted.digest().as_str()) {
         return Some(Why::SpecChanged);
     }
-    if let Some(chain) = observed.ncp_chain
-        && let Some((_ca, _)) = chain.split_first()
+    if observed.signed_by_tag != Some(observed.ca_tag)
+        || observed
+            .ncp_ca
+            .is_some_and(|ca| !signed_by(current.certificate(), ca))
     {
-        let (roots, intermediates): (Vec<CertInfo>, Vec<CertInfo>) =
-            chain.iter().cloned().partition(CertInfo::is_self_signed);
-        let anchored = verify_chain(current.certificate(), &intermediates, &roots, now).is_ok();
-        // The issuing CA is the first of NCP's chain.
-        let from_ca = current.certificate().issuer == chain[0].subject;
-        if !anchored || !from_ca {
-            return Some(Why::NotFromCa);
-        }
+        return Some(Why::NotFromCa);
     }
     if let Some(v) = observed.renew_request
         && !v.is_empty()
-        && observed.last_renew_request != Some(v)
+        && observed.renew_handled != Some(v)
     {
         return Some(Why::Requested(v.to_string()));
     }

@@ -7,27 +7,25 @@
 //! [`decide::read_intermediate`] before it enters the cache, and a Secret found broken evicts it.
 
 pub mod decide;
+mod provision;
 
 use super::conditions::Desired;
 use super::issuer::TRANSIENT_RETRY;
-use super::recovery::{find_issued, settle_window};
 use super::{Context, IssuerError};
 use crate::api::{IssuerResource, SubordinateSpec, SubordinateStatus};
-use crate::controller::certificate_request::decide::period_days;
-use crate::ncp::types::CaDetail;
-use crate::ncp::{self, NcpError};
-use crate::pki::{CertInfo, PrivateKey, create_csr, parse_certificates_pem};
+use crate::ncp::{self, types::CaDetail};
+use crate::pki::CertInfo;
 use decide::{
-    ANNOTATION_OWNER, ANNOTATION_PENDING_SINCE, ANNOTATION_RENEW, ANNOTATION_SPEC_HASH,
-    Intermediate, KEY_CA_CRT, KEY_PENDING_KEY, KEY_TLS_CRT, KEY_TLS_KEY, Observed, SecretProblem,
-    Wanted, Why,
+    ANNOTATION_CA_TAG, ANNOTATION_OWNER, ANNOTATION_RENEW, ANNOTATION_RENEW_HANDLED,
+    ANNOTATION_SPEC_HASH, Intermediate, KEY_CA_CRT, KEY_TLS_CRT, KEY_TLS_KEY, Observed,
+    SecretProblem, Wanted, Why,
 };
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::events::{Event, EventType};
+use provision::{Provision, Provisioned, SecretWriter};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -215,11 +213,14 @@ fn is_owned_by(secret: &Secret, owner: &str) -> bool {
 ///
 /// # Errors
 /// A message saying why there is no usable intermediate (the request then waits).
+/// Only an intermediate whose serial is `verified_serial` (the one the issuer controller checked and
+/// published in status) is loaded from the Secret.
 pub async fn signer_for(
     ctx: &Context,
     owner: &str,
     secret_namespace: &str,
     secret_name: &str,
+    verified_serial: Option<&str>,
 ) -> Result<Arc<LocalSigner>, String> {
     if let Some(s) = ctx.subordinates.get(owner)
         && s.secret_name == secret_name
@@ -238,6 +239,12 @@ pub async fn signer_for(
     }
     let intermediate = intermediate_in(Some(&secret), OffsetDateTime::now_utc())
         .map_err(|p| format!("secret {secret_namespace}/{secret_name}: {p}"))?;
+    let serial = intermediate.certificate().serial.to_colon_hex();
+    if verified_serial != Some(serial.as_str()) {
+        return Err(format!(
+            "intermediate {serial} in secret {secret_namespace}/{secret_name} has not been checked by the issuer yet"
+        ));
+    }
     let signer = Arc::new(LocalSigner {
         secret_name: secret_name.to_string(),
         intermediate,
@@ -255,9 +262,9 @@ pub struct Upstream<'a> {
     pub detail: &'a CaDetail,
     /// Get CA Chain.
     pub chain: &'a str,
-    /// Whether the NCP CA can sign (ACTIVE, unexpired, under its limit).
-    pub can_sign: bool,
-    /// Why not, when it cannot.
+    /// Whether NCP says the CA is out of service (not ACTIVE, or expired): local signing stops too.
+    pub out_of_service: bool,
+    /// NCP's verdict on the CA.
     pub verdict: &'a Desired,
 }
 
@@ -284,7 +291,8 @@ pub async fn reconcile<K: IssuerResource>(
     let namespace = issuer.secret_namespace(&ctx.settings.cluster_resource_namespace);
     let name = spec.secret_name.clone();
     let previous = issuer.issuer_status().and_then(|s| s.subordinate.clone());
-    let not_ready = |e: &SubordinateError, requeue| {
+    // Errors keep the last known intermediate in status.
+    let fail = |e: &SubordinateError, requeue| {
         let mut message = e.to_string();
         if e.reason() == "SecretForbidden" {
             message.push_str(&format!(
@@ -293,7 +301,7 @@ pub async fn reconcile<K: IssuerResource>(
         }
         Outcome {
             ready: Desired::not_ready(e.reason(), message),
-            status: None,
+            status: previous.clone(),
             requeue,
         }
     };
@@ -301,34 +309,55 @@ pub async fn reconcile<K: IssuerResource>(
         Ok(w) => w,
         Err(msg) => {
             ctx.subordinates.remove(&owner);
-            return not_ready(&SubordinateError::Spec(msg), recheck);
+            return fail(&SubordinateError::Spec(msg), recheck);
         }
     };
-    let api = Api::<Secret>::namespaced(ctx.client.clone(), &namespace);
-    let secret = match api.get_opt(&name).await {
+    let renamed = previous.as_ref().is_some_and(|p| p.secret_name != name);
+    if let Some(p) = previous.as_ref().filter(|_| renamed) {
+        ctx.subordinates.remove(&owner);
+        publish(issuer, ctx, true, "IntermediateSecretChanged", &format!(
+            "spec.subordinate.secretName changed from {old} to {name}: the intermediate moves to {namespace}/{name}; secret {namespace}/{old} is no longer used but still holds a CA key, delete it",
+            old = p.secret_name
+        )).await;
+    }
+    let secret = match Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&name)
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             let e = secret_err("read", &namespace, &name)(e);
-            // The cached intermediate (if any) still signs: a failed read says nothing about it.
-            return not_ready(&e, TRANSIENT_RETRY);
+            // A failed read says nothing about the intermediate already checked: it goes on signing.
+            return match ctx.subordinates.get(&owner) {
+                Some(cached) if cached.secret_name == name => ready_outcome(
+                    decide::status_of(
+                        &name,
+                        &cached.intermediate,
+                        &wanted,
+                        previous.and_then(|p| p.last_renew_request),
+                    ),
+                    Some(e.to_string()),
+                    Some(TRANSIENT_RETRY),
+                    recheck,
+                ),
+                _ => fail(&e, TRANSIENT_RETRY),
+            };
         }
     };
     if let Some(s) = &secret
         && !is_owned_by(s, &owner)
     {
         ctx.subordinates.remove(&owner);
-        return not_ready(
-            &SubordinateError::Conflict {
-                namespace: namespace.clone(),
-                name,
-            },
-            recheck,
-        );
+        let conflict = SubordinateError::Conflict {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        return fail(&conflict, recheck);
     }
     let now = OffsetDateTime::now_utc();
     let current = intermediate_in(secret.as_ref(), now);
     match &current {
-        Err(SecretProblem::Empty) if previous.is_some() && secret.is_none() => {
+        Err(SecretProblem::Empty) if previous.is_some() && !renamed && secret.is_none() => {
             ctx.subordinates.remove(&owner);
             publish(issuer, ctx, true, "IntermediateMissing", &format!("secret {namespace}/{name} with the intermediate was deleted; provisioning a new intermediate")).await;
         }
@@ -339,59 +368,9 @@ pub async fn reconcile<K: IssuerResource>(
         }
         Ok(_) => {}
     }
-    let ncp_chain = upstream
-        .as_ref()
-        .and_then(|u| parse_certificates_pem(u.chain).ok())
-        .filter(|c| !c.is_empty());
-    let renew_request = issuer.annotations().get(ANNOTATION_RENEW).cloned();
-    let last_renew_request = previous.as_ref().and_then(|p| p.last_renew_request.clone());
-    let why = decide::needs_new(
-        &Observed {
-            current: &current,
-            spec_digest: secret
-                .as_ref()
-                .and_then(|s| s.annotations().get(ANNOTATION_SPEC_HASH))
-                .map(String::as_str),
-            ncp_chain: ncp_chain.as_deref(),
-            renew_request: renew_request.as_deref(),
-            last_renew_request: last_renew_request.as_deref(),
-        },
-        &wanted,
-        now,
-    );
-    let keep = |intermediate: Intermediate, note: Option<String>, requeue: Option<Duration>| {
-        let status = decide::status_of(&name, &intermediate, &wanted, last_renew_request.clone());
-        let signer = Arc::new(LocalSigner {
-            secret_name: name.clone(),
-            intermediate,
-        });
-        ctx.subordinates.put(&owner, signer);
-        let message = format!(
-            "signing locally with intermediate {} (valid until {}, renewed from {}){}",
-            status.serial_number,
-            status.not_after,
-            status.renewal_time,
-            note.map(|n| format!("; {n}")).unwrap_or_default()
-        );
-        let until_renewal = status
-            .renewal_time
-            .parse::<Timestamp>()
-            .ok()
-            .and_then(|t| Duration::try_from(Timestamp::now().duration_until(t)).ok())
-            .unwrap_or_default();
-        Outcome {
-            ready: Desired::ready(REASON_INTERMEDIATE_READY, message),
-            status: Some(status),
-            requeue: requeue
-                .unwrap_or(recheck)
-                .min(until_renewal.max(Duration::from_secs(1))),
-        }
-    };
-    // An NCP CA that answered and cannot sign (deactivated, expired) stops local signing too: NCP stays
-    // the point of control. An NCP that does not answer does not.
-    if let Some(u) = &upstream
-        && !u.can_sign
-    {
+    // NCP stays the point of control: a CA it says is out of service stops local signing too. An NCP
+    // that does not answer does not.
+    if let Some(u) = upstream.as_ref().filter(|u| u.out_of_service) {
         ctx.subordinates.remove(&owner);
         return Outcome {
             ready: Desired::not_ready(u.verdict.reason.clone(), u.verdict.message.clone()),
@@ -399,17 +378,105 @@ pub async fn reconcile<K: IssuerResource>(
             requeue: recheck,
         };
     }
+    let annotation = |key: &str| {
+        secret
+            .as_ref()
+            .and_then(|s| s.annotations().get(key))
+            .cloned()
+    };
+    let renew_handled = annotation(ANNOTATION_RENEW_HANDLED);
+    let renew_request = issuer.annotations().get(ANNOTATION_RENEW).cloned();
+    let ncp_ca = upstream
+        .as_ref()
+        .and_then(|u| CertInfo::from_pem(&u.detail.ca_cert_info.cert_pem).ok());
+    let (digest, signed_by_tag) = (
+        annotation(ANNOTATION_SPEC_HASH),
+        annotation(ANNOTATION_CA_TAG),
+    );
+    let why = decide::needs_new(
+        &Observed {
+            current: &current,
+            spec_digest: digest.as_deref(),
+            signed_by_tag: signed_by_tag.as_deref(),
+            ca_tag: &issuer.issuer_spec().ca_tag,
+            ncp_ca: ncp_ca.as_ref(),
+            renew_request: renew_request.as_deref(),
+            renew_handled: renew_handled.as_deref(),
+        },
+        &wanted,
+        now,
+    );
+    let keep = |intermediate: Intermediate,
+                renew_handled: Option<String>,
+                note: Option<String>,
+                requeue: Option<Duration>| {
+        let status = decide::status_of(&name, &intermediate, &wanted, renew_handled);
+        ctx.subordinates.put(
+            &owner,
+            Arc::new(LocalSigner {
+                secret_name: name.clone(),
+                intermediate,
+            }),
+        );
+        ready_outcome(status, note, requeue, recheck)
+    };
+    let writer = SecretWriter {
+        ctx,
+        namespace: &namespace,
+        name: &name,
+        owner: &owner,
+        owner_ref: issuer.controller_owner_ref(&()).map(|mut r| {
+            r.block_owner_deletion = None;
+            r
+        }),
+    };
+    let current = match current {
+        // Without NCP to confirm it, only the intermediate this issuer already checked is trusted (not,
+        // say, an older Secret restored from a backup).
+        Ok(i) if upstream.is_none() && !already_checked(ctx, &owner, previous.as_ref(), &i) => {
+            ctx.subordinates.remove(&owner);
+            return Outcome {
+                ready: Desired::not_ready(
+                    "IntermediateUnverified",
+                    format!(
+                        "secret {namespace}/{name} holds intermediate {}, not the one this issuer last checked; it is used once NCP can confirm it (see the {UPSTREAM_READY} condition)",
+                        i.certificate().serial.to_colon_hex()
+                    ),
+                ),
+                status: previous,
+                requeue: TRANSIENT_RETRY,
+            };
+        }
+        other => other,
+    };
     let (why, current) = match (why, current) {
-        (None, Ok(intermediate)) => return keep(intermediate, None, None),
+        (None, Ok(intermediate)) => {
+            if let Some(s) = secret.as_ref().filter(|s| !writer.owner_ref_current(s))
+                && let Err(e) = writer.write(Some(s.clone()), BTreeMap::new(), &[]).await
+            {
+                tracing::warn!(error = %e, "cannot update the intermediate secret's owner reference");
+            }
+            return keep(intermediate, renew_handled, None, None);
+        }
         // `needs_new` gives a reason whenever there is no usable intermediate.
         (why, current) => (why.unwrap_or(Why::Missing), current),
     };
+    // An intermediate of another CA than the spec's signs nothing more.
+    let current = current.and_then(|i| {
+        if why.current_still_signs() {
+            Ok(i)
+        } else {
+            ctx.subordinates.remove(&owner);
+            Err(SecretProblem::Empty)
+        }
+    });
     let Some(u) = upstream else {
         // NCP cannot be asked now: keep signing with what we have, if anything.
         return match current {
             Ok(i) => keep(
                 i,
-                Some(format!("{why}, but NCP cannot be asked now; retrying")),
+                renew_handled,
+                Some(format!("{why}, but NCP cannot be asked now")),
                 Some(TRANSIENT_RETRY),
             ),
             Err(_) => Outcome {
@@ -419,70 +486,58 @@ pub async fn reconcile<K: IssuerResource>(
                         "{why}, and NCP cannot be asked now (see the {UPSTREAM_READY} condition)"
                     ),
                 ),
-                status: None,
+                status: previous,
                 requeue: TRANSIENT_RETRY,
             },
         };
     };
-    let ca_not_after = u.detail.ca_cert_info.not_after_date.map(|ms| ms / 1000);
     let job = Provision {
         issuer_kind: K::KIND,
-        ctx,
+        writer,
         ncp: u.ncp,
         ca_tag: &issuer.issuer_spec().ca_tag,
-        ca_not_after,
+        ca_not_after: u.detail.ca_cert_info.not_after_date.map(|ms| ms / 1000),
+        ca_chain: u.chain,
         wanted: &wanted,
-        namespace: &namespace,
-        name: &name,
-        owner: &owner,
-        owner_ref: issuer.controller_owner_ref(&()).map(|mut r| {
-            r.block_owner_deletion = None;
-            r
-        }),
+        renew_request: renew_request.clone(),
+        recheck,
     };
     match job.run(secret).await {
         Ok(Provisioned::Done(intermediate)) => {
-            let intermediate = *intermediate;
             let serial = intermediate.certificate().serial.to_colon_hex();
             let (reason, verb) = if current.is_ok() {
                 ("IntermediateRotated", "rotated to")
             } else {
                 ("IntermediateIssued", "provisioned")
             };
+            let old = current
+                .as_ref()
+                .map(|i| format!(" (was {})", i.certificate().serial.to_colon_hex()))
+                .unwrap_or_default();
             publish(
                 issuer,
                 ctx,
                 false,
                 reason,
                 &format!(
-                    "{why}: {verb} intermediate {serial} signed by NCP CA {}",
+                    "{why}: {verb} intermediate {serial}{old} signed by NCP CA {}",
                     issuer.issuer_spec().ca_tag
                 ),
             )
             .await;
-            let mut out = keep(intermediate, None, None);
-            if let (Why::Requested(v), Some(s)) = (&why, out.status.as_mut()) {
-                s.last_renew_request = Some(v.clone());
-            }
-            out
+            keep(*intermediate, renew_request, None, None)
         }
-        Ok(Provisioned::Wait(after)) => match current {
-            Ok(i) => keep(
-                i,
-                Some(format!(
-                    "{why}; waiting for NCP's answer to an earlier Sign Sub Csr"
-                )),
-                Some(after),
-            ),
-            Err(_) => Outcome {
-                ready: Desired::not_ready(
-                    "Provisioning",
-                    format!("{why}; waiting for NCP's answer to an earlier Sign Sub Csr"),
-                ),
-                status: None,
-                requeue: after,
-            },
-        },
+        Ok(Provisioned::Wait(after)) => {
+            let note = format!("{why}; next attempt in {}s", after.as_secs().max(1));
+            match current {
+                Ok(i) => keep(i, renew_handled, Some(note), Some(after)),
+                Err(_) => Outcome {
+                    ready: Desired::not_ready("Provisioning", note),
+                    status: previous,
+                    requeue: after,
+                },
+            }
+        }
         Err(e) => {
             publish(
                 issuer,
@@ -498,10 +553,60 @@ pub async fn reconcile<K: IssuerResource>(
                 TRANSIENT_RETRY
             };
             match current {
-                Ok(i) => keep(i, Some(format!("renewal failing: {e}")), Some(retry)),
-                Err(_) => not_ready(&e, retry),
+                Ok(i) => keep(
+                    i,
+                    renew_handled,
+                    Some(format!("renewal failing: {e}")),
+                    Some(retry),
+                ),
+                Err(_) => fail(&e, retry),
             }
         }
+    }
+}
+
+/// Whether `i` is the intermediate this issuer last checked (published in status, or cached).
+fn already_checked(
+    ctx: &Context,
+    owner: &str,
+    previous: Option<&SubordinateStatus>,
+    i: &Intermediate,
+) -> bool {
+    let serial = i.certificate().serial.to_colon_hex();
+    previous.is_some_and(|p| p.serial_number == serial)
+        || ctx
+            .subordinates
+            .get(owner)
+            .is_some_and(|c| c.intermediate.certificate().der == i.certificate().der)
+}
+
+/// `Ready=True` for an intermediate; requeued at `requeue`, else at the renewal time or `recheck`.
+fn ready_outcome(
+    status: SubordinateStatus,
+    note: Option<String>,
+    requeue: Option<Duration>,
+    recheck: Duration,
+) -> Outcome {
+    let message = format!(
+        "signing locally with intermediate {} (valid until {}, renewed from {}){}",
+        status.serial_number,
+        status.not_after,
+        status.renewal_time,
+        note.map(|n| format!("; {n}")).unwrap_or_default()
+    );
+    let requeue = requeue.unwrap_or_else(|| {
+        let until_renewal = status
+            .renewal_time
+            .parse::<Timestamp>()
+            .ok()
+            .and_then(|t| Duration::try_from(Timestamp::now().duration_until(t)).ok())
+            .unwrap_or_default();
+        recheck.min(until_renewal.max(Duration::from_secs(1)))
+    });
+    Outcome {
+        ready: Desired::ready(REASON_INTERMEDIATE_READY, message),
+        status: Some(status),
+        requeue,
     }
 }
 
@@ -531,271 +636,4 @@ async fn publish<K: IssuerResource>(
     } else {
         tracing::info!(kind = K::KIND, name = %issuer.name_any(), reason, "{note}");
     }
-}
-
-enum Provisioned {
-    Done(Box<Intermediate>),
-    /// An earlier Sign Sub Csr may still land: look again after this long.
-    Wait(Duration),
-}
-
-/// One provisioning of an intermediate.
-struct Provision<'a> {
-    issuer_kind: &'static str,
-    ctx: &'a Context,
-    ncp: &'a ncp::Client,
-    ca_tag: &'a str,
-    ca_not_after: Option<i64>,
-    wanted: &'a Wanted,
-    namespace: &'a str,
-    name: &'a str,
-    owner: &'a str,
-    owner_ref: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-}
-
-impl Provision<'_> {
-    /// Writes the Secret: `data` replaces ours, annotations are set (`None` removes), conditional on
-    /// the resourceVersion of `base` (a create when there is none).
-    async fn write(
-        &self,
-        base: Option<Secret>,
-        data: BTreeMap<String, Option<Vec<u8>>>,
-        annotations: &[(&str, Option<String>)],
-    ) -> Result<Secret, SubordinateError> {
-        let api = Api::<Secret>::namespaced(self.ctx.client.clone(), self.namespace);
-        let exists = base.is_some();
-        let mut secret = base.unwrap_or_else(|| Secret {
-            type_: Some("kubernetes.io/tls".into()),
-            ..Secret::default()
-        });
-        secret.metadata.name = Some(self.name.to_string());
-        secret.metadata.namespace = Some(self.namespace.to_string());
-        secret.metadata.managed_fields = None;
-        let labels = secret.metadata.labels.get_or_insert_with(BTreeMap::new);
-        labels.insert(
-            "app.kubernetes.io/managed-by".into(),
-            "ncp-pca-issuer".into(),
-        );
-        let notes = secret
-            .metadata
-            .annotations
-            .get_or_insert_with(BTreeMap::new);
-        notes.insert(ANNOTATION_OWNER.into(), self.owner.to_string());
-        for (k, v) in annotations {
-            match v {
-                Some(v) => notes.insert((*k).to_string(), v.clone()),
-                None => notes.remove(*k),
-            };
-        }
-        if let Some(r) = &self.owner_ref {
-            let refs = secret
-                .metadata
-                .owner_references
-                .get_or_insert_with(Vec::new);
-            if !refs.iter().any(|o| o.uid == r.uid) {
-                refs.push(r.clone());
-            }
-        }
-        let map = secret.data.get_or_insert_with(BTreeMap::new);
-        // A kubernetes.io/tls Secret must have both keys, if empty.
-        for key in [KEY_TLS_KEY, KEY_TLS_CRT] {
-            map.entry(key.into())
-                .or_insert_with(|| ByteString(Vec::new()));
-        }
-        for (k, v) in data {
-            match v {
-                Some(v) => map.insert(k, ByteString(v)),
-                None => map.remove(&k),
-            };
-        }
-        let pp = PostParams {
-            field_manager: Some(super::FIELD_MANAGER.into()),
-            ..PostParams::default()
-        };
-        let result = if exists {
-            api.replace(self.name, &pp, &secret).await
-        } else {
-            api.create(&pp, &secret).await
-        };
-        result.map_err(secret_err("write", self.namespace, self.name))
-    }
-
-    async fn run(&self, secret: Option<Secret>) -> Result<Provisioned, SubordinateError> {
-        let pending_key = secret
-            .as_ref()
-            .and_then(|s| data(s, KEY_PENDING_KEY))
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .and_then(|pem| PrivateKey::from_pem(pem).ok())
-            .filter(|k| k.key_type() == self.wanted.key_type);
-        let pending_since = secret
-            .as_ref()
-            .and_then(|s| s.annotations().get(ANNOTATION_PENDING_SINCE))
-            .and_then(|t| t.parse::<Timestamp>().ok());
-        // A Sign Sub Csr for the pending key may have taken effect without its answer reaching us: look
-        // for it before signing again.
-        let mut pending_key = pending_key;
-        if let Some(since) = pending_since
-            && let Some(key) = pending_key.take()
-        {
-            let spki = key.spki_der();
-            let found = find_issued(self.ncp, self.ca_tag, since.as_millisecond(), |c| {
-                c.public_key.spki_der() == spki.as_slice() && c.is_ca
-            })
-            .await
-            .map_err(IssuerError::from)?;
-            if let Some((serial, cert_pem, chain)) = found {
-                tracing::info!(
-                    kind = self.issuer_kind,
-                    owner = self.owner,
-                    serial,
-                    "recovered an intermediate whose signing answer was lost"
-                );
-                return self
-                    .finish(secret, key, &cert_pem, &chain)
-                    .await
-                    .map(|i| Provisioned::Done(Box::new(i)));
-            }
-            let age =
-                Duration::try_from(Timestamp::now().duration_since(since)).unwrap_or_default();
-            let settle = settle_window(self.ctx);
-            if age < settle {
-                return Ok(Provisioned::Wait(settle - age));
-            }
-            pending_key = Some(key);
-        }
-        let key = match pending_key {
-            Some(k) => k,
-            None => PrivateKey::generate(self.wanted.key_type)
-                .map_err(|e| SubordinateError::Generate(e.to_string()))?,
-        };
-        let csr = create_csr(&self.wanted.subject, &[], &key, true)
-            .map_err(|e| SubordinateError::Generate(e.to_string()))?;
-        let days = period_days(
-            self.wanted.duration,
-            Timestamp::now().as_second(),
-            self.ca_not_after,
-        )
-        .map_err(|e| SubordinateError::Spec(e.to_string()))?;
-        // Record the key and that signing starts before calling NCP.
-        let marked = self
-            .write(
-                secret,
-                BTreeMap::from([(
-                    KEY_PENDING_KEY.to_string(),
-                    Some(key.to_pkcs8_pem().into_bytes()),
-                )]),
-                &[(ANNOTATION_PENDING_SINCE, Some(Timestamp::now().to_string()))],
-            )
-            .await?;
-        let answer = self
-            .ncp
-            .sign_sub_csr(self.ca_tag, &csr, u32::try_from(days).unwrap_or(u32::MAX))
-            .await;
-        match answer {
-            Ok(issued) => self
-                .finish(Some(marked), key, &issued.certificate, &issued.ca_chain)
-                .await
-                .map(|i| Provisioned::Done(Box::new(i))),
-            Err(e) => {
-                if definitely_not_signed(&e) {
-                    // Nothing to recover: the next attempt signs at once (with the same key).
-                    let _ = self
-                        .write(
-                            Some(marked),
-                            BTreeMap::new(),
-                            &[(ANNOTATION_PENDING_SINCE, None)],
-                        )
-                        .await;
-                }
-                Err(IssuerError::from(e).into())
-            }
-        }
-    }
-
-    /// Checks NCP's answer and stores the new intermediate in place of the old one.
-    async fn finish(
-        &self,
-        secret: Option<Secret>,
-        key: PrivateKey,
-        cert_pem: &str,
-        chain: &[String],
-    ) -> Result<Intermediate, SubordinateError> {
-        let now = OffsetDateTime::now_utc();
-        let (tls_crt, ca_crt) =
-            assemble(&key, cert_pem, chain, now).map_err(SubordinateError::Answer)?;
-        let key_pem = key.to_pkcs8_pem();
-        let intermediate = decide::read_intermediate(
-            Some(key_pem.as_bytes()),
-            Some(tls_crt.as_bytes()),
-            Some(ca_crt.as_bytes()),
-            now,
-        )
-        .map_err(|p| SubordinateError::Answer(p.to_string()))?;
-        self.write(
-            secret,
-            BTreeMap::from([
-                (KEY_TLS_KEY.to_string(), Some(key_pem.into_bytes())),
-                (KEY_TLS_CRT.to_string(), Some(tls_crt.into_bytes())),
-                (KEY_CA_CRT.to_string(), Some(ca_crt.into_bytes())),
-                (KEY_PENDING_KEY.to_string(), None),
-            ]),
-            &[
-                (ANNOTATION_PENDING_SINCE, None),
-                (ANNOTATION_SPEC_HASH, Some(self.wanted.digest())),
-            ],
-        )
-        .await?;
-        Ok(intermediate)
-    }
-}
-
-/// Whether a failed call certainly signed nothing (so no recovery is needed before the next one).
-fn definitely_not_signed(e: &NcpError) -> bool {
-    let unreadable_success =
-        matches!(e, NcpError::Decode { http_status, .. } if (200..300).contains(http_status));
-    e.certainly_not_applied() || (!e.is_retryable() && !unreadable_success)
-}
-
-/// `tls.crt` (the intermediate, then NCP's chain without the root) and `ca.crt` (the root) from NCP's
-/// answer, after checking that the certificate is a CA for `key` and chains to a self-signed root.
-fn assemble(
-    key: &PrivateKey,
-    cert_pem: &str,
-    chain: &[String],
-    now: OffsetDateTime,
-) -> Result<(String, String), String> {
-    let cert = parse_certificates_pem(cert_pem)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .next()
-        .ok_or("no certificate")?;
-    if cert.public_key.spki_der() != key.spki_der().as_slice() {
-        return Err("the certificate is for another key than the one sent".into());
-    }
-    if !cert.is_ca {
-        return Err("the certificate is not a CA certificate".into());
-    }
-    let mut pool: Vec<CertInfo> = Vec::new();
-    for pem in chain {
-        for c in parse_certificates_pem(pem).map_err(|e| e.to_string())? {
-            if c.der != cert.der && !pool.iter().any(|p| p.der == c.der) {
-                pool.push(c);
-            }
-        }
-    }
-    let (roots, intermediates): (Vec<CertInfo>, Vec<CertInfo>) =
-        pool.into_iter().partition(CertInfo::is_self_signed);
-    if roots.is_empty() {
-        return Err("NCP's chain holds no root certificate".into());
-    }
-    let path =
-        crate::pki::verify_chain(&cert, &intermediates, &roots, now).map_err(|e| e.to_string())?;
-    let Some((root, between)) = path.split_last() else {
-        return Err("the intermediate is its own root".into());
-    };
-    let mut tls_crt = cert.to_pem();
-    for c in between {
-        tls_crt.push_str(&c.to_pem());
-    }
-    Ok((tls_crt, root.to_pem()))
 }

@@ -202,10 +202,14 @@ fn renewal_comes_a_third_of_the_life_early_unless_renew_before_says_otherwise() 
         renewal_time(from, to, Some(Duration::from_secs(24 * 3600))),
         datetime!(2026-01-30 00:00 UTC)
     );
-    // A margin as long as the life itself would renew at once, forever: a third instead.
+    // A margin as long as the life itself would renew at once, forever: at most two thirds of it.
     assert_eq!(
         renewal_time(from, to, Some(Duration::from_secs(60 * 24 * 3600))),
-        datetime!(2026-01-21 00:00 UTC)
+        datetime!(2026-01-11 00:00 UTC)
+    );
+    assert_eq!(
+        renewal_time(from, to, Some(Duration::from_secs(29 * 24 * 3600))),
+        datetime!(2026-01-11 00:00 UTC)
     );
 }
 
@@ -216,9 +220,11 @@ fn observed<'a>(
     Observed {
         current,
         spec_digest: digest,
-        ncp_chain: None,
+        signed_by_tag: Some("tag"),
+        ca_tag: "tag",
+        ncp_ca: None,
         renew_request: None,
-        last_renew_request: None,
+        renew_handled: None,
     }
 }
 
@@ -268,7 +274,7 @@ fn a_renew_request_rotates_once_per_value() {
     let mut o = observed(&current, Some(&digest));
     o.renew_request = Some("1");
     assert_eq!(needs_new(&o, &w, NOW), Some(Why::Requested("1".into())));
-    o.last_renew_request = Some("1");
+    o.renew_handled = Some("1");
     assert_eq!(needs_new(&o, &w, NOW), None);
 }
 
@@ -281,15 +287,18 @@ fn an_intermediate_from_another_ncp_ca_is_replaced() {
         datetime!(2027-01-01 00:00 UTC),
     );
     let current = read(&p, NOW);
-    let own = parse_certificates_pem(&p.root_pem).unwrap();
     let mut o = observed(&current, Some(&digest));
-    o.ncp_chain = Some(&own);
+    o.ncp_ca = Some(p.root.certificate());
     assert_eq!(needs_new(&o, &w, NOW), None);
+    // NCP's CA is another one (caTag now names another CA, or the CA was replaced).
     let other = pki(
         datetime!(2026-01-01 00:00 UTC),
         datetime!(2027-01-01 00:00 UTC),
     );
-    let foreign = parse_certificates_pem(&other.root_pem).unwrap();
-    o.ncp_chain = Some(&foreign);
+    o.ncp_ca = Some(other.root.certificate());
+    assert_eq!(needs_new(&o, &w, NOW), Some(Why::NotFromCa));
+    // The Secret says another caTag signed it: no need to ask NCP.
+    o.ncp_ca = None;
+    o.ca_tag = "new-tag";
     assert_eq!(needs_new(&o, &w, NOW), Some(Why::NotFromCa));
 }

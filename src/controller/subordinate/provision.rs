@@ -1,0 +1,375 @@
+//! Making an intermediate: a key generated here, recorded in the Secret before Sign Sub Csr, recovered
+//! by key when the answer was lost, checked, and stored in place of the previous one in one write.
+//! Failed attempts are spaced out (`retry-after` on the Secret), so that no watch event or requeue can
+//! turn into a burst of Sign Sub Csr calls.
+
+use super::decide::{
+    ANNOTATION_CA_TAG, ANNOTATION_OWNER, ANNOTATION_PENDING_SINCE, ANNOTATION_RENEW_HANDLED,
+    ANNOTATION_RETRY_AFTER, ANNOTATION_SPEC_HASH, Intermediate, KEY_CA_CRT, KEY_PENDING_KEY,
+    KEY_TLS_CRT, KEY_TLS_KEY, Wanted,
+};
+use super::{SubordinateError, data, secret_err};
+use crate::controller::certificate_request::decide::period_days;
+use crate::controller::issuer::TRANSIENT_RETRY;
+use crate::controller::recovery::{find_issued, settle_window};
+use crate::controller::{Context, FIELD_MANAGER, IssuerError};
+use crate::ncp::{self, NcpError};
+use crate::pki::{PrivateKey, create_csr, parse_certificates_pem};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt as _;
+use kube::api::{Api, PostParams};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// How long to wait before signing again after NCP signed something that cannot be used (a retry is
+/// unlikely to get a better answer, and each one counts against NCP's limit).
+pub const UNUSABLE_ANSWER_RETRY: Duration = Duration::from_secs(3600);
+
+/// Writes the issuer's Secret.
+pub(super) struct SecretWriter<'a> {
+    pub ctx: &'a Context,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    /// The owner annotation's value.
+    pub owner: &'a str,
+    /// The issuer as controller owner.
+    pub owner_ref: Option<OwnerReference>,
+}
+
+impl SecretWriter<'_> {
+    /// Whether `secret`'s ownerReferences already name the issuer (by UID).
+    pub fn owner_ref_current(&self, secret: &Secret) -> bool {
+        self.owner_ref.as_ref().is_none_or(|r| {
+            secret
+                .metadata
+                .owner_references
+                .as_ref()
+                .is_some_and(|refs| refs.iter().any(|o| o.uid == r.uid))
+        })
+    }
+
+    /// Writes the Secret: `data` entries replace ours (`None` removes), annotations likewise,
+    /// conditional on the resourceVersion of `base` (a create when there is none).
+    pub async fn write(
+        &self,
+        base: Option<Secret>,
+        data: BTreeMap<String, Option<Vec<u8>>>,
+        annotations: &[(&str, Option<String>)],
+    ) -> Result<Secret, SubordinateError> {
+        let api = Api::<Secret>::namespaced(self.ctx.client.clone(), self.namespace);
+        let exists = base.is_some();
+        let mut secret = base.unwrap_or_else(|| Secret {
+            type_: Some("kubernetes.io/tls".into()),
+            ..Secret::default()
+        });
+        secret.metadata.name = Some(self.name.to_string());
+        secret.metadata.namespace = Some(self.namespace.to_string());
+        secret.metadata.managed_fields = None;
+        secret
+            .metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(
+                "app.kubernetes.io/managed-by".into(),
+                "ncp-pca-issuer".into(),
+            );
+        let notes = secret
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new);
+        notes.insert(ANNOTATION_OWNER.into(), self.owner.to_string());
+        for (k, v) in annotations {
+            match v {
+                Some(v) => notes.insert((*k).to_string(), v.clone()),
+                None => notes.remove(*k),
+            };
+        }
+        if let Some(r) = &self.owner_ref {
+            let refs = secret
+                .metadata
+                .owner_references
+                .get_or_insert_with(Vec::new);
+            // A reference to an earlier issuer of the same name (deleted and created again) goes: two
+            // controller references are refused, and the old one would have the Secret collected.
+            refs.retain(|o| !(o.kind == r.kind && o.name == r.name && o.uid != r.uid));
+            if !refs.iter().any(|o| o.uid == r.uid) {
+                refs.push(r.clone());
+            }
+        }
+        let map = secret.data.get_or_insert_with(BTreeMap::new);
+        // A kubernetes.io/tls Secret must have both keys, if empty.
+        for key in [KEY_TLS_KEY, KEY_TLS_CRT] {
+            map.entry(key.into())
+                .or_insert_with(|| ByteString(Vec::new()));
+        }
+        for (k, v) in data {
+            match v {
+                Some(v) => map.insert(k, ByteString(v)),
+                None => map.remove(&k),
+            };
+        }
+        let pp = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        let result = if exists {
+            api.replace(self.name, &pp, &secret).await
+        } else {
+            api.create(&pp, &secret).await
+        };
+        result.map_err(secret_err("write", self.namespace, self.name))
+    }
+}
+
+/// What a provisioning attempt came to.
+pub(super) enum Provisioned {
+    /// A new intermediate, stored.
+    Done(Box<Intermediate>),
+    /// Nothing to do before this long: an earlier Sign Sub Csr may still land, or an earlier failure
+    /// is being waited out.
+    Wait(Duration),
+}
+
+/// One provisioning of an intermediate.
+pub(super) struct Provision<'a> {
+    pub issuer_kind: &'static str,
+    pub writer: SecretWriter<'a>,
+    pub ncp: &'a ncp::Client,
+    pub ca_tag: &'a str,
+    /// The NCP CA's end (Unix seconds), to clamp the intermediate's life.
+    pub ca_not_after: Option<i64>,
+    /// Get CA Chain's answer, to complete a chain Sign Sub Csr returns without its root.
+    pub ca_chain: &'a str,
+    pub wanted: &'a Wanted,
+    /// The issuer's renew annotation: a new intermediate satisfies it.
+    pub renew_request: Option<String>,
+    /// Wait after a failure that a retry soon will not fix.
+    pub recheck: Duration,
+}
+
+fn later(after: Duration) -> String {
+    let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+    Timestamp::now()
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_millis(ms))
+        .unwrap_or(Timestamp::MAX)
+        .to_string()
+}
+
+impl Provision<'_> {
+    pub async fn run(&self, secret: Option<Secret>) -> Result<Provisioned, SubordinateError> {
+        let annotation = |key: &str| {
+            secret
+                .as_ref()
+                .and_then(|s| s.annotations().get(key))
+                .and_then(|t| t.parse::<Timestamp>().ok())
+        };
+        if let Some(at) = annotation(ANNOTATION_RETRY_AFTER)
+            && let Ok(wait) = Duration::try_from(Timestamp::now().duration_until(at))
+            && !wait.is_zero()
+        {
+            return Ok(Provisioned::Wait(wait));
+        }
+        let mut pending_key = secret
+            .as_ref()
+            .and_then(|s| data(s, KEY_PENDING_KEY))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|pem| PrivateKey::from_pem(pem).ok())
+            .filter(|k| k.key_type() == self.wanted.key_type);
+        // A Sign Sub Csr for the pending key may have taken effect without its answer reaching us: look
+        // for it before signing again.
+        if let Some(since) = annotation(ANNOTATION_PENDING_SINCE)
+            && let Some(key) = pending_key.take()
+        {
+            let spki = key.spki_der();
+            let found = find_issued(self.ncp, self.ca_tag, since.as_millisecond(), |c| {
+                c.public_key.spki_der() == spki.as_slice() && c.is_ca
+            })
+            .await
+            .map_err(IssuerError::from)?;
+            if let Some((serial, cert_pem, chain)) = found {
+                tracing::info!(
+                    kind = self.issuer_kind,
+                    owner = self.writer.owner,
+                    serial,
+                    "recovered an intermediate whose signing answer was lost"
+                );
+                return self.finish(secret, key, &cert_pem, &chain).await;
+            }
+            let age =
+                Duration::try_from(Timestamp::now().duration_since(since)).unwrap_or_default();
+            let settle = settle_window(self.writer.ctx);
+            if age < settle {
+                return Ok(Provisioned::Wait(settle - age));
+            }
+            pending_key = Some(key);
+        }
+        let key = match pending_key {
+            Some(k) => k,
+            None => PrivateKey::generate(self.wanted.key_type)
+                .map_err(|e| SubordinateError::Generate(e.to_string()))?,
+        };
+        let csr = create_csr(&self.wanted.subject, &[], &key, true)
+            .map_err(|e| SubordinateError::Generate(e.to_string()))?;
+        let days = period_days(
+            self.wanted.duration,
+            Timestamp::now().as_second(),
+            self.ca_not_after,
+        )
+        .map_err(|e| SubordinateError::Spec(e.to_string()))?;
+        // Record the key and that signing starts before calling NCP.
+        let marked = self
+            .writer
+            .write(
+                secret,
+                BTreeMap::from([(
+                    KEY_PENDING_KEY.to_string(),
+                    Some(key.to_pkcs8_pem().into_bytes()),
+                )]),
+                &[
+                    (ANNOTATION_PENDING_SINCE, Some(Timestamp::now().to_string())),
+                    (ANNOTATION_RETRY_AFTER, None),
+                ],
+            )
+            .await?;
+        let answer = self
+            .ncp
+            .sign_sub_csr(self.ca_tag, &csr, u32::try_from(days).unwrap_or(u32::MAX))
+            .await;
+        match answer {
+            Ok(issued) => {
+                self.finish(Some(marked), key, &issued.certificate, &issued.ca_chain)
+                    .await
+            }
+            Err(e) => {
+                // Signed nothing for sure: no recovery is needed, but the next attempt waits out a
+                // backoff (every write of ours is a watch event, and would otherwise sign again at
+                // once). Otherwise the marker stays: the next attempt looks for the certificate first,
+                // after the settle window.
+                if definitely_not_signed(&e) {
+                    let backoff = if e.is_retryable() {
+                        TRANSIENT_RETRY
+                    } else {
+                        self.recheck
+                    };
+                    if let Err(w) = self
+                        .writer
+                        .write(
+                            Some(marked),
+                            BTreeMap::new(),
+                            &[
+                                (ANNOTATION_PENDING_SINCE, None),
+                                (ANNOTATION_RETRY_AFTER, Some(later(backoff))),
+                            ],
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %w, "cannot record the failed Sign Sub Csr");
+                    }
+                }
+                Err(IssuerError::from(e).into())
+            }
+        }
+    }
+
+    /// Checks NCP's answer and stores the new intermediate in place of the old one. An unusable answer
+    /// is not recovered again, and the next signing waits [`UNUSABLE_ANSWER_RETRY`].
+    async fn finish(
+        &self,
+        secret: Option<Secret>,
+        key: PrivateKey,
+        cert_pem: &str,
+        chain: &[String],
+    ) -> Result<Provisioned, SubordinateError> {
+        let now = OffsetDateTime::now_utc();
+        let key_pem = key.to_pkcs8_pem();
+        let checked = assemble(&key, cert_pem, chain, self.ca_chain, now).and_then(|(crt, ca)| {
+            super::decide::read_intermediate(
+                Some(key_pem.as_bytes()),
+                Some(crt.as_bytes()),
+                Some(ca.as_bytes()),
+                now,
+            )
+            .map(|i| (i, crt, ca))
+            .map_err(|p| p.to_string())
+        });
+        let (intermediate, tls_crt, ca_crt) = match checked {
+            Ok(c) => c,
+            Err(why) => {
+                if let Err(w) = self
+                    .writer
+                    .write(
+                        secret,
+                        BTreeMap::new(),
+                        &[
+                            (ANNOTATION_PENDING_SINCE, None),
+                            (ANNOTATION_RETRY_AFTER, Some(later(UNUSABLE_ANSWER_RETRY))),
+                        ],
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %w, "cannot record the unusable Sign Sub Csr answer");
+                }
+                return Err(SubordinateError::Answer(why));
+            }
+        };
+        self.writer
+            .write(
+                secret,
+                BTreeMap::from([
+                    (KEY_TLS_KEY.to_string(), Some(key_pem.into_bytes())),
+                    (KEY_TLS_CRT.to_string(), Some(tls_crt.into_bytes())),
+                    (KEY_CA_CRT.to_string(), Some(ca_crt.into_bytes())),
+                    (KEY_PENDING_KEY.to_string(), None),
+                ]),
+                &[
+                    (ANNOTATION_PENDING_SINCE, None),
+                    (ANNOTATION_RETRY_AFTER, None),
+                    (ANNOTATION_SPEC_HASH, Some(self.wanted.digest())),
+                    (ANNOTATION_CA_TAG, Some(self.ca_tag.to_string())),
+                    (ANNOTATION_RENEW_HANDLED, self.renew_request.clone()),
+                ],
+            )
+            .await?;
+        Ok(Provisioned::Done(Box::new(intermediate)))
+    }
+}
+
+/// Whether a failed call certainly signed nothing (so no recovery is needed before the next one).
+fn definitely_not_signed(e: &NcpError) -> bool {
+    let unreadable_success =
+        matches!(e, NcpError::Decode { http_status, .. } if (200..300).contains(http_status));
+    e.certainly_not_applied() || (!e.is_retryable() && !unreadable_success)
+}
+
+/// `tls.crt` (the intermediate, then the CAs above it without the root) and `ca.crt` (the root) from
+/// NCP's answer, after checking that the certificate is a CA for `key` and chains up; the chain is
+/// completed from Get CA Chain (`ca_chain`).
+fn assemble(
+    key: &PrivateKey,
+    cert_pem: &str,
+    chain: &[String],
+    ca_chain: &str,
+    now: OffsetDateTime,
+) -> Result<(String, String), String> {
+    let is_ca = parse_certificates_pem(cert_pem)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .is_some_and(|c| c.is_ca);
+    if !is_ca {
+        return Err("NCP's answer holds no CA certificate".into());
+    }
+    let mut pems = chain.to_vec();
+    pems.push(ca_chain.to_string());
+    let issued = crate::controller::certificate_request::decide::assemble(
+        &key.spki_der(),
+        cert_pem,
+        &pems,
+        now,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((issued.certificate_pem, issued.ca_pem))
+}
