@@ -7,6 +7,9 @@
 //! through cert-manager, in batches, one issuer per batch:
 //!
 //! - `ncp`: a namespaced `PrivateCA` backed by the emulator (our operator signs through NCP);
+//! - `sub`: a namespaced `PrivateCA` in subordinate mode (`spec.subordinate`, design.md §5): NCP signs
+//!   its intermediate once, with Sign Sub Csr, while the issuer is set up; every CertificateRequest is
+//!   then signed in the cluster, with no NCP call;
 //! - `ca`: cert-manager's own CA issuer (`Issuer` with `spec.ca.secretName`), same cluster, same
 //!   Certificate shape (ECDSA P-256 keys), as the yardstick.
 //!
@@ -20,7 +23,9 @@
 //! the report gives the operator's peak and current RSS, NCP calls per Certificate and per
 //! CertificateRequest (emulator counters, plus an audit of every certificate the CA signed), and where
 //! the time goes: CPU seconds per certificate of each process and the API server's requests by verb
-//! and resource.
+//! and resource. For `sub`, the NCP calls of the issuer's setup (the intermediate) are reported apart
+//! from the batch's, and the audit checks that NCP signed the intermediate and none of the leaves, and
+//! that every leaf Secret of the batch holds a certificate issued by the intermediate.
 //!
 //! Every process it starts runs under the devcluster watchdog and is stopped by PID at the end, on
 //! error, and when this process dies. Everything listens on 127.0.0.1.
@@ -62,6 +67,16 @@ const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(200);
 /// Pause before each measured batch so that earlier work (cert-manager's follow-up reconciles, event
 /// writes) does not land in its measurement.
 const SETTLE: Duration = Duration::from_secs(5);
+/// Name of the `sub` issuer's intermediate Secret.
+const SUB_SECRET_NAME: &str = "bench-intermediate";
+/// Common name of the `sub` issuer's intermediate (the audit recognises it by this name).
+const SUB_INTERMEDIATE_CN: &str = "Bench subordinate intermediate";
+/// Ready reason of an issuer in subordinate mode (`IntermediateReady`, not `CAActive`).
+const REASON_INTERMEDIATE_READY: &str = "IntermediateReady";
+/// Domain of the Certificates of the `ncp` and `ca` batches.
+const DOMAIN: &str = "bench.example.com";
+/// Domain of the Certificates of the `sub` batch (the audit tells its leaves apart by it).
+const SUB_DOMAIN: &str = "sub.bench.example.com";
 
 /// Command line of `scripts/bench`.
 #[derive(Debug, Parser)]
@@ -76,10 +91,11 @@ struct Args {
     /// Latency added by the emulator to every NCP operation, in milliseconds.
     #[arg(long, default_value_t = 50)]
     latency_ms: u64,
-    /// `ncp`: only our issuer; `compare`: our issuer and cert-manager's CA issuer.
+    /// `ncp`: only our issuer; `compare`: our issuer and cert-manager's CA issuer; `subordinate`: our
+    /// issuer in subordinate mode and cert-manager's CA issuer; `all`: the three.
     #[arg(long, value_enum, default_value_t = Mode::Compare)]
     mode: Mode,
-    /// Which batch runs first in `compare` mode.
+    /// Whether our batches or cert-manager's CA issuer's batch run first (all modes but `ncp`).
     #[arg(long, value_enum, default_value_t = Order::NcpFirst)]
     order: Order,
     /// The operator's `--concurrency` (CertificateRequests reconciled at once).
@@ -121,12 +137,18 @@ enum Mode {
     Ncp,
     /// Our issuer, then (or before) cert-manager's CA issuer.
     Compare,
+    /// Our issuer in subordinate mode, then (or before) cert-manager's CA issuer.
+    Subordinate,
+    /// Our issuer, our issuer in subordinate mode, then (or before) cert-manager's CA issuer.
+    All,
 }
 
-/// Batch order in `compare` mode.
+/// Batch order in all modes but `ncp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Order {
-    /// Our issuer first (the CA issuer's batch then runs on a cluster that already holds N more objects).
+    /// Our issuer(s) first (the CA issuer's batch then runs on a cluster that already holds N more
+    /// objects per batch before it).
+    #[value(alias = "ours-first")]
     NcpFirst,
     /// cert-manager's CA issuer first.
     CaFirst,
@@ -137,15 +159,36 @@ enum Order {
 enum IssuerKind {
     /// Our `PrivateCA`, backed by the emulator.
     Ncp,
+    /// Our `PrivateCA` in subordinate mode: an intermediate NCP signed once, signing in the cluster.
+    Subordinate,
     /// cert-manager's CA issuer.
     Ca,
 }
 
 impl IssuerKind {
+    /// The report's name of the batch (a column header, at most 18 characters).
     fn label(self) -> &'static str {
         match self {
             Self::Ncp => "ncp-pca-issuer",
+            Self::Subordinate => "ncp-pca-issuer sub",
             Self::Ca => "cert-manager CA",
+        }
+    }
+
+    /// Prefix of the batch's namespace.
+    fn namespace_prefix(self) -> &'static str {
+        match self {
+            Self::Ncp => "bench-ncp",
+            Self::Subordinate => "bench-sub",
+            Self::Ca => "bench-ca",
+        }
+    }
+
+    /// Domain of the batch's Certificates (common name and DNS name `<name>.<domain>`).
+    fn domain(self) -> &'static str {
+        match self {
+            Self::Ncp | Self::Ca => DOMAIN,
+            Self::Subordinate => SUB_DOMAIN,
         }
     }
 }
@@ -212,9 +255,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let result = batches(&args, &cluster, &client, &emulator, &ca_tag, &mut operator).await;
     let result = match result {
-        Ok(report) => signed_per_name(&emulator, &ca_tag)
+        Ok(run) => audit(&emulator, &ca_tag, &client, &run)
             .await
-            .map(|audit| format!("{report}{audit}")),
+            .map(|audit| format!("{}{audit}", run.report)),
         Err(e) => Err(e),
     };
 
@@ -247,9 +290,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Audits every certificate the emulator's CA signed: how many per Certificate (by common name), to
-/// show that no request was signed twice. The latency fault is lifted first, so that reading a few
-/// thousand certificates takes seconds.
-async fn signed_per_name(emulator: &EmulatorHandle, ca_tag: &str) -> anyhow::Result<String> {
+/// show that no request was signed twice, and, with a `sub` batch, that NCP signed its intermediate
+/// and none of its leaves (the leaves are checked in the cluster instead: each Certificate's Secret
+/// must hold a certificate issued by the intermediate). The latency fault is lifted first, so that
+/// reading a few thousand certificates takes seconds.
+async fn audit(
+    emulator: &EmulatorHandle,
+    ca_tag: &str,
+    kube_client: &kube::Client,
+    run: &Run,
+) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
     emulator.clear_faults();
     let client = ncp::Client::new(
         ncp::ClientConfig::new(Credentials::new(EMU_AK, EMU_SK)).with_endpoint(emulator.base_url()),
@@ -268,34 +319,127 @@ async fn signed_per_name(emulator: &EmulatorHandle, ca_tag: &str) -> anyhow::Res
         .buffer_unordered(8)
         .try_collect()
         .await?;
+    // What the CA signed, by kind: the `sub` issuer's intermediates, leaves of `sub` Certificates (there
+    // must be none), and the rest (the `ncp` batches' leaves).
+    let sub_suffix = format!(".{SUB_DOMAIN}");
+    let intermediates = names.iter().filter(|n| *n == SUB_INTERMEDIATE_CN).count();
+    let sub_leaves = names.iter().filter(|n| n.ends_with(&sub_suffix)).count();
     let mut counts: HashMap<String, u32> = HashMap::new();
-    for name in names {
+    for name in names
+        .into_iter()
+        .filter(|n| n != SUB_INTERMEDIATE_CN && !n.ends_with(&sub_suffix))
+    {
         *counts.entry(name).or_default() += 1;
     }
+    let leaves: u32 = counts.values().sum();
     let mut twice: Vec<(String, u32)> = counts
         .iter()
         .filter(|(_, c)| **c > 1)
         .map(|(n, c)| (n.clone(), *c))
         .collect();
     twice.sort();
-    Ok(if twice.is_empty() {
-        format!(
-            "NCP audit: {} certificates signed for {} Certificates (warm-up included), none twice\n",
-            serials.len(),
-            counts.len()
-        )
-    } else {
-        format!(
-            "NCP audit: {} certificates signed for {} Certificates (warm-up included); signed more than once: {}\n",
-            serials.len(),
-            counts.len(),
-            twice
-                .iter()
-                .map(|(n, c)| format!("{n} x{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
+    let mut out = String::new();
+    if run.kinds.contains(&IssuerKind::Ncp) || leaves > 0 {
+        out.push_str(&if twice.is_empty() {
+            format!(
+                "NCP audit: {leaves} certificates signed for {} Certificates (warm-up included), none twice\n",
+                counts.len()
+            )
+        } else {
+            format!(
+                "NCP audit: {leaves} certificates signed for {} Certificates (warm-up included); signed more than once: {}\n",
+                counts.len(),
+                twice
+                    .iter()
+                    .map(|(n, c)| format!("{n} x{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+    }
+    if let Some(setup) = &run.subordinate {
+        let (local, total) = leaves_issued_by(kube_client, &setup.namespace, SUB_INTERMEDIATE_CN)
+            .await
+            .context("read the sub batch's Secrets")?;
+        let _ = writeln!(
+            out,
+            "NCP audit, subordinate: {intermediates} intermediate signed (Sign Sub Csr), {sub_leaves} leaves of its Certificates signed by NCP  (target 1 and 0: {}); in the cluster, {local} of {total} Certificate Secrets (warm-up included) hold a leaf issued by CN={SUB_INTERMEDIATE_CN}  (target all: {})",
+            verdict(intermediates == 1 && sub_leaves == 0),
+            verdict(total > 0 && local == total)
+        );
+    }
+    Ok(out)
+}
+
+/// Of the Certificates' Secrets in `ns` (`*-tls`), how many hold a certificate whose issuer's common
+/// name is `issuer_cn`, and how many there are.
+async fn leaves_issued_by(
+    client: &kube::Client,
+    ns: &str,
+    issuer_cn: &str,
+) -> anyhow::Result<(usize, usize)> {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    let mut local = 0;
+    let mut total = 0;
+    for secret in secrets.list(&ListParams::default()).await?.items {
+        if !secret
+            .metadata
+            .name
+            .as_ref()
+            .is_some_and(|n| n.ends_with("-tls"))
+        {
+            continue;
+        }
+        total += 1;
+        let Some(crt) = secret.data.as_ref().and_then(|d| d.get("tls.crt")) else {
+            continue;
+        };
+        let issued_here = x509_parser::pem::parse_x509_pem(&crt.0)
+            .ok()
+            .and_then(|(_, pem)| {
+                let (_, cert) = x509_parser::parse_x509_certificate(&pem.contents).ok()?;
+                let cn = cert
+                    .issuer()
+                    .iter_common_name()
+                    .next()?
+                    .as_str()
+                    .ok()?
+                    .to_string();
+                Some(cn == issuer_cn)
+            })
+            .unwrap_or(false);
+        if issued_here {
+            local += 1;
+        }
+    }
+    Ok((local, total))
+}
+
+/// What [`batches`] produced: the report, and what the audit needs to know of the run.
+struct Run {
+    /// The rendered report.
+    report: String,
+    /// The batches, in the order they ran.
+    kinds: Vec<IssuerKind>,
+    /// The `sub` issuer's setup, when there was a `sub` batch.
+    subordinate: Option<SubordinateSetup>,
+}
+
+/// What setting up the `sub` issuer took, before any Certificate (and outside every measurement).
+#[derive(Debug, Clone)]
+struct SubordinateSetup {
+    /// The issuer's namespace.
+    namespace: String,
+    /// Sign Sub Csr calls (all outcomes) from the apply of the issuer to its `IntermediateReady`.
+    sign_sub_csr: u64,
+    /// Every NCP call in that time, by operation (the other issuers' periodic checks included).
+    ncp_calls: Vec<(String, u64)>,
+    /// From the apply of the issuer to `Ready=True` with reason `IntermediateReady`.
+    ready_after: Duration,
+    /// The intermediate's serial (`status.subordinate.serialNumber`).
+    serial: String,
+    /// The `UpstreamReady` condition's status and reason, e.g. `True (CAActive)`.
+    upstream: String,
 }
 
 /// Runs the batches in the chosen order and renders the report.
@@ -306,25 +450,43 @@ async fn batches(
     emulator: &EmulatorHandle,
     ca_tag: &str,
     operator: &mut Operator,
-) -> anyhow::Result<String> {
-    let kinds: Vec<IssuerKind> = match (args.mode, args.order) {
-        (Mode::Ncp, _) => vec![IssuerKind::Ncp],
-        (Mode::Compare, Order::NcpFirst) => vec![IssuerKind::Ncp, IssuerKind::Ca],
-        (Mode::Compare, Order::CaFirst) => vec![IssuerKind::Ca, IssuerKind::Ncp],
-    };
+) -> anyhow::Result<Run> {
+    let kinds = batch_order(args.mode, args.order);
+    let mut subordinate = None;
     // Both issuers first, each warmed up with a few Certificates (apiserver watch caches, cert-manager's
     // informers and code paths, our operator's NCP connections), so that neither batch pays for a cold
     // cluster.
     let mut issuers = Vec::new();
     for kind in &kinds {
-        let ns = cluster
-            .unique_namespace(match kind {
-                IssuerKind::Ncp => "bench-ncp",
-                IssuerKind::Ca => "bench-ca",
-            })
-            .await?;
+        let ns = cluster.unique_namespace(kind.namespace_prefix()).await?;
         let issuer_ref = match kind {
-            IssuerKind::Ncp => ncp_issuer(client, &ns, emulator, ca_tag).await?,
+            IssuerKind::Ncp => ncp_issuer(client, &ns, emulator, ca_tag, false).await?,
+            IssuerKind::Subordinate => {
+                let before = emulator.stats();
+                let started = Instant::now();
+                let issuer_ref = ncp_issuer(client, &ns, emulator, ca_tag, true).await?;
+                let ready_after = started.elapsed();
+                let after = emulator.stats();
+                let (serial, upstream) = subordinate_status(client, &ns).await?;
+                let setup = SubordinateSetup {
+                    namespace: ns.clone(),
+                    sign_sub_csr: after.calls(Operation::SignSubCsr).total
+                        - before.calls(Operation::SignSubCsr).total,
+                    ncp_calls: call_delta(&before, &after),
+                    ready_after,
+                    serial,
+                    upstream,
+                };
+                progress(&format!(
+                    "{}: intermediate {} Ready in {:.1} s, {} Sign Sub Csr",
+                    kind.label(),
+                    setup.serial,
+                    setup.ready_after.as_secs_f64(),
+                    setup.sign_sub_csr
+                ));
+                subordinate = Some(setup);
+                issuer_ref
+            }
             IssuerKind::Ca => ca_issuer(client, &ns).await?,
         };
         if args.warmup > 0 {
@@ -375,7 +537,27 @@ async fn batches(
         ));
         results.push(result);
     }
-    Ok(render(args, &results, operator))
+    Ok(Run {
+        report: render(args, &results, subordinate.as_ref(), operator),
+        kinds,
+        subordinate,
+    })
+}
+
+/// The batches of a run, in order: ours (`ncp`, then `sub`) and cert-manager's CA issuer's before or
+/// after them.
+fn batch_order(mode: Mode, order: Order) -> Vec<IssuerKind> {
+    let mut kinds = match mode {
+        Mode::Ncp | Mode::Compare => vec![IssuerKind::Ncp],
+        Mode::Subordinate => vec![IssuerKind::Subordinate],
+        Mode::All => vec![IssuerKind::Ncp, IssuerKind::Subordinate],
+    };
+    match (mode, order) {
+        (Mode::Ncp, _) => {}
+        (_, Order::NcpFirst) => kinds.push(IssuerKind::Ca),
+        (_, Order::CaFirst) => kinds.insert(0, IssuerKind::Ca),
+    }
+    kinds
 }
 
 /// Prints a progress line on stderr (the report goes to stdout).
@@ -451,19 +633,32 @@ fn is_ready(obj: &DynamicObject) -> bool {
 }
 
 fn ready_condition(obj: &DynamicObject) -> Option<&serde_json::Value> {
+    condition(obj, "Ready")
+}
+
+/// A condition of an object's `status.conditions`, by type.
+fn condition<'a>(obj: &'a DynamicObject, type_: &str) -> Option<&'a serde_json::Value> {
     obj.data["status"]["conditions"]
         .as_array()?
         .iter()
-        .find(|c| c["type"] == "Ready")
+        .find(|c| c["type"] == type_)
 }
 
-/// Polls until the named object is Ready, or fails after `timeout` with its last Ready condition.
-async fn wait_ready(api: &Api<DynamicObject>, name: &str, timeout: Duration) -> anyhow::Result<()> {
+/// Polls until the named object is Ready (with `reason`, when given), or fails after `timeout` with
+/// its last Ready condition.
+async fn wait_ready(
+    api: &Api<DynamicObject>,
+    name: &str,
+    reason: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last = serde_json::Value::Null;
     loop {
         if let Some(obj) = api.get_opt(name).await? {
-            if is_ready(&obj) {
+            if is_ready(&obj)
+                && reason.is_none_or(|r| ready_condition(&obj).is_some_and(|c| c["reason"] == r))
+            {
                 return Ok(());
             }
             last = ready_condition(&obj).cloned().unwrap_or_default();
@@ -475,12 +670,15 @@ async fn wait_ready(api: &Api<DynamicObject>, name: &str, timeout: Duration) -> 
     }
 }
 
-/// Credentials Secret and a `PrivateCA` on the emulator's CA, Ready; returns the issuerRef.
+/// Credentials Secret and a `PrivateCA` on the emulator's CA, Ready; returns the issuerRef. With
+/// `subordinate`, the PrivateCA is in subordinate mode (an EC P-256 intermediate in the Secret
+/// [`SUB_SECRET_NAME`], named [`SUB_INTERMEDIATE_CN`]) and Ready means reason `IntermediateReady`.
 async fn ncp_issuer(
     client: &kube::Client,
     ns: &str,
     emulator: &EmulatorHandle,
     ca_tag: &str,
+    subordinate: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let secrets = dynamic(client, ns, "", "v1", "Secret", "secrets");
     apply(
@@ -499,16 +697,20 @@ async fn ncp_issuer(
         "PrivateCA",
         "privatecas",
     );
-    apply(
-        &issuers,
-        serde_json::json!({
-            "apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "PrivateCA", "metadata": {"name": "bench"},
-            "spec": {"caTag": ca_tag, "endpoint": emulator.base_url(),
-                     "credentials": {"secretRef": {"name": "ncp-credentials"}}}
-        }),
-    )
-    .await?;
-    wait_ready(&issuers, "bench", ISSUER_READY_TIMEOUT).await?;
+    let mut issuer = serde_json::json!({
+        "apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "PrivateCA", "metadata": {"name": "bench"},
+        "spec": {"caTag": ca_tag, "endpoint": emulator.base_url(),
+                 "credentials": {"secretRef": {"name": "ncp-credentials"}}}
+    });
+    if subordinate {
+        issuer["spec"]["subordinate"] = serde_json::json!({
+            "secretName": SUB_SECRET_NAME,
+            "subject": {"commonName": SUB_INTERMEDIATE_CN},
+        });
+    }
+    apply(&issuers, issuer).await?;
+    let reason = subordinate.then_some(REASON_INTERMEDIATE_READY);
+    wait_ready(&issuers, "bench", reason, ISSUER_READY_TIMEOUT).await?;
     Ok(serde_json::json!({"group": "pca.ncp-issuer.dev", "kind": "PrivateCA", "name": "bench"}))
 }
 
@@ -547,8 +749,39 @@ async fn ca_issuer(client: &kube::Client, ns: &str) -> anyhow::Result<serde_json
         }),
     )
     .await?;
-    wait_ready(&issuers, "bench", ISSUER_READY_TIMEOUT).await?;
+    wait_ready(&issuers, "bench", None, ISSUER_READY_TIMEOUT).await?;
     Ok(serde_json::json!({"group": "cert-manager.io", "kind": "Issuer", "name": "bench"}))
+}
+
+/// The `sub` issuer's intermediate serial and its `UpstreamReady` condition (`status (reason)`).
+async fn subordinate_status(client: &kube::Client, ns: &str) -> anyhow::Result<(String, String)> {
+    let issuers = dynamic(
+        client,
+        ns,
+        "pca.ncp-issuer.dev",
+        "v1alpha1",
+        "PrivateCA",
+        "privatecas",
+    );
+    let obj = issuers
+        .get("bench")
+        .await
+        .context("get the sub PrivateCA")?;
+    let serial = obj.data["status"]["subordinate"]["serialNumber"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
+    let upstream = condition(&obj, "UpstreamReady").map_or_else(
+        || "absent".to_string(),
+        |c| {
+            format!(
+                "{} ({})",
+                c["status"].as_str().unwrap_or("?"),
+                c["reason"].as_str().unwrap_or("?")
+            )
+        },
+    );
+    Ok((serial, upstream))
 }
 
 /// Our operator, running as its own process under the devcluster watchdog.
@@ -883,6 +1116,11 @@ struct BatchResult {
     /// Emulator counters, after minus before.
     ncp_calls: Vec<(String, u64)>,
     sign_end_csr_success: u64,
+    /// Sign End Csr and Sign Sub Csr calls, all outcomes (0 for a `sub` batch: leaves are signed in the
+    /// cluster).
+    ncp_signing_calls: u64,
+    /// Certificates the emulator signed (any operation, any CA).
+    ncp_certificates_signed: u64,
     /// CertificateRequests in the namespace at the end (N when nothing was re-issued).
     requests: usize,
     /// CertificateRequests seen during the batch, deleted ones included, and how many were deleted.
@@ -1047,8 +1285,8 @@ async fn run_batch(
                     "metadata": {"name": name},
                     "spec": {
                         "secretName": format!("{name}-tls"),
-                        "commonName": format!("{name}.bench.example.com"),
-                        "dnsNames": [format!("{name}.bench.example.com")],
+                        "commonName": format!("{name}.{}", kind.domain()),
+                        "dnsNames": [format!("{name}.{}", kind.domain())],
                         "privateKey": {"algorithm": "ECDSA", "size": 256},
                         "issuerRef": issuer_ref,
                     }
@@ -1185,6 +1423,12 @@ async fn run_batch(
         ncp_calls: call_delta(&stats_before, &stats_after),
         sign_end_csr_success: stats_after.calls(Operation::SignEndCsr).success
             - stats_before.calls(Operation::SignEndCsr).success,
+        ncp_signing_calls: [Operation::SignEndCsr, Operation::SignSubCsr]
+            .iter()
+            .map(|op| stats_after.calls(*op).total - stats_before.calls(*op).total)
+            .sum(),
+        ncp_certificates_signed: stats_after.certificates_issued_total
+            - stats_before.certificates_issued_total,
         requests,
         requests_seen,
         operator: counters,
@@ -1257,7 +1501,12 @@ fn secs(d: Option<Duration>) -> String {
 }
 
 /// The report: one column per issuer, then the ratio and the targets.
-fn render(args: &Args, results: &[BatchResult], operator: &Operator) -> String {
+fn render(
+    args: &Args,
+    results: &[BatchResult],
+    subordinate: Option<&SubordinateSetup>,
+    operator: &Operator,
+) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let now = time::OffsetDateTime::now_utc()
@@ -1338,6 +1587,10 @@ fn render(args: &Args, results: &[BatchResult], operator: &Operator) -> String {
             col(&|r| format!("{:.2}", r.sign_end_csr_success as f64 / args.count as f64)),
         ),
         (
+            "NCP signing calls (End + Sub Csr) per certificate",
+            col(&|r| format!("{:.2}", r.ncp_signing_calls as f64 / args.count as f64)),
+        ),
+        (
             "NCP calls per certificate (all operations)",
             col(&|r| {
                 let total: u64 = r.ncp_calls.iter().map(|(_, c)| c).sum();
@@ -1372,6 +1625,9 @@ fn render(args: &Args, results: &[BatchResult], operator: &Operator) -> String {
     let ncp_breakdown: Vec<String> = results
         .iter()
         .map(|r| {
+            if r.ncp_calls.is_empty() {
+                return "none".to_string();
+            }
             r.ncp_calls
                 .iter()
                 .map(|(op, c)| format!("{op}={c}"))
@@ -1433,6 +1689,59 @@ fn render(args: &Args, results: &[BatchResult], operator: &Operator) -> String {
             out,
             "throughput ratio ours / CA issuer: {ratio:.2}  (target ≥ 0.80: {})",
             verdict(ratio >= 0.8)
+        );
+    }
+    let sub = results.iter().find(|r| r.kind == IssuerKind::Subordinate);
+    if let (Some(sub), Some(theirs)) = (sub, theirs) {
+        let ratio = throughput(sub) / throughput(theirs);
+        let _ = writeln!(
+            out,
+            "throughput ratio subordinate / CA issuer: {ratio:.2}  (target ≥ 1.00: {}); p50 {} s vs {} s, p99 {} s vs {} s",
+            verdict(ratio >= 1.0),
+            secs(percentile(&sub.latencies, 50.0)),
+            secs(percentile(&theirs.latencies, 50.0)),
+            secs(percentile(&sub.latencies, 99.0)),
+            secs(percentile(&theirs.latencies, 99.0)),
+        );
+    }
+    if let Some(sub) = sub {
+        let signing = [Operation::SignEndCsr.name(), Operation::SignSubCsr.name()];
+        let others: Vec<String> = sub
+            .ncp_calls
+            .iter()
+            .filter(|(op, _)| !signing.contains(&op.as_str()))
+            .map(|(op, c)| format!("{op}={c}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "subordinate: NCP signing calls per certificate: {:.2} ({} Sign End Csr / Sign Sub Csr calls and {} certificates signed by NCP for {} certificates, {} requests)  (target 0: {}); other NCP calls during the batch: {}",
+            sub.ncp_signing_calls as f64 / args.count as f64,
+            sub.ncp_signing_calls,
+            sub.ncp_certificates_signed,
+            args.count,
+            sub.requests_seen.0,
+            verdict(sub.ncp_signing_calls == 0 && sub.ncp_certificates_signed == 0),
+            if others.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{} (issuer checks, not per certificate)", others.join(" "))
+            }
+        );
+    }
+    if let Some(setup) = subordinate {
+        let _ = writeln!(
+            out,
+            "subordinate: intermediate: {} Sign Sub Csr at setup (serial {}, Ready with reason {REASON_INTERMEDIATE_READY} {:.1} s after the PrivateCA was applied; UpstreamReady {}; NCP calls at setup: {})",
+            setup.sign_sub_csr,
+            setup.serial,
+            setup.ready_after.as_secs_f64(),
+            setup.upstream,
+            setup
+                .ncp_calls
+                .iter()
+                .map(|(op, c)| format!("{op}={c}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     if let Some(ours) = ours {
