@@ -276,30 +276,15 @@ async fn an_unknown_ca_tag_says_ca_not_found() {
     operator();
     let client = client().await;
     let ns = namespace("issuer-noca").await;
-    credentials_secret(
+    support::apply_issuer(
         &client,
         &ns,
-        "ncp",
-        &[
-            ("NCLOUD_ACCESS_KEY", support::EMU_AK),
-            ("NCLOUD_SECRET_KEY", support::EMU_SK),
-        ],
+        "pca",
+        false,
+        "nosuch00-nosuch00",
+        serde_json::json!({}),
     )
     .await;
-    let pcas = dynamic(
-        &client,
-        Some(&ns),
-        "pca.ncp-issuer.dev",
-        "v1alpha1",
-        "PrivateCA",
-        "privatecas",
-    );
-    apply(&pcas, serde_json::json!({
-        "apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "PrivateCA", "metadata": {"name": "pca"},
-        "spec": {"caTag": "nosuch00-nosuch00", "endpoint": support::emulator().base_url(), "credentials": {"secretRef": {"name": "ncp"}}}
-    }))
-    .await
-    .expect("privateca");
 
     let ready = issuer_condition(
         &client,

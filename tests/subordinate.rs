@@ -479,34 +479,15 @@ async fn a_secret_the_issuer_did_not_create_is_left_alone_and_reported() {
         .create(&Default::default(), &theirs)
         .await
         .expect("create");
-    support::credentials_secret(
+    support::apply_issuer(
         &client,
         &ns,
-        "ncp",
-        &[
-            ("NCLOUD_ACCESS_KEY", support::EMU_AK),
-            ("NCLOUD_SECRET_KEY", support::EMU_SK),
-        ],
+        "clash",
+        false,
+        &ca,
+        serde_json::json!({"subordinate": {"secretName": "taken"}}),
     )
     .await;
-    let api = dynamic(
-        &client,
-        Some(&ns),
-        "pca.ncp-issuer.dev",
-        "v1alpha1",
-        "PrivateCA",
-        "privatecas",
-    );
-    support::apply(
-        &api,
-        serde_json::json!({"apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "PrivateCA",
-            "metadata": {"name": "clash"},
-            "spec": {"caTag": ca, "endpoint": emulator().base_url(),
-                     "credentials": {"secretRef": {"name": "ncp"}},
-                     "subordinate": {"secretName": "taken"}}}),
-    )
-    .await
-    .expect("issuer");
     let ready = issuer_condition(
         &client,
         Some(&ns),

@@ -187,33 +187,15 @@ async fn a_refused_sign_sub_csr_is_retried_after_a_backoff_not_in_a_loop() {
     emulator()
         .add_fault(FaultRule::new(FaultKind::Throttle429).for_operation(Operation::SignSubCsr));
     let before = emulator().stats().calls(Operation::SignSubCsr).rejected;
-    support::credentials_secret(
+    support::apply_issuer(
         &client,
         &ns,
-        "ncp",
-        &[
-            ("NCLOUD_ACCESS_KEY", support::EMU_AK),
-            ("NCLOUD_SECRET_KEY", support::EMU_SK),
-        ],
+        "sub",
+        false,
+        &ca,
+        serde_json::json!({"subordinate": {"secretName": "sub-ca"}}),
     )
     .await;
-    support::apply(
-        &dynamic(
-            &client,
-            Some(&ns),
-            "pca.ncp-issuer.dev",
-            "v1alpha1",
-            "PrivateCA",
-            "privatecas",
-        ),
-        serde_json::json!({"apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "PrivateCA",
-            "metadata": {"name": "sub"},
-            "spec": {"caTag": ca, "endpoint": emulator().base_url(),
-                     "credentials": {"secretRef": {"name": "ncp"}},
-                     "subordinate": {"secretName": "sub-ca"}}}),
-    )
-    .await
-    .expect("issuer");
     // The first attempt: the client's own retries of a 429, then the attempt fails.
     let first = eventually("the first attempt fails", Duration::from_secs(60), || {
         let client = client.clone();

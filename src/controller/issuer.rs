@@ -17,7 +17,6 @@ use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use std::sync::Arc;
@@ -297,34 +296,16 @@ async fn apply_status<K: IssuerResource>(
         source,
     })?;
     if old_ready.is_none_or(|c| c.status != ready.status || c.reason != ready.reason) {
-        let is_ready = ready.status == "True";
-        let event = Event {
-            type_: if is_ready {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: ready.reason.clone(),
-            note: Some(truncate(&ready.message, 1000)),
-            action: "CheckCA".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&event, &issuer.object_ref(&())).await {
-            tracing::warn!(error = %e, kind = K::KIND, name = %issuer.name_any(), "cannot publish event");
-        }
+        ctx.publish(
+            &issuer.object_ref(&()),
+            ready.status != "True",
+            &ready.reason,
+            &ready.message,
+            "CheckCA",
+        )
+        .await;
     }
     Ok(())
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 fn error_policy<K: IssuerResource>(

@@ -68,6 +68,48 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// Longest event note we publish (the API server refuses notes over 1 kB).
+const MAX_EVENT_NOTE: usize = 1000;
+
+impl Context {
+    /// Publishes an event on `object` (Warning or Normal); a failure to publish is logged, never fatal.
+    pub async fn publish(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: &str,
+        action: &str,
+    ) {
+        let event = kube::runtime::events::Event {
+            type_: if warning {
+                kube::runtime::events::EventType::Warning
+            } else {
+                kube::runtime::events::EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(truncate(note, MAX_EVENT_NOTE)),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, object).await {
+            tracing::warn!(error = %e, kind = ?object.kind, namespace = ?object.namespace, name = ?object.name, reason, "cannot publish event");
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, with an ellipsis when cut.
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 /// Why an issuer cannot be used; each knows its condition reason and whether a retry soon may help.
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {

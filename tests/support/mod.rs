@@ -331,8 +331,8 @@ fn rand_u32() -> u32 {
 }
 
 /// Creates credentials and a `PrivateCA` (`cluster` = false) or `ClusterPrivateCA` pointing at `ca_tag`
-/// in the emulator, with `extra_spec` merged into the spec, and waits until it is Ready.
-pub async fn ready_issuer(
+/// in the emulator, with `extra_spec` merged into the spec (without waiting for it).
+pub async fn apply_issuer(
     client: &kube::Client,
     ns: &str,
     name: &str,
@@ -360,12 +360,6 @@ pub async fn ready_issuer(
     let mut spec = serde_json::json!({
         "caTag": ca_tag, "endpoint": emulator().base_url(), "credentials": {"secretRef": {"name": secret}}
     });
-    // Subordinate mode is Ready once its intermediate is.
-    let ready_reason = if extra_spec.get("subordinate").is_some() {
-        "IntermediateReady"
-    } else {
-        "CAActive"
-    };
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
         spec.extend(extra.clone());
     }
@@ -380,15 +374,30 @@ pub async fn ready_issuer(
     apply(&api, serde_json::json!({"apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec}))
         .await
         .expect("issuer applied");
-    issuer_condition(
-        client,
-        (!cluster).then_some(ns),
-        kind,
-        name,
-        "True",
-        ready_reason,
-    )
-    .await;
+}
+
+/// [`apply_issuer`], then waits until the issuer is Ready (`IntermediateReady` in subordinate mode,
+/// `CAActive` otherwise).
+pub async fn ready_issuer(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    cluster: bool,
+    ca_tag: &str,
+    extra_spec: serde_json::Value,
+) {
+    let reason = if extra_spec.get("subordinate").is_some() {
+        "IntermediateReady"
+    } else {
+        "CAActive"
+    };
+    apply_issuer(client, ns, name, cluster, ca_tag, extra_spec).await;
+    let kind = if cluster {
+        "ClusterPrivateCA"
+    } else {
+        "PrivateCA"
+    };
+    issuer_condition(client, (!cluster).then_some(ns), kind, name, "True", reason).await;
 }
 
 /// `(reason, note)` of the events about the object `name` in namespace `ns`.

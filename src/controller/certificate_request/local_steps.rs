@@ -79,16 +79,6 @@ pub(super) async fn sign(
             Ok(i) => i,
             Err(e) => return fail(cr, ctx, &format!("locally signed certificate: {e}")).await,
         };
-    status::apply(
-        cr,
-        ctx,
-        Update::issued(
-            issued.certificate_pem,
-            issued.ca_pem,
-            "Certificate fetched from issuer successfully",
-        ),
-    )
-    .await?;
     let rfc = |t: OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
@@ -104,9 +94,7 @@ pub(super) async fn sign(
             ""
         }
     );
-    status::event(cr, ctx, false, reason::ISSUED, &msg).await;
-    ctx.metrics
-        .certificate_issued(cr.spec.issuer_ref.kind.as_deref().unwrap_or_default());
+    status::issued(cr, ctx, issued, &msg).await?;
     tracing::debug!(namespace = %cr.namespace().unwrap_or_default(), name = %cr.name_any(), "signed locally");
     Ok(Action::await_change())
 }

@@ -204,18 +204,8 @@ async fn finish(
         .unwrap_or_default();
     let msg =
         format!("certificate issued by NCP Private CA, serial {serial}, valid until {not_after}");
-    status::apply(
-        cr,
-        ctx,
-        Update::issued(
-            issued.certificate_pem,
-            issued.ca_pem,
-            "Certificate fetched from issuer successfully",
-        ),
-    )
-    .await?;
-    status::event(cr, ctx, false, reason::ISSUED, &msg).await;
     let missing = decide::missing_usages(&cr.spec.usages, &issued.leaf_der);
+    status::issued(cr, ctx, issued, &msg).await?;
     if !missing.is_empty() {
         let note = format!(
             "NCP Private CA takes no usage parameter and the issued certificate does not allow: {}",
@@ -223,8 +213,6 @@ async fn finish(
         );
         status::event(cr, ctx, true, "UsagesNotHonoured", &note).await;
     }
-    ctx.metrics
-        .certificate_issued(cr.spec.issuer_ref.kind.as_deref().unwrap_or_default());
     Ok(Action::await_change())
 }
 

@@ -7,7 +7,6 @@ use base64::Engine as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource as _, ResourceExt as _};
 
 /// The Ready condition and fields to write.
@@ -144,20 +143,34 @@ pub async fn event(
     reason: &str,
     note: &str,
 ) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.to_string(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Sign".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &cr.object_ref(&())).await {
-        tracing::warn!(error = %e, name = %cr.name_any(), "cannot publish event");
-    }
+    ctx.publish(&cr.object_ref(&()), warning, reason, note, "Sign")
+        .await;
+}
+
+/// Writes an issued certificate (`Ready=True/Issued`), says so in an event, and counts it.
+///
+/// # Errors
+/// When the status cannot be written.
+pub async fn issued(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    issued: super::decide::Issued,
+    note: &str,
+) -> Result<(), RequestError> {
+    apply(
+        cr,
+        ctx,
+        Update::issued(
+            issued.certificate_pem,
+            issued.ca_pem,
+            "Certificate fetched from issuer successfully",
+        ),
+    )
+    .await?;
+    event(cr, ctx, false, super::reason::ISSUED, note).await;
+    ctx.metrics
+        .certificate_issued(cr.spec.issuer_ref.kind.as_deref().unwrap_or_default());
+    Ok(())
 }
 
 #[cfg(test)]

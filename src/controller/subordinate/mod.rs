@@ -24,7 +24,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
 use kube::api::Api;
-use kube::runtime::events::{Event, EventType};
 use provision::{Provision, Provisioned, SecretWriter};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -617,20 +616,14 @@ async fn publish<K: IssuerResource>(
     reason: &str,
     note: &str,
 ) {
-    let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note.to_string()),
-        action: "ProvisionIntermediate".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &issuer.object_ref(&())).await {
-        tracing::warn!(error = %e, kind = K::KIND, name = %issuer.name_any(), "cannot publish event");
-    }
+    ctx.publish(
+        &issuer.object_ref(&()),
+        warning,
+        reason,
+        note,
+        "ProvisionIntermediate",
+    )
+    .await;
     if warning {
         tracing::warn!(kind = K::KIND, name = %issuer.name_any(), reason, "{note}");
     } else {
