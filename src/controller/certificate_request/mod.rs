@@ -19,7 +19,7 @@ use futures::StreamExt as _;
 use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use status::Update;
 use std::sync::Arc;
@@ -138,12 +138,44 @@ impl IssuerView {
     }
 }
 
+/// The issuers as the request controller's issuer watches last saw them. A Ready issuer found here is
+/// used as is (saving a read per request); anything else is read fresh from the API server, so a
+/// request never waits on a stale "not Ready".
+#[derive(Clone, Default)]
+pub struct IssuerCache {
+    private_cas: Option<Store<PrivateCA>>,
+    cluster_private_cas: Option<Store<ClusterPrivateCA>>,
+}
+
+impl IssuerCache {
+    fn ready_view(&self, cr: &CertificateRequest, crn: &str) -> Option<IssuerView> {
+        let name = &cr.spec.issuer_ref.name;
+        let view = match cr.spec.issuer_ref.kind.as_deref() {
+            Some(ClusterPrivateCA::KIND) => self
+                .cluster_private_cas
+                .as_ref()?
+                .get(&ObjectRef::new(name))
+                .map(|i| IssuerView::from(&*i, crn)),
+            _ => self
+                .private_cas
+                .as_ref()?
+                .get(&ObjectRef::new(name).within(&cr.namespace().unwrap_or_default()))
+                .map(|i| IssuerView::from(&*i, crn)),
+        }?;
+        matches!(view.ready, Some((true, _))).then_some(view)
+    }
+}
+
 async fn fetch_issuer(
     cr: &CertificateRequest,
     ctx: &Context,
+    cache: &IssuerCache,
 ) -> Result<Option<IssuerView>, kube::Error> {
-    let name = &cr.spec.issuer_ref.name;
     let crn = &ctx.settings.cluster_resource_namespace;
+    if let Some(view) = cache.ready_view(cr, crn) {
+        return Ok(Some(view));
+    }
+    let name = &cr.spec.issuer_ref.name;
     Ok(match cr.spec.issuer_ref.kind.as_deref() {
         Some(ClusterPrivateCA::KIND) => Api::<ClusterPrivateCA>::all(ctx.client.clone())
             .get_opt(name)
@@ -163,6 +195,18 @@ async fn fetch_issuer(
 pub async fn reconcile(
     cr: Arc<CertificateRequest>,
     ctx: Arc<Context>,
+) -> Result<Action, RequestError> {
+    reconcile_with(cr, ctx, &IssuerCache::default()).await
+}
+
+/// [`reconcile`], with issuers looked up in `issuers` first.
+///
+/// # Errors
+/// When a Kubernetes write fails (the error policy retries).
+pub async fn reconcile_with(
+    cr: Arc<CertificateRequest>,
+    ctx: Arc<Context>,
+    issuers: &IssuerCache,
 ) -> Result<Action, RequestError> {
     if !is_ours(&cr) {
         // Not ours: ignored silently (the watch filter makes this rare).
@@ -202,7 +246,7 @@ pub async fn reconcile(
             .await;
             Ok(Action::await_change())
         }
-        Next::Sign => with_issuer(&cr, &ctx, step).await,
+        Next::Sign => with_issuer(&cr, &ctx, issuers, step).await,
         Next::RecoverByKey { .. } | Next::RecoverBySerial { .. } => {
             // The watch cache can lag behind our own writes: a reconcile queued by the start marker may
             // still see the marker without the serial (or the serial without the Issued status) after
@@ -213,7 +257,7 @@ pub async fn reconcile(
             };
             match decide::next(&fresh) {
                 step @ (Next::RecoverByKey { .. } | Next::RecoverBySerial { .. }) => {
-                    with_issuer(&fresh, &ctx, step).await
+                    with_issuer(&fresh, &ctx, issuers, step).await
                 }
                 // Already final: the cached copy was stale.
                 Next::Ignore => Ok(Action::await_change()),
@@ -259,11 +303,12 @@ pub fn prune(cr: &mut CertificateRequest) {
 async fn with_issuer(
     cr: &CertificateRequest,
     ctx: &Context,
+    issuers: &IssuerCache,
     step: Next,
 ) -> Result<Action, RequestError> {
     let issuer_ref = &cr.spec.issuer_ref;
     let kind = issuer_ref.kind.clone().unwrap_or_default();
-    let issuer = match fetch_issuer(cr, ctx).await {
+    let issuer = match fetch_issuer(cr, ctx, issuers).await {
         Ok(Some(i)) => i,
         Ok(None) => {
             let msg = format!(
@@ -378,26 +423,48 @@ pub async fn run(
             .collect::<Vec<_>>()
     };
     let waiting_on2 = waiting_on;
-    controller
-        .watches(
+    // The issuer watches both wake waiting requests and keep the issuer cache.
+    let (pca_reader, pca_writer) = kube::runtime::reflector::store();
+    let private_cas = kube::runtime::reflector(
+        pca_writer,
+        watcher(
             Api::<PrivateCA>::all(client.clone()),
             watcher::Config::default(),
-            move |i| waiting_on(&store, PrivateCA::KIND, i.namespace(), i.name_any()),
-        )
-        .watches(
+        ),
+    )
+    .applied_objects();
+    let (cpca_reader, cpca_writer) = kube::runtime::reflector::store();
+    let cluster_private_cas = kube::runtime::reflector(
+        cpca_writer,
+        watcher(
             Api::<ClusterPrivateCA>::all(client),
             watcher::Config::default(),
-            move |i| waiting_on2(&store2, ClusterPrivateCA::KIND, None, i.name_any()),
-        )
+        ),
+    )
+    .applied_objects();
+    let issuers = IssuerCache {
+        private_cas: Some(pca_reader),
+        cluster_private_cas: Some(cpca_reader),
+    };
+    controller
+        .watches_stream(private_cas, move |i| {
+            waiting_on(&store, PrivateCA::KIND, i.namespace(), i.name_any())
+        })
+        .watches_stream(cluster_private_cas, move |i| {
+            waiting_on2(&store2, ClusterPrivateCA::KIND, None, i.name_any())
+        })
         .graceful_shutdown_on(shutdown)
         .run(
-            |cr, ctx| async move {
-                let started = std::time::Instant::now();
-                let result = reconcile(cr, ctx.clone()).await;
-                let outcome = if result.is_ok() { "ok" } else { "error" };
-                ctx.metrics
-                    .observe_reconcile("CertificateRequest", outcome, started.elapsed());
-                result
+            move |cr, ctx| {
+                let issuers = issuers.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let result = reconcile_with(cr, ctx.clone(), &issuers).await;
+                    let outcome = if result.is_ok() { "ok" } else { "error" };
+                    ctx.metrics
+                        .observe_reconcile("CertificateRequest", outcome, started.elapsed());
+                    result
+                }
             },
             error_policy,
             ctx,

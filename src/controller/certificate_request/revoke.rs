@@ -141,7 +141,7 @@ async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Stri
     let Some(serial) = cr.annotations().get(ANNOTATION_SERIAL).cloned() else {
         return Ok(Outcome::Kept("no certificate was issued for this request"));
     };
-    let issuer: Option<IssuerView> = fetch_issuer(cr, ctx)
+    let issuer: Option<IssuerView> = fetch_issuer(cr, ctx, &super::IssuerCache::default())
         .await
         .map_err(|e| format!("cannot read issuer: {e}"))?;
     let Some(issuer) = issuer else {
