@@ -75,14 +75,19 @@ async fn ready_of(
         .cloned()
 }
 
-#[tokio::test]
-async fn an_unapproved_request_is_left_alone_and_is_issued_once_approved() {
+/// An issuer `pca` with `extra_spec`, and a request for it: left at Initializing while unapproved,
+/// issued once approved. Returns the CA's tag and the issued request.
+async fn unapproved_then_approved(
+    prefix: &str,
+    extra_spec: serde_json::Value,
+) -> (String, kube::api::DynamicObject) {
     without_cert_manager_approver();
     operator();
     let client = client().await;
-    let ns = namespace("approval-wait").await;
+    let ns = namespace(prefix).await;
     let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
-    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    ready_issuer(&client, &ns, "pca", false, &ca, extra_spec).await;
+    let signed_before = emulator().stats().issued_by(&ca);
     let crs = request(&client, &ns, "r").await;
 
     let initial = eventually("first touch", Duration::from_secs(30), || async {
@@ -97,11 +102,12 @@ async fn an_unapproved_request_is_left_alone_and_is_issued_once_approved() {
         ready_of(&crs, "r").await.expect("ready")["reason"],
         "Initializing"
     );
-    assert_eq!(
-        emulator().stats().issued_by(&ca),
-        0,
+    let cr = crs.get("r").await.expect("request");
+    assert!(
+        cr.data["status"]["certificate"].is_null(),
         "nothing signed before approval"
     );
+    assert_eq!(emulator().stats().issued_by(&ca), signed_before);
 
     set_condition(&crs, "r", "Approved").await;
     let issued = eventually("issued", Duration::from_secs(60), || async {
@@ -114,7 +120,37 @@ async fn an_unapproved_request_is_left_alone_and_is_issued_once_approved() {
     let cr = crs.get("r").await.expect("request");
     assert!(cr.data["status"]["certificate"].is_string());
     assert!(cr.data["status"]["ca"].is_string());
+    (ca, cr)
+}
+
+#[tokio::test]
+async fn an_unapproved_request_is_left_alone_and_is_issued_once_approved() {
+    let (ca, _) = unapproved_then_approved("approval-wait", serde_json::json!({})).await;
     assert_eq!(emulator().stats().issued_by(&ca), 1);
+}
+
+#[tokio::test]
+async fn an_unapproved_request_for_a_subordinate_issuer_is_left_alone_and_signed_in_the_cluster_once_approved()
+ {
+    let (ca, cr) = unapproved_then_approved(
+        "approval-sub",
+        serde_json::json!({"subordinate": {"secretName": "sub-ca"}}),
+    )
+    .await;
+    // NCP signed the intermediate only; the leaf's chain goes through it.
+    assert_eq!(emulator().stats().issued_by(&ca), 1);
+    let chain = base64::engine::general_purpose::STANDARD
+        .decode(
+            cr.data["status"]["certificate"]
+                .as_str()
+                .expect("certificate"),
+        )
+        .expect("base64");
+    let chain =
+        ncp_pca_issuer::pki::parse_certificates_pem(&String::from_utf8(chain).expect("utf8"))
+            .expect("chain");
+    assert_eq!(chain.len(), 2, "leaf and intermediate");
+    assert!(chain[1].is_ca);
 }
 
 #[tokio::test]

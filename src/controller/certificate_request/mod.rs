@@ -219,6 +219,18 @@ pub async fn reconcile_with(
     match step {
         // Final, or waiting for cert-manager's approver: its change wakes us.
         Next::Ignore | Next::AwaitApproval => Ok(Action::await_change()),
+        // An approved request for a Ready subordinate issuer is signed at once: signing in the cluster
+        // finishes within this reconcile, so an Initializing status would only be overwritten (and would
+        // cost an API write per certificate).
+        Next::Initialize
+            if cr.condition_true("Approved")
+                && !has_signing_annotations(&cr)
+                && issuers
+                    .ready_view(&cr, &ctx.settings.cluster_resource_namespace)
+                    .is_some_and(|i| i.spec.subordinate.is_some()) =>
+        {
+            with_issuer(&cr, &ctx, issuers, Next::Sign).await
+        }
         Next::Initialize => {
             status::apply(
                 &cr,
@@ -267,6 +279,13 @@ pub async fn reconcile_with(
             }
         }
     }
+}
+
+/// Whether a request carries our signing marker or serial (NCP signing started on it).
+fn has_signing_annotations(cr: &CertificateRequest) -> bool {
+    let annotations = cr.annotations();
+    annotations.contains_key(decide::ANNOTATION_SIGNING_STARTED)
+        || annotations.contains_key(decide::ANNOTATION_SERIAL)
 }
 
 /// The request as the API server has it now (`None` when it is gone).
