@@ -27,6 +27,9 @@ use std::time::Duration;
 
 /// How long a request waits before its issuer is looked at again (issuer changes also trigger it).
 pub const ISSUER_WAIT: Duration = Duration::from_secs(60);
+/// How long a new, unapproved request for a subordinate issuer waits for cert-manager's approver
+/// before it is marked Initializing (approval usually comes within milliseconds).
+pub const APPROVAL_GRACE: Duration = Duration::from_secs(2);
 /// Safety-net requeue when a fresh read shows that a request moved on since the cached copy.
 pub const STALE_RETRY: Duration = Duration::from_secs(1);
 /// Shortest wait after a retryable failure.
@@ -219,28 +222,27 @@ pub async fn reconcile_with(
     match step {
         // Final, or waiting for cert-manager's approver: its change wakes us.
         Next::Ignore | Next::AwaitApproval => Ok(Action::await_change()),
-        // An approved request for a Ready subordinate issuer is signed at once: signing in the cluster
-        // finishes within this reconcile, so an Initializing status would only be overwritten (and would
-        // cost an API write per certificate).
+        // For a Ready subordinate issuer, signing in the cluster finishes within one reconcile, so an
+        // Initializing status would only be overwritten, at the cost of an API write per certificate
+        // (cert-manager's own CA issuer writes none). An approved request is signed at once; a new one
+        // not yet approved gets a moment for cert-manager's approver before it is marked Initializing.
         Next::Initialize
-            if cr.condition_true("Approved")
-                && !has_signing_annotations(&cr)
+            if !has_signing_annotations(&cr)
                 && issuers
                     .ready_view(&cr, &ctx.settings.cluster_resource_namespace)
                     .is_some_and(|i| i.spec.subordinate.is_some()) =>
         {
-            with_issuer(&cr, &ctx, issuers, Next::Sign).await
+            let age = request_age(&cr);
+            if cr.condition_true("Approved") {
+                with_issuer(&cr, &ctx, issuers, Next::Sign).await
+            } else if age < APPROVAL_GRACE {
+                // Next: the approval wakes us; otherwise Initializing after the grace.
+                Ok(Action::requeue(APPROVAL_GRACE - age))
+            } else {
+                initialize(&cr, &ctx).await
+            }
         }
-        Next::Initialize => {
-            status::apply(
-                &cr,
-                &ctx,
-                Update::condition("Unknown", reason::INITIALIZING, "request received"),
-            )
-            .await?;
-            // The status write is itself a change: the next reconcile moves on.
-            Ok(Action::await_change())
-        }
+        Next::Initialize => initialize(&cr, &ctx).await,
         Next::MarkDenied => {
             status::apply(
                 &cr,
@@ -279,6 +281,29 @@ pub async fn reconcile_with(
             }
         }
     }
+}
+
+/// First touch: `Ready=Unknown/Initializing`.
+async fn initialize(cr: &CertificateRequest, ctx: &Context) -> Result<Action, RequestError> {
+    status::apply(
+        cr,
+        ctx,
+        Update::condition("Unknown", reason::INITIALIZING, "request received"),
+    )
+    .await?;
+    // The status write is itself a change: the next reconcile moves on.
+    Ok(Action::await_change())
+}
+
+/// How long ago the request was created (zero when unknown).
+pub(super) fn request_age(cr: &CertificateRequest) -> Duration {
+    cr.metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| {
+            Duration::try_from(k8s_openapi::jiff::Timestamp::now().duration_since(t.0)).ok()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether a request carries our signing marker or serial (NCP signing started on it).

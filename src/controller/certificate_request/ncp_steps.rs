@@ -28,15 +28,6 @@ fn marker_age(cr: &CertificateRequest) -> Duration {
         .unwrap_or_default()
 }
 
-fn age(cr: &CertificateRequest) -> Duration {
-    cr.metadata
-        .creation_timestamp
-        .as_ref()
-        .map(|t| Timestamp::now().duration_since(t.0))
-        .and_then(|d| Duration::try_from(d).ok())
-        .unwrap_or_default()
-}
-
 /// Runs a signing or recovery step.
 pub(super) async fn run(
     cr: &CertificateRequest,
@@ -261,7 +252,7 @@ async fn retry_or_fail(
         };
         return fail(cr, ctx, &msg).await;
     }
-    let age = age(cr);
+    let age = super::request_age(cr);
     if age > ctx.settings.max_retry_duration {
         return fail(
             cr,
