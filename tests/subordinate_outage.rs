@@ -235,3 +235,119 @@ async fn a_refused_sign_sub_csr_is_retried_after_a_backoff_not_in_a_loop() {
     .await;
     assert_eq!(emulator().stats().issued_by(&ca), 1);
 }
+
+#[tokio::test]
+async fn a_foreign_intermediate_put_in_the_secret_while_ncp_is_down_never_signs() {
+    use ncp_pca_issuer::pki::{
+        IssueOptions, Name, NameAttr, PrivateKey, Signer, Validity, self_signed_ca, sign_ca,
+    };
+    let _turn = FAULTS.lock().await;
+    operator();
+    let client = client().await;
+    let ns = namespace("sub-forged").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    ready_issuer(
+        &client,
+        &ns,
+        "sub",
+        false,
+        &ca,
+        serde_json::json!({"subordinate": {"secretName": "sub-ca"}}),
+    )
+    .await;
+    let ncp_root = support::ncp_client()
+        .get_ca_chain(&ca)
+        .await
+        .expect("chain");
+
+    // A self-made root and intermediate, consistent in themselves.
+    let now = time::OffsetDateTime::now_utc();
+    let opts = || {
+        IssueOptions::new(
+            Validity::new(now - time::Duration::HOUR, now + time::Duration::days(30))
+                .expect("validity"),
+        )
+    };
+    let root_key = PrivateKey::generate(KeyType::Ec256).expect("key");
+    let root_cert = self_signed_ca(
+        &Name::new().with(NameAttr::CommonName, "forged root"),
+        &root_key,
+        &opts(),
+    )
+    .expect("root");
+    let root = Signer::new(root_key, root_cert).expect("signer");
+    let key = PrivateKey::generate(KeyType::Ec256).expect("key");
+    let forged = sign_ca(
+        &root,
+        &Name::new().with(NameAttr::CommonName, "sub intermediate"),
+        &key.public_key().expect("public"),
+        &opts(),
+    )
+    .expect("intermediate");
+
+    emulator().add_fault(FaultRule::new(FaultKind::Unavailable503));
+    eventually("the issuer sees NCP down", Duration::from_secs(60), || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            condition(&client, &ns, "sub", "UpstreamReady")
+                .await
+                .filter(|(status, _)| status == "False")
+        }
+    })
+    .await;
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
+        .patch(
+            "sub-ca",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"stringData": {
+                "tls.key": key.to_pkcs8_pem(), "tls.crt": forged.to_pem(),
+                "ca.crt": root.certificate().to_pem()}})),
+        )
+        .await
+        .expect("swap");
+    eventually(
+        "the foreign intermediate is refused",
+        Duration::from_secs(60),
+        || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                condition(&client, &ns, "sub", "Ready")
+                    .await
+                    .filter(|(_, reason)| reason == "IntermediateUnverified")
+            }
+        },
+    )
+    .await;
+    certificate(
+        &client,
+        &ns,
+        "web",
+        serde_json::json!({
+            "secretName": "web-tls", "dnsNames": ["web.example.com"],
+            "privateKey": {"algorithm": "ECDSA", "size": 256},
+            "issuerRef": {"group": "pca.ncp-issuer.dev", "kind": "PrivateCA", "name": "sub"}
+        }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (status, _) = condition(&client, &ns, "sub", "Ready")
+        .await
+        .expect("ready");
+    assert_eq!(
+        status, "False",
+        "not Ready while the intermediate cannot be confirmed"
+    );
+
+    // NCP back: the foreign intermediate is replaced, and the certificate chains to NCP's root.
+    emulator().clear_faults();
+    let (tls, ca_crt) = issued_secret(&client, &ns, "web", "web-tls").await;
+    let chain = ncp_pca_issuer::pki::parse_certificates_pem(&tls).expect("chain");
+    assert_ne!(
+        chain[1].der, forged.der,
+        "never signed by the foreign intermediate"
+    );
+    assert!(ncp_root.contains(ca_crt.trim()), "ca.crt is NCP's root");
+    assert!(openssl_verify(&tls, &ca_crt).is_ok());
+}

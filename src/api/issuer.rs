@@ -231,6 +231,10 @@ pub struct SubordinateStatus {
     pub not_after: String,
     /// When it will be replaced by a new intermediate (RFC 3339).
     pub renewal_time: String,
+    /// SHA-256 (hex) of the root the intermediate chains to (`ca.crt`), as checked against NCP. While
+    /// NCP cannot be asked, only an intermediate under this root signs.
+    #[serde(default)]
+    pub root_sha256: String,
     /// The last value of the `pca.ncp-issuer.dev/renew-intermediate` annotation that was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_renew_request: Option<String>,

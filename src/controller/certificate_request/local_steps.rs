@@ -43,7 +43,7 @@ pub(super) async fn sign(
         &issuer.owner,
         &issuer.secret_namespace,
         secret_name,
-        issuer.subordinate_serial.as_deref(),
+        issuer.subordinate_root.as_deref(),
     )
     .await
     {
@@ -94,7 +94,19 @@ pub(super) async fn sign(
             ""
         }
     );
-    status::issued(cr, ctx, issued, &msg).await?;
+    // Conditional: a reconcile working from a cached copy that predates our own Issued write must
+    // not sign and write again.
+    match status::issued(cr, ctx, issued, &msg, true).await {
+        Ok(()) => {}
+        Err(RequestError::Kube {
+            source: kube::Error::Api(s),
+            ..
+        }) if s.code == 409 => {
+            // Next: the watch brings the newer request (already Issued, or changed by someone else).
+            return Ok(Action::requeue(super::STALE_RETRY));
+        }
+        Err(e) => return Err(e),
+    }
     tracing::debug!(namespace = %cr.namespace().unwrap_or_default(), name = %cr.name_any(), "signed locally");
     Ok(Action::await_change())
 }

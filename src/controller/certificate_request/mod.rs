@@ -100,8 +100,8 @@ struct IssuerView {
     ca_not_after_unix: Option<i64>,
     /// How the issuer names itself on the Secrets it owns (subordinate mode).
     owner: String,
-    /// The intermediate the issuer checked and published (subordinate mode).
-    subordinate_serial: Option<String>,
+    /// The root the issuer checked its intermediate against (subordinate mode).
+    subordinate_root: Option<String>,
 }
 
 impl IssuerView {
@@ -134,9 +134,9 @@ impl IssuerView {
                 issuer.meta().namespace.as_deref(),
                 &issuer.name_any(),
             ),
-            subordinate_serial: status
+            subordinate_root: status
                 .and_then(|s| s.subordinate.as_ref())
-                .map(|s| s.serial_number.clone()),
+                .map(|s| s.root_sha256.clone()),
         }
     }
 }
@@ -232,12 +232,11 @@ pub async fn reconcile_with(
                     .ready_view(&cr, &ctx.settings.cluster_resource_namespace)
                     .is_some_and(|i| i.spec.subordinate.is_some()) =>
         {
-            let age = request_age(&cr);
             if cr.condition_true("Approved") {
                 with_issuer(&cr, &ctx, issuers, Next::Sign).await
-            } else if age < APPROVAL_GRACE {
+            } else if let Some(left) = approval_grace_left(&cr) {
                 // Next: the approval wakes us; otherwise Initializing after the grace.
-                Ok(Action::requeue(APPROVAL_GRACE - age))
+                Ok(Action::requeue(left))
             } else {
                 initialize(&cr, &ctx).await
             }
@@ -304,6 +303,17 @@ pub(super) fn request_age(cr: &CertificateRequest) -> Duration {
             Duration::try_from(k8s_openapi::jiff::Timestamp::now().duration_since(t.0)).ok()
         })
         .unwrap_or_default()
+}
+
+/// What is left of [`APPROVAL_GRACE`] for a new request; `None` once it is over, and when the creation
+/// time is unknown or ahead of our clock (a skewed clock must not hold Initializing back).
+fn approval_grace_left(cr: &CertificateRequest) -> Option<Duration> {
+    let created = cr.metadata.creation_timestamp.as_ref()?;
+    let age =
+        Duration::try_from(k8s_openapi::jiff::Timestamp::now().duration_since(created.0)).ok()?;
+    APPROVAL_GRACE
+        .checked_sub(age)
+        .filter(|left| !left.is_zero())
 }
 
 /// Whether a request carries our signing marker or serial (NCP signing started on it).

@@ -196,7 +196,7 @@ async fn finish(
     let msg =
         format!("certificate issued by NCP Private CA, serial {serial}, valid until {not_after}");
     let missing = decide::missing_usages(&cr.spec.usages, &issued.leaf_der);
-    status::issued(cr, ctx, issued, &msg).await?;
+    status::issued(cr, ctx, issued, &msg, false).await?;
     if !missing.is_empty() {
         let note = format!(
             "NCP Private CA takes no usage parameter and the issued certificate does not allow: {}",

@@ -18,6 +18,8 @@ pub struct Update {
     certificate_pem: Option<String>,
     ca_pem: Option<String>,
     failed: bool,
+    /// Apply only if the request is still at this resourceVersion.
+    resource_version: Option<String>,
 }
 
 impl Update {
@@ -31,6 +33,7 @@ impl Update {
             certificate_pem: None,
             ca_pem: None,
             failed: false,
+            resource_version: None,
         }
     }
 
@@ -98,11 +101,15 @@ pub fn patch_body(
             .unwrap_or(Time(now));
         status["failureTime"] = serde_json::to_value(at).unwrap_or_default();
     }
-    Some(serde_json::json!({
+    let mut body = serde_json::json!({
         "apiVersion": "cert-manager.io/v1",
         "kind": "CertificateRequest",
         "status": status,
-    }))
+    });
+    if let Some(rv) = &update.resource_version {
+        body["metadata"] = serde_json::json!({ "resourceVersion": rv });
+    }
+    Some(body)
 }
 
 /// Applies `update` to the request's status; returns whether anything was written (nothing is when the
@@ -147,7 +154,9 @@ pub async fn event(
         .await;
 }
 
-/// Writes an issued certificate (`Ready=True/Issued`), says so in an event, and counts it.
+/// Writes an issued certificate (`Ready=True/Issued`), says so in an event, and counts it. With
+/// `conditional`, the write applies only if the request is unchanged since `cr` was read (a 409 error
+/// otherwise).
 ///
 /// # Errors
 /// When the status cannot be written.
@@ -156,17 +165,17 @@ pub async fn issued(
     ctx: &Context,
     issued: super::decide::Issued,
     note: &str,
+    conditional: bool,
 ) -> Result<(), RequestError> {
-    apply(
-        cr,
-        ctx,
-        Update::issued(
-            issued.certificate_pem,
-            issued.ca_pem,
-            "Certificate fetched from issuer successfully",
-        ),
-    )
-    .await?;
+    let mut update = Update::issued(
+        issued.certificate_pem,
+        issued.ca_pem,
+        "Certificate fetched from issuer successfully",
+    );
+    if conditional {
+        update.resource_version = cr.metadata.resource_version.clone();
+    }
+    apply(cr, ctx, update).await?;
     event(cr, ctx, false, super::reason::ISSUED, note).await;
     ctx.metrics
         .certificate_issued(cr.spec.issuer_ref.kind.as_deref().unwrap_or_default());
@@ -247,5 +256,18 @@ mod tests {
             body["status"]["conditions"][0]["lastTransitionTime"],
             "1970-01-01T00:01:39Z"
         );
+    }
+
+    #[test]
+    fn a_conditional_update_carries_the_resource_version() {
+        let cr = cr_with_ready("False", "Pending", "waiting");
+        let mut update = Update::issued("CERT".into(), "CA".into(), "ok");
+        assert!(
+            patch_body(&cr, &update, Timestamp::from_second(99).unwrap()).unwrap()["metadata"]
+                .is_null()
+        );
+        update.resource_version = Some("42".into());
+        let body = patch_body(&cr, &update, Timestamp::from_second(99).unwrap()).unwrap();
+        assert_eq!(body["metadata"]["resourceVersion"], "42");
     }
 }

@@ -120,6 +120,8 @@ pub struct Intermediate {
     pub chain_pem: String,
     /// `ca.crt`: the root.
     pub root_pem: String,
+    /// SHA-256 (hex) of the root's DER.
+    pub root_sha256: String,
 }
 
 impl Intermediate {
@@ -153,6 +155,15 @@ pub enum SecretProblem {
     Chain(String),
 }
 
+/// Lower-case hex SHA-256.
+#[must_use]
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn text(data: Option<&[u8]>) -> &str {
     data.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
 }
@@ -184,12 +195,17 @@ pub fn read_intermediate(
     if !cert.is_ca {
         return Err(SecretProblem::NotCa);
     }
-    verify_chain(&cert, &chain, &roots, now).map_err(|e| SecretProblem::Chain(e.to_string()))?;
+    // The root the chain actually reaches is the one pinned (not merely the first in ca.crt).
+    let root_sha256 = verify_chain(&cert, &chain, &roots, now)
+        .map_err(|e| SecretProblem::Chain(e.to_string()))?
+        .last()
+        .map_or_else(|| sha256_hex(&cert.der), |root| sha256_hex(&root.der));
     let signer = Signer::new(key, cert).map_err(|_| SecretProblem::KeyMismatch)?;
     Ok(Intermediate {
         signer,
         chain_pem: chain_pem.to_string(),
         root_pem: root_pem.to_string(),
+        root_sha256,
     })
 }
 
@@ -331,6 +347,7 @@ pub fn status_of(
         serial_number: cert.serial.to_colon_hex(),
         subject: cert.subject.to_string(),
         key_algorithm: intermediate.signer.key().key_type().as_str().to_string(),
+        root_sha256: intermediate.root_sha256.clone(),
         not_before: rfc(cert.not_before),
         not_after: rfc(cert.not_after),
         renewal_time: rfc(renewal_time(

@@ -212,14 +212,14 @@ fn is_owned_by(secret: &Secret, owner: &str) -> bool {
 ///
 /// # Errors
 /// A message saying why there is no usable intermediate (the request then waits).
-/// Only an intermediate whose serial is `verified_serial` (the one the issuer controller checked and
-/// published in status) is loaded from the Secret.
+/// Only an intermediate under `verified_root` (the SHA-256 of the root the issuer controller checked
+/// against NCP and published in status) is loaded from the Secret.
 pub async fn signer_for(
     ctx: &Context,
     owner: &str,
     secret_namespace: &str,
     secret_name: &str,
-    verified_serial: Option<&str>,
+    verified_root: Option<&str>,
 ) -> Result<Arc<LocalSigner>, String> {
     if let Some(s) = ctx.subordinates.get(owner)
         && s.secret_name == secret_name
@@ -238,10 +238,9 @@ pub async fn signer_for(
     }
     let intermediate = intermediate_in(Some(&secret), OffsetDateTime::now_utc())
         .map_err(|p| format!("secret {secret_namespace}/{secret_name}: {p}"))?;
-    let serial = intermediate.certificate().serial.to_colon_hex();
-    if verified_serial != Some(serial.as_str()) {
+    if verified_root != Some(intermediate.root_sha256.as_str()) {
         return Err(format!(
-            "intermediate {serial} in secret {secret_namespace}/{secret_name} has not been checked by the issuer yet"
+            "the intermediate in secret {secret_namespace}/{secret_name} does not chain to the root this issuer checked against NCP"
         ));
     }
     let signer = Arc::new(LocalSigner {
@@ -312,12 +311,8 @@ pub async fn reconcile<K: IssuerResource>(
         }
     };
     let renamed = previous.as_ref().is_some_and(|p| p.secret_name != name);
-    if let Some(p) = previous.as_ref().filter(|_| renamed) {
+    if renamed {
         ctx.subordinates.remove(&owner);
-        publish(issuer, ctx, true, "IntermediateSecretChanged", &format!(
-            "spec.subordinate.secretName changed from {old} to {name}: the intermediate moves to {namespace}/{name}; secret {namespace}/{old} is no longer used but still holds a CA key, delete it",
-            old = p.secret_name
-        )).await;
     }
     let secret = match Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
         .get_opt(&name)
@@ -438,7 +433,7 @@ pub async fn reconcile<K: IssuerResource>(
                 ready: Desired::not_ready(
                     "IntermediateUnverified",
                     format!(
-                        "secret {namespace}/{name} holds intermediate {}, not the one this issuer last checked; it is used once NCP can confirm it (see the {UPSTREAM_READY} condition)",
+                        "secret {namespace}/{name} holds intermediate {}, which does not chain to the root this issuer last checked; it is used once NCP can confirm it (see the {UPSTREAM_READY} condition)",
                         i.certificate().serial.to_colon_hex()
                     ),
                 ),
@@ -498,6 +493,7 @@ pub async fn reconcile<K: IssuerResource>(
         ca_not_after: u.detail.ca_cert_info.not_after_date.map(|ms| ms / 1000),
         ca_chain: u.chain,
         wanted: &wanted,
+        ncp_ca: ncp_ca.as_ref(),
         renew_request: renew_request.clone(),
         recheck,
     };
@@ -524,10 +520,24 @@ pub async fn reconcile<K: IssuerResource>(
                 ),
             )
             .await;
+            if let Some(p) = previous.as_ref().filter(|_| renamed) {
+                publish(issuer, ctx, true, "IntermediateSecretChanged", &format!(
+                    "spec.subordinate.secretName changed from {old} to {name}: the intermediate is now in {namespace}/{name}; secret {namespace}/{old} is no longer used but still holds a CA key, delete it",
+                    old = p.secret_name
+                )).await;
+            }
             keep(*intermediate, renew_request, None, None)
         }
         Ok(Provisioned::Wait(after)) => {
-            let note = format!("{why}; next attempt in {}s", after.as_secs().max(1));
+            // An absolute time, so that the message (and status) stays the same while waiting.
+            let at = Timestamp::now()
+                .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(
+                    i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+                ))
+                .unwrap_or(Timestamp::MAX)
+                .round(k8s_openapi::jiff::Unit::Second)
+                .unwrap_or(Timestamp::MAX);
+            let note = format!("{why}; next attempt at {at}");
             match current {
                 Ok(i) => keep(i, renew_handled, Some(note), Some(after)),
                 Err(_) => Outcome {
@@ -564,15 +574,15 @@ pub async fn reconcile<K: IssuerResource>(
     }
 }
 
-/// Whether `i` is the intermediate this issuer last checked (published in status, or cached).
+/// Whether `i` chains to the root this issuer last checked against NCP (pinned in status), or is the
+/// intermediate it holds in memory.
 fn already_checked(
     ctx: &Context,
     owner: &str,
     previous: Option<&SubordinateStatus>,
     i: &Intermediate,
 ) -> bool {
-    let serial = i.certificate().serial.to_colon_hex();
-    previous.is_some_and(|p| p.serial_number == serial)
+    previous.is_some_and(|p| !p.root_sha256.is_empty() && p.root_sha256 == i.root_sha256)
         || ctx
             .subordinates
             .get(owner)

@@ -14,7 +14,7 @@ use crate::controller::issuer::TRANSIENT_RETRY;
 use crate::controller::recovery::{find_issued, settle_window};
 use crate::controller::{Context, FIELD_MANAGER, IssuerError};
 use crate::ncp::{self, NcpError};
-use crate::pki::{PrivateKey, create_csr, parse_certificates_pem};
+use crate::pki::{CertInfo, PrivateKey, create_csr, parse_certificates_pem};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -145,21 +145,51 @@ pub(super) struct Provision<'a> {
     /// Get CA Chain's answer, to complete a chain Sign Sub Csr returns without its root.
     pub ca_chain: &'a str,
     pub wanted: &'a Wanted,
+    /// The NCP CA's own certificate (Get CA), to check the new intermediate against.
+    pub ncp_ca: Option<&'a CertInfo>,
     /// The issuer's renew annotation: a new intermediate satisfies it.
     pub renew_request: Option<String>,
     /// Wait after a failure that a retry soon will not fix.
     pub recheck: Duration,
 }
 
-fn later(after: Duration) -> String {
-    let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
-    Timestamp::now()
-        .checked_add(k8s_openapi::jiff::SignedDuration::from_millis(ms))
-        .unwrap_or(Timestamp::MAX)
-        .to_string()
-}
-
 impl Provision<'_> {
+    /// What a `retry-after` applies to: these settings, this CA, this renew request. A change of any of
+    /// them ends the wait.
+    fn attempt_key(&self) -> String {
+        super::decide::sha256_hex(
+            format!(
+                "{}\0{}\0{}",
+                self.wanted.digest(),
+                self.ca_tag,
+                self.renew_request.as_deref().unwrap_or_default()
+            )
+            .as_bytes(),
+        )[..16]
+            .to_string()
+    }
+
+    /// The `retry-after` annotation's value: `<RFC 3339 time> <attempt key>`.
+    fn retry_after(&self, after: Duration) -> String {
+        let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+        let at = Timestamp::now()
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_millis(ms))
+            .unwrap_or(Timestamp::MAX);
+        format!("{at} {}", self.attempt_key())
+    }
+
+    /// How long a recorded `retry-after` still holds: only for the same attempt, and never longer
+    /// than [`UNUSABLE_ANSWER_RETRY`] (a hand-edited or skewed time cannot block provisioning).
+    fn still_waiting(&self, value: &str) -> Option<Duration> {
+        let (at, key) = value.split_once(' ')?;
+        if key != self.attempt_key() {
+            return None;
+        }
+        let at = at.parse::<Timestamp>().ok()?;
+        let wait = Duration::try_from(Timestamp::now().duration_until(at)).ok()?;
+        (!wait.is_zero()).then(|| wait.min(UNUSABLE_ANSWER_RETRY))
+    }
+
     pub async fn run(&self, secret: Option<Secret>) -> Result<Provisioned, SubordinateError> {
         let annotation = |key: &str| {
             secret
@@ -167,9 +197,10 @@ impl Provision<'_> {
                 .and_then(|s| s.annotations().get(key))
                 .and_then(|t| t.parse::<Timestamp>().ok())
         };
-        if let Some(at) = annotation(ANNOTATION_RETRY_AFTER)
-            && let Ok(wait) = Duration::try_from(Timestamp::now().duration_until(at))
-            && !wait.is_zero()
+        if let Some(wait) = secret
+            .as_ref()
+            .and_then(|s| s.annotations().get(ANNOTATION_RETRY_AFTER))
+            .and_then(|v| self.still_waiting(v))
         {
             return Ok(Provisioned::Wait(wait));
         }
@@ -262,7 +293,7 @@ impl Provision<'_> {
                             BTreeMap::new(),
                             &[
                                 (ANNOTATION_PENDING_SINCE, None),
-                                (ANNOTATION_RETRY_AFTER, Some(later(backoff))),
+                                (ANNOTATION_RETRY_AFTER, Some(self.retry_after(backoff))),
                             ],
                         )
                         .await
@@ -286,16 +317,41 @@ impl Provision<'_> {
     ) -> Result<Provisioned, SubordinateError> {
         let now = OffsetDateTime::now_utc();
         let key_pem = key.to_pkcs8_pem();
-        let checked = assemble(&key, cert_pem, chain, self.ca_chain, now).and_then(|(crt, ca)| {
-            super::decide::read_intermediate(
-                Some(key_pem.as_bytes()),
-                Some(crt.as_bytes()),
-                Some(ca.as_bytes()),
-                now,
-            )
-            .map(|i| (i, crt, ca))
-            .map_err(|p| p.to_string())
-        });
+        let checked = assemble(&key, cert_pem, chain, self.ca_chain, now)
+            .and_then(|(crt, ca)| {
+                super::decide::read_intermediate(
+                    Some(key_pem.as_bytes()),
+                    Some(crt.as_bytes()),
+                    Some(ca.as_bytes()),
+                    now,
+                )
+                .map(|i| (i, crt, ca))
+                .map_err(|p| p.to_string())
+            })
+            .and_then(|(i, crt, ca)| {
+                // What is stored must satisfy the very check that asked for it, or every write of the
+                // Secret would ask again.
+                let current = Ok(i);
+                let digest = self.wanted.digest();
+                let again = super::decide::needs_new(
+                    &super::decide::Observed {
+                        current: &current,
+                        spec_digest: Some(&digest),
+                        signed_by_tag: Some(self.ca_tag),
+                        ca_tag: self.ca_tag,
+                        ncp_ca: self.ncp_ca,
+                        renew_request: self.renew_request.as_deref(),
+                        renew_handled: self.renew_request.as_deref(),
+                    },
+                    self.wanted,
+                    now,
+                );
+                match (again, current) {
+                    (None, Ok(i)) => Ok((i, crt, ca)),
+                    (Some(why), _) => Err(format!("it would be replaced at once ({why})")),
+                    (None, Err(p)) => Err(p.to_string()),
+                }
+            });
         let (intermediate, tls_crt, ca_crt) = match checked {
             Ok(c) => c,
             Err(why) => {
@@ -306,7 +362,10 @@ impl Provision<'_> {
                         BTreeMap::new(),
                         &[
                             (ANNOTATION_PENDING_SINCE, None),
-                            (ANNOTATION_RETRY_AFTER, Some(later(UNUSABLE_ANSWER_RETRY))),
+                            (
+                                ANNOTATION_RETRY_AFTER,
+                                Some(self.retry_after(UNUSABLE_ANSWER_RETRY)),
+                            ),
                         ],
                     )
                     .await

@@ -120,6 +120,25 @@ fn a_matching_key_certificate_and_root_is_an_intermediate() {
     let i = read(&p, NOW).unwrap();
     assert_eq!(i.certificate().subject.to_string(), "CN=sub intermediate");
     assert_eq!(i.root_pem, p.root_pem);
+    assert_eq!(i.root_sha256, sha256_hex(&p.root.certificate().der));
+}
+
+#[test]
+fn the_pinned_root_is_the_one_the_chain_reaches_not_the_first_in_ca_crt() {
+    let real = pki(
+        datetime!(2026-01-01 00:00 UTC),
+        datetime!(2027-01-01 00:00 UTC),
+    );
+    let forged = pki(
+        datetime!(2026-01-01 00:00 UTC),
+        datetime!(2027-01-01 00:00 UTC),
+    );
+    let mixed = Pki {
+        root_pem: format!("{}{}", real.root_pem, forged.root_pem),
+        ..forged
+    };
+    let i = read(&mixed, NOW).unwrap();
+    assert_ne!(i.root_sha256, sha256_hex(&real.root.certificate().der));
 }
 
 #[test]
