@@ -38,39 +38,32 @@ async fn condition(
     ))
 }
 
+/// Waits until the issuer `sub`'s periodic check (10 s in tests) has seen NCP down.
+async fn ncp_seen_down(client: &kube::Client, ns: &str) {
+    eventually(
+        "the issuer sees NCP down",
+        Duration::from_secs(60),
+        || async move {
+            condition(client, ns, "sub", "UpstreamReady")
+                .await
+                .filter(|(status, _)| status == "False")
+        },
+    )
+    .await;
+}
+
 /// Faults apply to the whole emulator: one test at a time.
 static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test]
 async fn certificates_keep_being_issued_while_the_emulator_refuses_every_call() {
     let _turn = FAULTS.lock().await;
-    operator();
-    let client = client().await;
-    let ns = namespace("sub-outage").await;
-    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
-    ready_issuer(
-        &client,
-        &ns,
-        "sub",
-        false,
-        &ca,
-        serde_json::json!({"subordinate": {"secretName": "sub-ca"}}),
-    )
-    .await;
+    let (client, ns, ca) = support::subordinate_issuer("sub-outage").await;
 
     emulator().add_fault(FaultRule::new(FaultKind::Unavailable503));
     let refused_before = emulator().stats().calls(Operation::GetCa).rejected;
     // The issuer's periodic check (10 s in tests) sees the outage...
-    eventually("the issuer sees NCP down", Duration::from_secs(60), || {
-        let client = client.clone();
-        let ns = ns.clone();
-        async move {
-            condition(&client, &ns, "sub", "UpstreamReady")
-                .await
-                .filter(|(status, _)| status == "False")
-        }
-    })
-    .await;
+    ncp_seen_down(&client, &ns).await;
     // ...and stays Ready: it signs with the intermediate it has.
     assert_eq!(
         condition(&client, &ns, "sub", "Ready").await,
@@ -242,19 +235,7 @@ async fn a_foreign_intermediate_put_in_the_secret_while_ncp_is_down_never_signs(
         IssueOptions, Name, NameAttr, PrivateKey, Signer, Validity, self_signed_ca, sign_ca,
     };
     let _turn = FAULTS.lock().await;
-    operator();
-    let client = client().await;
-    let ns = namespace("sub-forged").await;
-    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
-    ready_issuer(
-        &client,
-        &ns,
-        "sub",
-        false,
-        &ca,
-        serde_json::json!({"subordinate": {"secretName": "sub-ca"}}),
-    )
-    .await;
+    let (client, ns, ca) = support::subordinate_issuer("sub-forged").await;
     let ncp_root = support::ncp_client()
         .get_ca_chain(&ca)
         .await
@@ -286,16 +267,7 @@ async fn a_foreign_intermediate_put_in_the_secret_while_ncp_is_down_never_signs(
     .expect("intermediate");
 
     emulator().add_fault(FaultRule::new(FaultKind::Unavailable503));
-    eventually("the issuer sees NCP down", Duration::from_secs(60), || {
-        let client = client.clone();
-        let ns = ns.clone();
-        async move {
-            condition(&client, &ns, "sub", "UpstreamReady")
-                .await
-                .filter(|(status, _)| status == "False")
-        }
-    })
-    .await;
+    ncp_seen_down(&client, &ns).await;
     kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
         .patch(
             "sub-ca",

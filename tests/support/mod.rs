@@ -400,6 +400,26 @@ pub async fn ready_issuer(
     issuer_condition(client, (!cluster).then_some(ns), kind, name, "True", reason).await;
 }
 
+/// The operator, a namespace (`prefix-…`), a new emulator CA (EC P-256) and a Ready subordinate
+/// `PrivateCA` named `sub` on it, whose intermediate is kept in Secret `sub-ca`. Returns the client,
+/// the namespace and the CA's tag.
+pub async fn subordinate_issuer(prefix: &str) -> (kube::Client, String, String) {
+    operator();
+    let client = client().await;
+    let ns = namespace(prefix).await;
+    let ca = emulator_root_ca(ncp_pca_issuer::ncp::types::KeyType::Ec256, 3650).await;
+    ready_issuer(
+        &client,
+        &ns,
+        "sub",
+        false,
+        &ca,
+        serde_json::json!({"subordinate": {"secretName": "sub-ca"}}),
+    )
+    .await;
+    (client, ns, ca)
+}
+
 /// `(reason, note)` of the events about the object `name` in namespace `ns`.
 pub async fn events_about(client: &kube::Client, ns: &str, name: &str) -> Vec<(String, String)> {
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
