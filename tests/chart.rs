@@ -17,8 +17,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 use support::{
-    certificate, client, cluster, credentials_secret, dynamic, emulator_root_ca, eventually,
-    issued_secret, issuer_condition, namespace, ncp_client, openssl_verify, ready_issuer,
+    client, cluster, credentials_secret, dynamic, emulator_root_ca, eventually, issued_secret,
+    issuer_condition, issuer_ref, namespace, ncp_client, openssl_verify, ready_issuer,
 };
 
 /// The release name of the shared install: the chart's objects are then named `ncp-pca-issuer…`.
@@ -767,10 +767,6 @@ fn serial_of(tls_crt: &str) -> Vec<u8> {
     cert.raw_serial().to_vec()
 }
 
-fn issuer_ref(name: &str, kind: &str) -> Value {
-    json!({"group": "pca.ncp-issuer.dev", "kind": kind, "name": name})
-}
-
 #[tokio::test]
 async fn with_only_the_charts_service_account_token_the_operator_issues_and_revokes_certificates() {
     let release = installed();
@@ -840,17 +836,7 @@ async fn with_only_the_charts_service_account_token_the_operator_issues_and_revo
     let ns = namespace("chart-issue").await;
     let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
     ready_issuer(&admin, &ns, "pca", false, &ca, json!({})).await;
-    certificate(
-        &admin,
-        &ns,
-        "web",
-        json!({
-            "secretName": "web-tls", "dnsNames": ["web.example.com"],
-            "privateKey": {"algorithm": "ECDSA", "size": 256},
-            "issuerRef": issuer_ref("pca", "PrivateCA")
-        }),
-    )
-    .await;
+    support::ecdsa_certificate(&admin, &ns, "web", issuer_ref("pca", "PrivateCA")).await;
     let (tls, ca_crt) = issued_secret(&admin, &ns, "web", "web-tls").await;
     let verdict = openssl_verify(&tls, &ca_crt).expect("chain verifies");
     assert!(verdict.contains("OK"), "{verdict}");
@@ -933,15 +919,11 @@ async fn with_only_the_charts_service_account_token_the_operator_issues_and_revo
             .contains("forbidden"),
         "{forbidden}"
     );
-    certificate(
+    support::ecdsa_certificate(
         &admin,
         &ns,
         "api",
-        json!({
-            "secretName": "api-tls", "dnsNames": ["api.example.com"],
-            "privateKey": {"algorithm": "ECDSA", "size": 256},
-            "issuerRef": issuer_ref(&cluster_ca, "ClusterPrivateCA")
-        }),
+        issuer_ref(&cluster_ca, "ClusterPrivateCA"),
     )
     .await;
     let (tls2, ca_crt2) = issued_secret(&admin, &ns, "api", "api-tls").await;

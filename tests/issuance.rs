@@ -7,8 +7,8 @@ use ncp_pca_issuer::ncp::Operation;
 use ncp_pca_issuer::ncp::types::KeyType;
 use std::time::Duration;
 use support::{
-    certificate, client, dynamic, emulator, emulator_root_ca, eventually, issued_secret, namespace,
-    ncp_client, openssl_verify, operator, ready_issuer,
+    certificate, client, dynamic, emulator, emulator_root_ca, eventually, issued_secret,
+    issuer_ref, namespace, ncp_client, openssl_verify, operator, ready_issuer,
 };
 use x509_parser::extensions::GeneralName;
 
@@ -34,10 +34,6 @@ fn serial_of(tls_crt: &str) -> Vec<u8> {
     let der = parse_leaf(tls_crt);
     let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("parses");
     cert.raw_serial().to_vec()
-}
-
-fn issuer_ref(name: &str, kind: &str) -> serde_json::Value {
-    serde_json::json!({"group": "pca.ncp-issuer.dev", "kind": kind, "name": name})
 }
 
 #[tokio::test]

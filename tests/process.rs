@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::{
     CLUSTER_RESOURCE_NAMESPACE, certificate, client, cluster, dynamic, emulator, emulator_root_ca,
-    eventually, issued_secret, namespace, ncp_client, openssl_verify, ready_issuer,
+    eventually, issued_secret, issuer_ref, namespace, ncp_client, openssl_verify, ready_issuer,
 };
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -250,10 +250,6 @@ impl Drop for ClearFaults {
     fn drop(&mut self) {
         emulator().clear_faults();
     }
-}
-
-fn issuer_ref(name: &str, kind: &str) -> serde_json::Value {
-    serde_json::json!({"group": "pca.ncp-issuer.dev", "kind": kind, "name": name})
 }
 
 fn requests_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {

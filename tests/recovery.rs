@@ -7,15 +7,11 @@ use ncp_pca_issuer::emulator::{FaultKind, FaultRule};
 use ncp_pca_issuer::ncp::Operation;
 use ncp_pca_issuer::ncp::types::KeyType;
 use support::{
-    certificate, client, emulator, emulator_root_ca, issued_secret, namespace, openssl_verify,
-    operator, ready_issuer,
+    certificate, client, emulator, emulator_root_ca, issued_secret, issuer_ref, namespace,
+    openssl_verify, operator, ready_issuer,
 };
 
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn issuer_ref(name: &str, kind: &str) -> serde_json::Value {
-    serde_json::json!({"group": "pca.ncp-issuer.dev", "kind": kind, "name": name})
-}
 
 #[tokio::test]
 async fn a_lost_signing_response_still_ends_issued_with_exactly_one_certificate() {

@@ -14,12 +14,9 @@ use ncp_pca_issuer::pki::{CertInfo, PrivateKey, parse_certificates_pem};
 use std::time::Duration;
 use support::{
     certificate, client, dynamic, emulator, emulator_root_ca, events_about, eventually,
-    issued_secret, issuer_condition, namespace, ncp_client, openssl_verify, operator, ready_issuer,
+    issued_secret, issuer_condition, issuer_ref, namespace, ncp_client, openssl_verify, operator,
+    ready_issuer,
 };
-
-fn issuer_ref(name: &str, kind: &str) -> serde_json::Value {
-    serde_json::json!({"group": "pca.ncp-issuer.dev", "kind": kind, "name": name})
-}
 
 fn certs(pem: &str) -> Vec<CertInfo> {
     parse_certificates_pem(pem).expect("certificates parse")
@@ -246,14 +243,8 @@ async fn a_forced_rotation_replaces_the_intermediate_with_a_fresh_key_and_no_req
     let old = certs(&field(&before, "tls.crt")).remove(0);
     let old_key = field(&before, "tls.key");
 
-    let spec = |n: &str| {
-        serde_json::json!({
-            "secretName": format!("{n}-tls"), "dnsNames": [format!("{n}.example.com")],
-            "privateKey": {"algorithm": "ECDSA", "size": 256},
-            "issuerRef": issuer_ref(&name, "ClusterPrivateCA")
-        })
-    };
-    certificate(&client, &ns, "before", spec("before")).await;
+    let from = || issuer_ref(&name, "ClusterPrivateCA");
+    support::ecdsa_certificate(&client, &ns, "before", from()).await;
     let (tls_before, ca_before) = issued_secret(&client, &ns, "before", "before-tls").await;
 
     // Ask for a rotation and keep requesting certificates while it happens.
@@ -274,13 +265,7 @@ async fn a_forced_rotation_replaces_the_intermediate_with_a_fresh_key_and_no_req
     .await
     .expect("annotate");
     for i in 0..5 {
-        certificate(
-            &client,
-            &ns,
-            &format!("during-{i}"),
-            spec(&format!("during-{i}")),
-        )
-        .await;
+        support::ecdsa_certificate(&client, &ns, &format!("during-{i}"), from()).await;
     }
     let new_serial = eventually(
         "the intermediate is rotated",
@@ -309,7 +294,7 @@ async fn a_forced_rotation_replaces_the_intermediate_with_a_fresh_key_and_no_req
         "no pending key left"
     );
 
-    certificate(&client, &ns, "after", spec("after")).await;
+    support::ecdsa_certificate(&client, &ns, "after", from()).await;
     let (tls_after, ca_after) = issued_secret(&client, &ns, "after", "after-tls").await;
     assert_eq!(
         certs(&tls_after)[1].der,
@@ -442,17 +427,7 @@ async fn a_deleted_or_corrupted_intermediate_secret_is_detected_reported_and_pro
     }
 
     // And it signs with the healed intermediate.
-    certificate(
-        &client,
-        &ns,
-        "web",
-        serde_json::json!({
-            "secretName": "web-tls", "dnsNames": ["web.example.com"],
-            "privateKey": {"algorithm": "ECDSA", "size": 256},
-            "issuerRef": issuer_ref("heal", "PrivateCA")
-        }),
-    )
-    .await;
+    support::ecdsa_certificate(&client, &ns, "web", issuer_ref("heal", "PrivateCA")).await;
     let (tls, ca_crt) = issued_secret(&client, &ns, "web", "web-tls").await;
     assert_eq!(certs(&tls)[1].der, cert.der);
     assert!(openssl_verify(&tls, &ca_crt).is_ok());

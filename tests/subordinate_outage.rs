@@ -10,7 +10,7 @@ use ncp_pca_issuer::ncp::Operation;
 use ncp_pca_issuer::ncp::types::KeyType;
 use std::time::Duration;
 use support::{
-    certificate, client, dynamic, emulator, emulator_root_ca, eventually, issued_secret, namespace,
+    client, dynamic, emulator, emulator_root_ca, eventually, issued_secret, namespace,
     openssl_verify, operator, ready_issuer,
 };
 
@@ -71,15 +71,11 @@ async fn certificates_keep_being_issued_while_the_emulator_refuses_every_call() 
     );
 
     for i in 0..3 {
-        certificate(
+        support::ecdsa_certificate(
             &client,
             &ns,
             &format!("web-{i}"),
-            serde_json::json!({
-                "secretName": format!("web-{i}-tls"), "dnsNames": [format!("web-{i}.example.com")],
-                "privateKey": {"algorithm": "ECDSA", "size": 256},
-                "issuerRef": {"group": "pca.ncp-issuer.dev", "kind": "PrivateCA", "name": "sub"}
-            }),
+            support::issuer_ref("sub", "PrivateCA"),
         )
         .await;
     }
@@ -154,17 +150,7 @@ async fn a_lost_sign_sub_csr_answer_is_recovered_by_key_and_never_signed_twice()
     );
     assert!(!data.contains_key("pending.key"));
 
-    certificate(
-        &client,
-        &ns,
-        "web",
-        serde_json::json!({
-            "secretName": "web-tls", "dnsNames": ["web.example.com"],
-            "privateKey": {"algorithm": "ECDSA", "size": 256},
-            "issuerRef": {"group": "pca.ncp-issuer.dev", "kind": "PrivateCA", "name": "sub"}
-        }),
-    )
-    .await;
+    support::ecdsa_certificate(&client, &ns, "web", support::issuer_ref("sub", "PrivateCA")).await;
     let (tls, ca_crt) = issued_secret(&client, &ns, "web", "web-tls").await;
     assert!(openssl_verify(&tls, &ca_crt).is_ok());
 }
@@ -292,17 +278,7 @@ async fn a_foreign_intermediate_put_in_the_secret_while_ncp_is_down_never_signs(
         },
     )
     .await;
-    certificate(
-        &client,
-        &ns,
-        "web",
-        serde_json::json!({
-            "secretName": "web-tls", "dnsNames": ["web.example.com"],
-            "privateKey": {"algorithm": "ECDSA", "size": 256},
-            "issuerRef": {"group": "pca.ncp-issuer.dev", "kind": "PrivateCA", "name": "sub"}
-        }),
-    )
-    .await;
+    support::ecdsa_certificate(&client, &ns, "web", support::issuer_ref("sub", "PrivateCA")).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (status, _) = condition(&client, &ns, "sub", "Ready")
         .await

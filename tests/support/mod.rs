@@ -436,6 +436,32 @@ pub async fn events_about(client: &kube::Client, ns: &str, name: &str) -> Vec<(S
         .unwrap_or_default()
 }
 
+/// An `issuerRef` to one of our issuers (`kind` PrivateCA or ClusterPrivateCA).
+pub fn issuer_ref(name: &str, kind: &str) -> serde_json::Value {
+    serde_json::json!({"group": "pca.ncp-issuer.dev", "kind": kind, "name": name})
+}
+
+/// A Certificate `name` from `issuer_ref`: ECDSA P-256 key, DNS name `<name>.example.com`, Secret
+/// `<name>-tls`.
+pub async fn ecdsa_certificate(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    issuer_ref: serde_json::Value,
+) {
+    certificate(
+        client,
+        ns,
+        name,
+        serde_json::json!({
+            "secretName": format!("{name}-tls"), "dnsNames": [format!("{name}.example.com")],
+            "privateKey": {"algorithm": "ECDSA", "size": 256},
+            "issuerRef": issuer_ref
+        }),
+    )
+    .await;
+}
+
 /// Creates a cert-manager Certificate.
 pub async fn certificate(client: &kube::Client, ns: &str, name: &str, spec: serde_json::Value) {
     let api = dynamic(
