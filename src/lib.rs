@@ -8,5 +8,6 @@ pub mod lease;
 pub mod metrics;
 pub mod ncp;
 pub mod pki;
+pub mod reason;
 pub mod server;
 pub mod telemetry;

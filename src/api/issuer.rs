@@ -370,6 +370,14 @@ pub trait IssuerResource:
     fn secret_namespace(&self, cluster_resource_namespace: &str) -> String;
     /// An API for this kind, in `namespace` for the namespaced kind.
     fn api(client: kube::Client, namespace: &str) -> kube::Api<Self>;
+    /// How the issuer names itself on the Secrets it owns: `Kind/namespace/name` or `Kind/name`.
+    fn owner_id(&self) -> String {
+        let name = self.meta().name.as_deref().unwrap_or_default();
+        match self.meta().namespace.as_deref() {
+            Some(ns) if !ns.is_empty() => format!("{}/{ns}/{name}", Self::KIND),
+            _ => format!("{}/{name}", Self::KIND),
+        }
+    }
 }
 
 impl IssuerResource for PrivateCA {

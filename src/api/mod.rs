@@ -1,5 +1,6 @@
 //! Our CRDs and the CRD YAML generated from them.
 
+pub mod annotations;
 pub mod certmanager;
 pub mod issuer;
 

@@ -1,20 +1,62 @@
 //! `metav1.Condition` bookkeeping: a condition keeps its `lastTransitionTime` while its status stays.
 
+use crate::reason::Reason;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 /// The `Ready` condition type.
 pub const READY: &str = "Ready";
+/// The `UpstreamReady` condition type (subordinate mode: what NCP says of the CA).
+pub const UPSTREAM_READY: &str = "UpstreamReady";
+
+/// A condition's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConditionStatus {
+    /// `True`.
+    True,
+    /// `False`.
+    False,
+    /// `Unknown`.
+    Unknown,
+}
+
+impl ConditionStatus {
+    /// The status as written.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+
+    /// The status as read; anything else than the three values is `Unknown`.
+    #[must_use]
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "True" => Self::True,
+            "False" => Self::False,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A condition as the controller wants it; times are filled in by [`merge`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
     /// Condition type.
     pub type_: &'static str,
-    /// `True`, `False` or `Unknown`.
-    pub status: &'static str,
-    /// PascalCase reason.
-    pub reason: String,
+    /// Status.
+    pub status: ConditionStatus,
+    /// Reason.
+    pub reason: Reason,
     /// Human-readable message.
     pub message: String,
 }
@@ -22,24 +64,33 @@ pub struct Desired {
 impl Desired {
     /// A `Ready=True` condition.
     #[must_use]
-    pub fn ready(reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn ready(reason: Reason, message: impl Into<String>) -> Self {
         Self {
             type_: READY,
-            status: "True",
-            reason: reason.into(),
+            status: ConditionStatus::True,
+            reason,
             message: message.into(),
         }
     }
 
     /// A `Ready=False` condition.
     #[must_use]
-    pub fn not_ready(reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn not_ready(reason: Reason, message: impl Into<String>) -> Self {
         Self {
             type_: READY,
-            status: "False",
-            reason: reason.into(),
+            status: ConditionStatus::False,
+            reason,
             message: message.into(),
         }
+    }
+
+    /// Whether `existing` already says this (type, status, reason, message).
+    #[must_use]
+    pub fn is_stated_by(&self, existing: &Condition) -> bool {
+        existing.type_ == self.type_
+            && existing.status == self.status.as_str()
+            && existing.reason == self.reason.as_str()
+            && existing.message == self.message
     }
 }
 
@@ -54,13 +105,13 @@ pub fn merge(
 ) -> Vec<Condition> {
     let previous = existing.iter().find(|c| c.type_ == desired.type_);
     let transition = match previous {
-        Some(p) if p.status == desired.status => p.last_transition_time.clone(),
+        Some(p) if p.status == desired.status.as_str() => p.last_transition_time.clone(),
         _ => Time(now),
     };
     let updated = Condition {
         type_: desired.type_.to_string(),
-        status: desired.status.to_string(),
-        reason: desired.reason.clone(),
+        status: desired.status.as_str().to_string(),
+        reason: desired.reason.as_str().to_string(),
         message: desired.message.clone(),
         observed_generation: generation,
         last_transition_time: transition,
@@ -81,14 +132,6 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
     conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// Whether `Ready` is `True` and observed at `generation`.
-#[must_use]
-pub fn is_ready(conditions: &[Condition], generation: Option<i64>) -> bool {
-    find(conditions, READY).is_some_and(|c| {
-        c.status == "True" && (generation.is_none() || c.observed_generation == generation)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,7 +142,12 @@ mod tests {
 
     #[test]
     fn a_new_condition_gets_the_current_time_as_transition() {
-        let out = merge(&[], &Desired::ready("Checked", "ok"), Some(3), ts(100));
+        let out = merge(
+            &[],
+            &Desired::ready(Reason::CAActive, "ok"),
+            Some(3),
+            ts(100),
+        );
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].last_transition_time.0, ts(100));
         assert_eq!(out[0].observed_generation, Some(3));
@@ -107,11 +155,26 @@ mod tests {
 
     #[test]
     fn the_transition_time_stays_while_the_status_stays_and_moves_when_it_flips() {
-        let first = merge(&[], &Desired::not_ready("A", "a"), Some(1), ts(100));
-        let same = merge(&first, &Desired::not_ready("B", "b"), Some(2), ts(200));
+        let first = merge(
+            &[],
+            &Desired::not_ready(Reason::Pending, "a"),
+            Some(1),
+            ts(100),
+        );
+        let same = merge(
+            &first,
+            &Desired::not_ready(Reason::NcpError, "b"),
+            Some(2),
+            ts(200),
+        );
         assert_eq!(same[0].last_transition_time.0, ts(100));
-        assert_eq!(same[0].reason, "B");
-        let flipped = merge(&same, &Desired::ready("C", "c"), Some(2), ts(300));
+        assert_eq!(same[0].reason, "NcpError");
+        let flipped = merge(
+            &same,
+            &Desired::ready(Reason::CAActive, "c"),
+            Some(2),
+            ts(300),
+        );
         assert_eq!(flipped[0].last_transition_time.0, ts(300));
     }
 
@@ -127,19 +190,11 @@ mod tests {
         };
         let out = merge(
             std::slice::from_ref(&other),
-            &Desired::ready("R", "m"),
+            &Desired::ready(Reason::CAActive, "m"),
             None,
             ts(2),
         );
         assert_eq!(out.len(), 2);
         assert!(out.contains(&other));
-    }
-
-    #[test]
-    fn readiness_requires_the_observed_generation() {
-        let out = merge(&[], &Desired::ready("R", "m"), Some(1), ts(2));
-        assert!(is_ready(&out, Some(1)));
-        assert!(!is_ready(&out, Some(2)));
-        assert!(is_ready(&out, None));
     }
 }

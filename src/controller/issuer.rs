@@ -3,12 +3,15 @@
 //! the spec or the credentials Secret changes; CertificateRequests never trigger an NCP call here.
 //! In subordinate mode it also keeps the in-cluster intermediate (see [`super::subordinate`]).
 
-use super::conditions::{self, Desired};
+use super::conditions::{self, ConditionStatus, Desired};
+use super::delays::{STALE_CHECK_FLOOR, TRANSIENT_RETRY};
+use super::events::{EventAction, Note};
 use super::subordinate;
 use super::{Context, FIELD_MANAGER, IssuerError, read_credentials};
 use crate::api::issuer::CaSummary;
 use crate::api::{IssuerResource, IssuerStatus, SubordinateStatus};
 use crate::ncp::types::{CaDetail, CaStatus, split_pem_blocks};
+use crate::reason::Reason;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -24,13 +27,6 @@ use std::time::Duration;
 
 /// NCP's limit of issuances per CA.
 pub const NCP_SIGNING_LIMIT: i64 = 30_000;
-/// Retry delay after a transient failure (NCP unreachable, throttled, API server hiccup).
-pub const TRANSIENT_RETRY: Duration = Duration::from_secs(30);
-/// `lastCheckTime` alone is rewritten at most this often (each write wakes the requests waiting on
-/// the issuer).
-const STALE_CHECK_FLOOR_SECS: u64 = 5;
-/// Reason of a Ready issuer.
-pub const REASON_READY: &str = "CAActive";
 
 /// Why a reconcile failed (the status write itself; NCP problems end up in the condition).
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +82,7 @@ pub fn assess(
     };
     let condition = if info.status != CaStatus::Active {
         Desired::not_ready(
-            "CANotActive",
+            Reason::CANotActive,
             format!(
                 "NCP CA {ca_tag} is {}; it signs only while ACTIVE",
                 info.status
@@ -94,7 +90,7 @@ pub fn assess(
         )
     } else if not_after.is_some_and(|t| t <= now) {
         Desired::not_ready(
-            "CAExpired",
+            Reason::CAExpired,
             format!(
                 "NCP CA {ca_tag} expired at {}",
                 not_after.map(|t| t.to_string()).unwrap_or_default()
@@ -102,18 +98,18 @@ pub fn assess(
         )
     } else if summary.issuances_remaining == 0 {
         Desired::not_ready(
-            "SigningLimitReached",
+            Reason::SigningLimitReached,
             format!("NCP CA {ca_tag} has signed {signing_count} certificates, NCP's limit per CA"),
         )
     } else if split_pem_blocks(chain_pem).is_empty() {
         Desired::not_ready(
-            "CAChainInvalid",
+            Reason::CAChainInvalid,
             format!("Get CA Chain for {ca_tag} returned no certificate"),
         )
     } else {
         // No counts in the message: it changes only when readiness does (counts are in status.ca).
         Desired::ready(
-            REASON_READY,
+            Reason::CAActive,
             format!(
                 "NCP CA {} ({ca_tag}) is ACTIVE{}",
                 info.alias,
@@ -192,8 +188,8 @@ pub async fn reconcile<K: IssuerResource>(
                 detail,
                 chain,
                 out_of_service: matches!(
-                    verdict.condition.reason.as_str(),
-                    "CANotActive" | "CAExpired"
+                    verdict.condition.reason,
+                    Reason::CANotActive | Reason::CAExpired
                 ),
                 verdict: &verdict.condition,
             });
@@ -208,7 +204,7 @@ pub async fn reconcile<K: IssuerResource>(
         K::KIND,
         issuer.meta().namespace.as_deref().unwrap_or_default(),
         &issuer.name_any(),
-        conditions[0].status == "True",
+        conditions[0].status == ConditionStatus::True,
     );
     apply_status(&*issuer, &ctx, &conditions, &verdict, subordinate_status).await?;
     // Next: the periodic re-check (sooner after a transient failure, or at the intermediate's renewal);
@@ -240,16 +236,12 @@ async fn apply_status<K: IssuerResource>(
     let old_ready = conditions::find(&old.conditions, conditions::READY);
     let changed_condition = old.conditions.len() != new_conditions.len()
         || desired.iter().any(|d| {
-            conditions::find(&old.conditions, d.type_).is_none_or(|c| {
-                c.status != d.status
-                    || c.reason != d.reason
-                    || c.message != d.message
-                    || c.observed_generation != generation
-            })
+            conditions::find(&old.conditions, d.type_)
+                .is_none_or(|c| !d.is_stated_by(c) || c.observed_generation != generation)
         });
     let stale_check = old.last_check_time.as_ref().is_none_or(|t| {
         now.duration_since(t.0).as_secs()
-            >= i64::try_from((verdict.requeue.as_secs() / 2).max(STALE_CHECK_FLOOR_SECS))
+            >= i64::try_from((verdict.requeue.as_secs() / 2).max(STALE_CHECK_FLOOR.as_secs()))
                 .unwrap_or(i64::MAX)
     });
     // Issuance counts alone do not justify a write (every write wakes the requests waiting on this
@@ -295,15 +287,15 @@ async fn apply_status<K: IssuerResource>(
         name: issuer.name_any(),
         source,
     })?;
-    if old_ready.is_none_or(|c| c.status != ready.status || c.reason != ready.reason) {
-        ctx.publish(
-            &issuer.object_ref(&()),
-            ready.status != "True",
-            &ready.reason,
-            &ready.message,
-            "CheckCA",
-        )
-        .await;
+    if old_ready
+        .is_none_or(|c| c.status != ready.status.as_str() || c.reason != ready.reason.as_str())
+    {
+        let note = if ready.status == ConditionStatus::True {
+            Note::normal(ready.reason, ready.message.clone(), EventAction::CheckCA)
+        } else {
+            Note::warning(ready.reason, ready.message.clone(), EventAction::CheckCA)
+        };
+        ctx.publish(&issuer.object_ref(&()), note).await;
     }
     Ok(())
 }
@@ -410,7 +402,7 @@ mod tests {
             now(),
             RECHECK,
         );
-        assert_eq!(v.condition.status, "True");
+        assert_eq!(v.condition.status, ConditionStatus::True);
         assert_eq!(v.ca.as_ref().unwrap().issuances_remaining, 29_900);
         assert!(
             !v.condition.message.contains("29900"),
@@ -434,7 +426,7 @@ mod tests {
                 now(),
                 RECHECK,
             );
-            assert_eq!(v.condition.reason, "CANotActive");
+            assert_eq!(v.condition.reason, Reason::CANotActive);
             assert!(v.condition.message.contains(status.as_str()));
         }
     }
@@ -448,7 +440,7 @@ mod tests {
             now(),
             RECHECK,
         );
-        assert_eq!(v.condition.reason, "CAExpired");
+        assert_eq!(v.condition.reason, Reason::CAExpired);
     }
 
     #[test]
@@ -460,7 +452,7 @@ mod tests {
             now(),
             RECHECK,
         );
-        assert_eq!(v.condition.reason, "SigningLimitReached");
+        assert_eq!(v.condition.reason, Reason::SigningLimitReached);
     }
 
     #[test]
@@ -472,7 +464,7 @@ mod tests {
             now(),
             RECHECK,
         );
-        assert_eq!(v.condition.reason, "CAChainInvalid");
+        assert_eq!(v.condition.reason, Reason::CAChainInvalid);
     }
 
     #[test]
@@ -482,14 +474,14 @@ mod tests {
             message: "refused".into(),
         });
         let v = assess_error(&unreachable, RECHECK);
-        assert_eq!(v.condition.reason, "EndpointUnreachable");
+        assert_eq!(v.condition.reason, Reason::EndpointUnreachable);
         assert_eq!(v.requeue, TRANSIENT_RETRY);
         let missing = IssuerError::SecretNotFound {
             namespace: "a".into(),
             name: "b".into(),
         };
         let v = assess_error(&missing, RECHECK);
-        assert_eq!(v.condition.reason, "CredentialsNotFound");
+        assert_eq!(v.condition.reason, Reason::CredentialsNotFound);
         assert_eq!(v.requeue, RECHECK);
         assert_eq!(v.condition.message, "credentials secret a/b not found");
     }

@@ -3,12 +3,17 @@
 
 pub mod certificate_request;
 pub mod conditions;
+pub mod delays;
+pub mod events;
+pub mod failure;
 pub mod issuer;
+pub mod period;
 pub mod recovery;
 pub mod subordinate;
 
 use crate::api::IssuerSpec;
 use crate::ncp::{self, CallObserver, ClientConfig, Credentials, NcpError};
+use crate::reason::Reason;
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -68,46 +73,24 @@ impl std::fmt::Debug for Context {
     }
 }
 
-/// Longest event note we publish (the API server refuses notes over 1 kB).
-const MAX_EVENT_NOTE: usize = 1000;
-
 impl Context {
-    /// Publishes an event on `object` (Warning or Normal); a failure to publish is logged, never fatal.
+    /// Publishes `note` on `object`; a failure to publish is logged, never fatal.
     pub async fn publish(
         &self,
         object: &k8s_openapi::api::core::v1::ObjectReference,
-        warning: bool,
-        reason: &str,
-        note: &str,
-        action: &str,
+        note: events::Note,
     ) {
         let event = kube::runtime::events::Event {
-            type_: if warning {
-                kube::runtime::events::EventType::Warning
-            } else {
-                kube::runtime::events::EventType::Normal
-            },
-            reason: reason.to_string(),
-            note: Some(truncate(note, MAX_EVENT_NOTE)),
-            action: action.to_string(),
-            secondary: None,
+            type_: note.type_,
+            reason: note.reason.as_str().to_string(),
+            note: Some(events::truncate(&note.text, events::MAX_EVENT_NOTE)),
+            action: note.action.as_str().to_string(),
+            secondary: note.related,
         };
         if let Err(e) = self.recorder.publish(&event, object).await {
-            tracing::warn!(error = %e, kind = ?object.kind, namespace = ?object.namespace, name = ?object.name, reason, "cannot publish event");
+            tracing::warn!(error = %e, kind = ?object.kind, namespace = ?object.namespace, name = ?object.name, reason = %note.reason, "cannot publish event");
         }
     }
-}
-
-/// `s` cut to at most `max` bytes on a character boundary, with an ellipsis when cut.
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// Why an issuer cannot be used; each knows its condition reason and whether a retry soon may help.
@@ -162,19 +145,20 @@ pub enum IssuerError {
 impl IssuerError {
     /// The condition / event reason.
     #[must_use]
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::SecretNotFound { .. } => "CredentialsNotFound",
-            Self::SecretKeyMissing { .. } | Self::SecretKeyMalformed { .. } => "CredentialsInvalid",
-            Self::CaBundle(_) => "InvalidSpec",
-            Self::SecretRead { .. } => "CredentialsUnreadable",
-            Self::Ncp(e) if e.is_auth_failure() => "AuthenticationFailed",
-            Self::Ncp(e) if e.is_ca_not_found() => "CANotFound",
-            Self::Ncp(NcpError::InvalidRequest { .. }) => "InvalidSpec",
+            Self::SecretNotFound { .. } => Reason::CredentialsNotFound,
+            Self::SecretKeyMissing { .. } | Self::SecretKeyMalformed { .. } => {
+                Reason::CredentialsInvalid
+            }
+            Self::CaBundle(_) | Self::Ncp(NcpError::InvalidRequest { .. }) => Reason::InvalidSpec,
+            Self::SecretRead { .. } => Reason::CredentialsUnreadable,
+            Self::Ncp(e) if e.is_auth_failure() => Reason::AuthenticationFailed,
+            Self::Ncp(e) if e.is_ca_not_found() => Reason::CANotFound,
             Self::Ncp(
                 NcpError::Connect { .. } | NcpError::Timeout { .. } | NcpError::Transport { .. },
-            ) => "EndpointUnreachable",
-            Self::Ncp(_) => "NcpError",
+            ) => Reason::EndpointUnreachable,
+            Self::Ncp(_) => Reason::NcpError,
         }
     }
 

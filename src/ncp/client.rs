@@ -285,7 +285,7 @@ impl Client {
             if let Some(observer) = &self.observer {
                 let outcome = match &result {
                     Ok(_) => "success",
-                    Err(e) => e.reason(),
+                    Err(e) => e.reason().as_str(),
                 };
                 observer.observe(op, outcome, started.elapsed());
             }
@@ -854,6 +854,7 @@ fn decode_answer<T: DeserializeOwned>(
         return Err(NcpError::Service {
             op,
             http_status,
+            known: super::messages::by_msg(&envelope.msg).map(|m| m.id),
             code: envelope.code,
             msg: envelope.msg,
         });

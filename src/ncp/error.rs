@@ -1,7 +1,8 @@
 //! Errors of NCP calls, each knowing whether it is worth retrying.
 
-use super::messages;
+use super::messages::MessageId;
 use super::operation::Operation;
+use crate::reason::Reason;
 
 /// An NCP call failed.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,8 @@ pub enum NcpError {
         code: String,
         /// The envelope's `msg`, verbatim.
         msg: String,
+        /// Which documented message `msg` is, when it is one (decided when the answer is decoded).
+        known: Option<MessageId>,
     },
     /// The API gateway rejected the request (authentication, throttling, routing).
     #[error("{op}: ncp gateway error {error_code} (http {http_status}): {message}")]
@@ -116,6 +119,38 @@ impl NcpError {
         }
     }
 
+    /// Whether an answer that could not be read came with a success status: NCP may have signed.
+    fn is_unreadable_success(&self) -> bool {
+        matches!(self, Self::Decode { http_status, .. } if (200..300).contains(http_status))
+    }
+
+    /// Whether the call may have taken effect in NCP (a certificate may exist): anything that is not
+    /// certainly unsent and not a definite refusal. Timeouts, broken connections, 5xx answers and
+    /// unreadable success answers may have signed; a 4xx refusal and an unsent request did not.
+    #[must_use]
+    pub fn may_have_applied(&self) -> bool {
+        !self.certainly_not_applied() && (self.is_retryable() || self.is_unreadable_success())
+    }
+
+    /// Whether trying again later may succeed for the same request: retryable errors, and unreadable
+    /// success answers (the retry then looks for the certificate before any new signing).
+    #[must_use]
+    pub fn is_worth_retrying(&self) -> bool {
+        self.is_retryable() || self.is_unreadable_success()
+    }
+
+    /// Whether the failure is the issuer's rather than the request's: credentials or permissions, the
+    /// CA not ACTIVE, or the CA's signing limit. Requests then wait, as they do while the issuer is not
+    /// Ready.
+    #[must_use]
+    pub fn is_issuer_level(&self) -> bool {
+        self.is_auth_failure()
+            || matches!(
+                self.known(),
+                Some(MessageId::InvalidCaStatus | MessageId::SigningLimitExceeded)
+            )
+    }
+
     /// Whether the gateway refused the credentials or their permissions (401/403).
     #[must_use]
     pub fn is_auth_failure(&self) -> bool {
@@ -128,16 +163,25 @@ impl NcpError {
         )
     }
 
+    /// Which documented service message the answer carried.
+    #[must_use]
+    pub fn known(&self) -> Option<MessageId> {
+        match self {
+            Self::Service { known, .. } => *known,
+            _ => None,
+        }
+    }
+
     /// Whether the service said the CA does not exist.
     #[must_use]
     pub fn is_ca_not_found(&self) -> bool {
-        self.service_msg() == Some(messages::CA_NOT_FOUND.msg)
+        self.known() == Some(MessageId::CaNotFound)
     }
 
     /// Whether the service said the certificate does not exist.
     #[must_use]
     pub fn is_cert_not_found(&self) -> bool {
-        self.service_msg() == Some(messages::CERT_NOT_FOUND.msg)
+        self.known() == Some(MessageId::CertNotFound)
     }
 
     /// The service's `msg`, verbatim, for service errors.
@@ -160,24 +204,24 @@ impl NcpError {
         }
     }
 
-    /// A short PascalCase reason for events and metrics.
+    /// The reason for events and metric labels.
     #[must_use]
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Service { .. } => "NcpServiceError",
+            Self::Service { .. } => Reason::NcpServiceError,
             Self::Gateway {
                 http_status: 401 | 403,
                 ..
-            } => "NcpAuthenticationFailed",
+            } => Reason::NcpAuthenticationFailed,
             Self::Gateway {
                 http_status: 429, ..
-            } => "NcpThrottled",
-            Self::Gateway { .. } => "NcpGatewayError",
-            Self::Timeout { .. } => "NcpTimeout",
-            Self::Connect { .. } => "NcpUnreachable",
-            Self::Transport { .. } => "NcpTransportError",
-            Self::Decode { .. } => "NcpBadResponse",
-            Self::InvalidRequest { .. } => "NcpInvalidRequest",
+            } => Reason::NcpThrottled,
+            Self::Gateway { .. } => Reason::NcpGatewayError,
+            Self::Timeout { .. } => Reason::NcpTimeout,
+            Self::Connect { .. } => Reason::NcpUnreachable,
+            Self::Transport { .. } => Reason::NcpTransportError,
+            Self::Decode { .. } => Reason::NcpBadResponse,
+            Self::InvalidRequest { .. } => Reason::NcpInvalidRequest,
         }
     }
 }
@@ -185,6 +229,7 @@ impl NcpError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ncp::messages;
 
     fn service(status: u16) -> NcpError {
         NcpError::Service {
@@ -192,6 +237,7 @@ mod tests {
             http_status: status,
             code: "X".into(),
             msg: "m".into(),
+            known: None,
         }
     }
 
@@ -240,6 +286,7 @@ mod tests {
             http_status: 400,
             code: "NOT_FOUND".into(),
             msg: messages::CA_NOT_FOUND.msg.into(),
+            known: Some(MessageId::CaNotFound),
         };
         assert_eq!(
             e.to_string(),

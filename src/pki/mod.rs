@@ -5,6 +5,7 @@
 //! in subordinate mode). Every function returns a typed error on bad input; none panics.
 
 mod cert;
+mod chain;
 mod crl;
 mod csr;
 pub(crate) mod der;
@@ -20,6 +21,7 @@ pub use cert::{
     CERTIFICATE_LABELS, CertInfo, CertUrls, IssueOptions, Signer, Validity, parse_certificates_pem,
     self_signed_ca, sign_ca, sign_leaf, signature_algorithm_name,
 };
+pub use chain::{AssembleError, Issued, assemble, missing_usages};
 pub use crl::{CRL_LABEL, Crl, CrlInfo, RevokedCert, build_crl};
 pub use csr::{CSR_LABELS, Csr, create_csr};
 pub use error::{ChainError, PkiError};

@@ -1,24 +1,16 @@
-//! Pure decisions of the CertificateRequest controller: what to do next with a request, how a
-//! duration becomes NCP's `period`, and how NCP's answer becomes `status.certificate` / `status.ca`.
+//! Pure decisions of the CertificateRequest controller: what state a request is in ([`next`]) and,
+//! with what the fetch phase found of its issuer, what the reconcile does ([`plan`]): write an
+//! [`Outcome`] straight away, sign in the cluster, or talk to NCP.
 
+use super::issuers::{IssuerLookup, IssuerView, Readiness};
+use super::status::Outcome;
+use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED};
 use crate::api::certmanager::CertificateRequest;
-use crate::pki::{CertInfo, parse_certificates_pem, verify_chain};
+use crate::controller::conditions::ConditionStatus;
+use crate::controller::delays::{APPROVAL_GRACE, ISSUER_WAIT, MIN_BACKOFF, STALE_RETRY};
+use crate::reason::Reason;
+use k8s_openapi::jiff::Timestamp;
 use std::time::Duration;
-
-/// Annotation written before the NCP signing call: signing may have happened from here on.
-pub const ANNOTATION_SIGNING_STARTED: &str = "pca.ncp-issuer.dev/signing-started";
-/// Annotation with the serial NCP gave the certificate.
-pub const ANNOTATION_SERIAL: &str = "pca.ncp-issuer.dev/serial";
-/// Annotation with the CA tag that signed (for recovery and revocation).
-pub const ANNOTATION_CA_TAG: &str = "pca.ncp-issuer.dev/ca-tag";
-/// Finalizer that revokes the certificate on deletion (per the issuer's revocation policy).
-pub const FINALIZER_REVOKE: &str = "pca.ncp-issuer.dev/revoke";
-
-/// cert-manager's default lifetime when `spec.duration` is unset.
-pub const DEFAULT_DURATION: Duration = Duration::from_secs(90 * 24 * 3600);
-/// NCP's longest period, in days.
-pub const MAX_PERIOD_DAYS: u64 = 3650;
-const DAY: u64 = 24 * 3600;
 
 /// What to do with a request now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,29 +39,13 @@ pub enum Next {
     Sign,
 }
 
-/// Reasons of the Ready condition, as cert-manager defines them.
-pub mod reason {
-    /// First touch.
-    pub const INITIALIZING: &str = "Initializing";
-    /// Waiting on something (issuer, retryable error).
-    pub const PENDING: &str = "Pending";
-    /// Failed for good.
-    pub const FAILED: &str = "Failed";
-    /// Denied by an approver.
-    pub const DENIED: &str = "Denied";
-    /// Issued.
-    pub const ISSUED: &str = "Issued";
-}
-
 /// Decides the next step for a request already known to be ours.
 #[must_use]
 pub fn next(cr: &CertificateRequest) -> Next {
     if let Some(ready) = cr.condition("Ready") {
-        let final_state = ready.status == "True"
-            || matches!(
-                ready.reason.as_deref(),
-                Some(reason::FAILED | reason::DENIED)
-            );
+        let final_state = ConditionStatus::parse(&ready.status) == ConditionStatus::True
+            || ready.reason.as_deref() == Some(Reason::Failed.as_str())
+            || ready.reason.as_deref() == Some(Reason::Denied.as_str());
         if final_state {
             return Next::Ignore;
         }
@@ -100,253 +76,203 @@ pub fn next(cr: &CertificateRequest) -> Next {
     Next::Sign
 }
 
-/// Why a duration cannot be mapped.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DurationError {
-    /// Not a Go duration.
-    #[error("spec.duration {0:?} is not a duration")]
-    Unparsable(String),
-    /// The CA expires within a day.
-    #[error(
-        "the CA expires at {ca_not_after}, less than a day from now: NCP cannot issue for a shorter period"
-    )]
-    CaExpiresTooSoon {
-        /// The CA's NotAfter.
-        ca_not_after: String,
+/// What the fetch phase observed: the request (read fresh from the API server when `refreshed`), its
+/// issuer, and the time.
+#[derive(Debug, Clone)]
+pub struct Observed<'a> {
+    /// The request.
+    pub cr: &'a CertificateRequest,
+    /// Whether `cr` was read fresh because the cached copy asked for recovery (see [`needs_fresh_read`]).
+    pub refreshed: bool,
+    /// Its issuer, as far as the decision needs it (see [`issuer_needed`]).
+    pub issuer: IssuerLookup,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// What NCP is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NcpStep {
+    /// Mark, then sign.
+    Sign,
+    /// Signing started but no serial was recorded: look for the certificate by key.
+    RecoverByKey {
+        /// CA tag of the marker (the issuer's when empty).
+        ca_tag: String,
+    },
+    /// The serial was recorded: fetch the certificate.
+    RecoverBySerial {
+        /// CA tag (the issuer's when empty).
+        ca_tag: String,
+        /// Serial.
+        serial: String,
     },
 }
 
-/// Parses a Go duration (`"2160h0m0s"`, `"1h30m"`, `"90s"`, `"1.5h"`).
-///
-/// # Errors
-/// When the text is not a positive duration.
-pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
-    let err = || DurationError::Unparsable(text.to_string());
-    let s = text.trim();
-    if s.is_empty() || s.starts_with('-') {
-        return Err(err());
-    }
-    let s = s.strip_prefix('+').unwrap_or(s);
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(err)?;
-        if num_len == 0 {
-            return Err(err());
-        }
-        let value: f64 = rest[..num_len].parse().map_err(|_| err())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(err()),
-        };
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    if !total.is_finite() || total > 1e12 {
-        return Err(err());
-    }
-    Ok(Duration::from_secs_f64(total))
+/// What the reconcile does.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// Write this outcome; nothing is signed.
+    Write(Outcome),
+    /// Sign in the cluster with the subordinate issuer's intermediate.
+    SignLocally(Box<IssuerView>),
+    /// Sign through NCP, or recover a certificate NCP already signed.
+    Ncp(Box<IssuerView>, NcpStep),
 }
 
-/// NCP `period` for a request: whole days rounded up, clamped to 1..=3650 and to the CA's remaining
-/// life (whole days, rounded down, so the certificate never outlives the CA).
-///
-/// # Errors
-/// When the CA expires within a day.
-pub fn period_days(
-    requested: Duration,
-    now_unix: i64,
-    ca_not_after_unix: Option<i64>,
-) -> Result<u64, DurationError> {
-    let days = requested.as_secs().div_ceil(DAY).clamp(1, MAX_PERIOD_DAYS);
-    let Some(ca_end) = ca_not_after_unix else {
-        return Ok(days);
-    };
-    let left = u64::try_from(ca_end.saturating_sub(now_unix)).unwrap_or(0) / DAY;
-    if left < 1 {
-        return Err(DurationError::CaExpiresTooSoon {
-            ca_not_after: k8s_openapi::jiff::Timestamp::from_second(ca_end)
-                .map(|t| t.to_string())
-                .unwrap_or_else(|_| ca_end.to_string()),
+/// How much of the issuer the decision for a request in state `next` needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerNeed {
+    /// None.
+    None,
+    /// Only whether the cache holds it Ready (the first touch: for the subordinate fast path).
+    CachedOnly,
+    /// The issuer, read fresh unless Ready in the cache.
+    Full,
+}
+
+/// How much of the issuer [`plan`] needs for a request in state `next`.
+#[must_use]
+pub fn issuer_needed(next: &Next) -> IssuerNeed {
+    match next {
+        Next::Initialize => IssuerNeed::CachedOnly,
+        Next::Sign | Next::RecoverByKey { .. } | Next::RecoverBySerial { .. } => IssuerNeed::Full,
+        Next::Ignore | Next::AwaitApproval | Next::MarkDenied => IssuerNeed::None,
+    }
+}
+
+/// Whether the request must be read fresh before deciding: recovery asks NCP, and the watch cache can
+/// lag behind our own writes (a reconcile queued by the start marker may still see the marker without
+/// the serial, or the serial without the Issued status, after the request was finished).
+#[must_use]
+pub fn needs_fresh_read(next: &Next) -> bool {
+    matches!(
+        next,
+        Next::RecoverByKey { .. } | Next::RecoverBySerial { .. }
+    )
+}
+
+/// Decides what the reconcile does (pure: every input is in `observed`).
+#[must_use]
+pub fn plan(observed: Observed<'_>) -> Plan {
+    let cr = observed.cr;
+    let step = next(cr);
+    if observed.refreshed && !needs_fresh_read(&step) {
+        return Plan::Write(match step {
+            // Already final: the cached copy was stale.
+            Next::Ignore => Outcome::await_change(),
+            // Moved on otherwise (marker cleared, …): the watch event of that write triggers the
+            // next reconcile; the requeue is a safety net.
+            _ => Outcome::requeue(STALE_RETRY),
         });
     }
-    Ok(days.min(left))
-}
-
-/// Validity of a certificate signed in the cluster: from `now` for `requested`, ending no later than the
-/// intermediate (`ca_not_after`). Returns the window and whether it was shortened.
-///
-/// # Errors
-/// When the intermediate has already expired.
-pub fn local_validity(
-    requested: Duration,
-    now: time::OffsetDateTime,
-    ca_not_after: time::OffsetDateTime,
-) -> Result<(crate::pki::Validity, bool), crate::pki::PkiError> {
-    let wanted = time::Duration::try_from(requested)
-        .ok()
-        .and_then(|d| now.checked_add(d))
-        .unwrap_or(ca_not_after);
-    let clamped = wanted > ca_not_after;
-    crate::pki::Validity::new(now, wanted.min(ca_not_after)).map(|v| (v, clamped))
-}
-
-/// Why NCP's answer cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ChainError {
-    /// The certificate or the chain does not parse.
-    #[error("ncp returned an unparsable certificate: {0}")]
-    Parse(String),
-    /// The certificate's key is not the CSR's.
-    #[error("ncp returned a certificate for a different public key than the request's")]
-    KeyMismatch,
-    /// The chain does not verify.
-    #[error("ncp returned a chain that does not verify: {0}")]
-    Verify(String),
-    /// NCP returned no certificate.
-    #[error("ncp returned no certificate")]
-    Empty,
-}
-
-/// What goes into the request's status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Issued {
-    /// Leaf then intermediates (PEM), never the self-signed root.
-    pub certificate_pem: String,
-    /// The root (PEM).
-    pub ca_pem: String,
-    /// End of the leaf's validity.
-    pub not_after: time::OffsetDateTime,
-    /// Colon-hex serial of the leaf.
-    pub serial: String,
-    /// The leaf, DER.
-    pub leaf_der: Vec<u8>,
-}
-
-/// Builds `status.certificate` and `status.ca` from NCP's certificate and chain (any order), after
-/// checking that the certificate carries the expected key (the CSR's, as DER SubjectPublicKeyInfo) and
-/// that the chain verifies to a root.
-///
-/// # Errors
-/// When anything does not parse, the key differs from the CSR's, or the chain does not verify.
-pub fn assemble(
-    spki_der: &[u8],
-    certificate_pem: &str,
-    chain_pems: &[String],
-    now: time::OffsetDateTime,
-) -> Result<Issued, ChainError> {
-    let leaf = parse_certificates_pem(certificate_pem)
-        .map_err(|e| ChainError::Parse(e.to_string()))?
-        .into_iter()
-        .next()
-        .ok_or(ChainError::Empty)?;
-    if leaf.public_key.spki_der() != spki_der {
-        return Err(ChainError::KeyMismatch);
-    }
-    let mut pool: Vec<CertInfo> = Vec::new();
-    for pem in chain_pems {
-        for cert in parse_certificates_pem(pem).map_err(|e| ChainError::Parse(e.to_string()))? {
-            if cert.der != leaf.der && !pool.iter().any(|c| c.der == cert.der) {
-                pool.push(cert);
-            }
+    match step {
+        // Final, or waiting for cert-manager's approver: its change wakes us.
+        Next::Ignore | Next::AwaitApproval => Plan::Write(Outcome::await_change()),
+        Next::MarkDenied => Plan::Write(Outcome::denied()),
+        Next::Initialize => first_touch(cr, observed.issuer, observed.now),
+        Next::Sign => issuer_gate(observed.issuer, NcpStep::Sign),
+        Next::RecoverByKey { ca_tag } => {
+            issuer_gate(observed.issuer, NcpStep::RecoverByKey { ca_tag })
+        }
+        Next::RecoverBySerial { ca_tag, serial } => {
+            issuer_gate(observed.issuer, NcpStep::RecoverBySerial { ca_tag, serial })
         }
     }
-    // Trust anchors: the self-signed certificates NCP sent; when there is none (an intermediate whose
-    // root lives elsewhere), the top of what was sent.
-    let (mut roots, mut intermediates): (Vec<CertInfo>, Vec<CertInfo>) =
-        pool.into_iter().partition(CertInfo::is_self_signed);
-    if roots.is_empty() {
-        let top = intermediates
-            .iter()
-            .position(|c| {
-                !intermediates
-                    .iter()
-                    .any(|o| o.der != c.der && c.issuer == o.subject)
-            })
-            .ok_or_else(|| ChainError::Verify("no issuer certificate in the chain".into()))?;
-        roots.push(intermediates.remove(top));
-    }
-    let path = verify_chain(&leaf, &intermediates, &roots, now)
-        .map_err(|e| ChainError::Verify(e.to_string()))?;
-    let Some((root, above_leaf)) = path.split_last() else {
-        return Err(ChainError::Verify("the certificate is its own root".into()));
+}
+
+/// The first touch. For a Ready subordinate issuer, signing in the cluster finishes within one
+/// reconcile, so an Initializing status would only be overwritten, at the cost of an API write per
+/// certificate (cert-manager's own CA issuer writes none): an approved request is signed at once, and
+/// a new one not yet approved gets a moment for cert-manager's approver before it is marked
+/// Initializing.
+fn first_touch(cr: &CertificateRequest, issuer: IssuerLookup, now: Timestamp) -> Plan {
+    let fast = match issuer {
+        IssuerLookup::Found(view)
+            if view.is_ready()
+                && view.spec.subordinate.is_some()
+                && !has_signing_annotations(cr) =>
+        {
+            view
+        }
+        _ => return Plan::Write(Outcome::initializing()),
     };
-    let mut certificate_pem = leaf.to_pem();
-    for c in above_leaf {
-        certificate_pem.push_str(&c.to_pem());
+    if cr.condition_true("Approved") {
+        return Plan::SignLocally(fast);
     }
-    Ok(Issued {
-        certificate_pem,
-        ca_pem: root.to_pem(),
-        not_after: leaf.not_after,
-        serial: leaf.serial.to_string(),
-        leaf_der: leaf.der.clone(),
+    match approval_grace_left(cr, now) {
+        // Next: the approval wakes us; otherwise Initializing after the grace.
+        Some(left) => Plan::Write(Outcome::requeue(left)),
+        None => Plan::Write(Outcome::initializing()),
+    }
+}
+
+/// Signing waits for a Ready issuer; recovering a certificate that may already exist does not.
+fn issuer_gate(issuer: IssuerLookup, step: NcpStep) -> Plan {
+    let view = match issuer {
+        IssuerLookup::Found(view) => view,
+        IssuerLookup::Missing => {
+            // Next: the issuer watch wakes us when it appears; the requeue is a safety net.
+            return Plan::Write(Outcome::pending(
+                "waiting for the issuer: it does not exist",
+                ISSUER_WAIT,
+            ));
+        }
+        // Next: a read error is retried soon.
+        IssuerLookup::Unreadable | IssuerLookup::NotCached | IssuerLookup::NotNeeded => {
+            return Plan::Write(Outcome::requeue(MIN_BACKOFF));
+        }
+    };
+    if step != NcpStep::Sign {
+        // Recovery of a certificate whose answer was lost, from NCP (also for a request that started
+        // signing through NCP before subordinate mode was switched on).
+        return Plan::Ncp(view, step);
+    }
+    let why = match &view.readiness {
+        Readiness::Ready => None,
+        Readiness::NotReady { why } => Some(why.clone()),
+        Readiness::Unchecked => Some("it has not been checked yet".to_string()),
+    };
+    if let Some(why) = why {
+        // Next: the issuer's status change wakes us; the requeue is a safety net.
+        let msg = format!(
+            "waiting for {} {:?} to be Ready: {why}",
+            view.kind, view.name
+        );
+        return Plan::Write(Outcome::pending(&msg, ISSUER_WAIT));
+    }
+    if view.spec.subordinate.is_some() {
+        Plan::SignLocally(view)
+    } else {
+        Plan::Ncp(view, NcpStep::Sign)
+    }
+}
+
+/// What is left of [`APPROVAL_GRACE`] for a new request; `None` once it is over, and when the creation
+/// time is unknown or ahead of our clock (a skewed clock must not hold Initializing back).
+fn approval_grace_left(cr: &CertificateRequest, now: Timestamp) -> Option<Duration> {
+    let created = cr.metadata.creation_timestamp.as_ref()?;
+    let age = Duration::try_from(now.duration_since(created.0)).ok()?;
+    APPROVAL_GRACE
+        .checked_sub(age)
+        .filter(|left| !left.is_zero())
+}
+
+/// Whether a request carries our signing marker or serial (NCP signing started on it).
+fn has_signing_annotations(cr: &CertificateRequest) -> bool {
+    cr.metadata.annotations.as_ref().is_some_and(|a| {
+        a.contains_key(ANNOTATION_SIGNING_STARTED) || a.contains_key(ANNOTATION_SERIAL)
     })
 }
 
-/// The requested cert-manager usages that the issued certificate does not allow. NCP takes no usage
-/// parameter, so this is how a request learns that it got less than it asked for. An absent keyUsage
-/// or extendedKeyUsage extension restricts nothing (RFC 5280).
+/// How long ago the request was created (zero when unknown or in the future).
 #[must_use]
-pub fn missing_usages(requested: &[String], leaf_der: &[u8]) -> Vec<String> {
-    use x509_parser::extensions::ParsedExtension;
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf_der) else {
-        return requested.to_vec();
-    };
-    let mut ku = None;
-    let mut eku = None;
-    for ext in cert.extensions() {
-        match ext.parsed_extension() {
-            ParsedExtension::KeyUsage(k) => ku = Some(*k),
-            ParsedExtension::ExtendedKeyUsage(e) => eku = Some(e.clone()),
-            _ => {}
-        }
-    }
-    let has_ku = |f: fn(&x509_parser::extensions::KeyUsage) -> bool| ku.as_ref().is_none_or(f);
-    let has_eku = |f: fn(&x509_parser::extensions::ExtendedKeyUsage) -> bool| {
-        eku.as_ref().is_none_or(|e| e.any || f(e))
-    };
-    requested
-        .iter()
-        .filter(|usage| {
-            let allowed = match usage.as_str() {
-                "signing" | "digital signature" => has_ku(|k| k.digital_signature()),
-                "content commitment" => has_ku(|k| k.non_repudiation()),
-                "key encipherment" => has_ku(|k| k.key_encipherment()),
-                "key agreement" => has_ku(|k| k.key_agreement()),
-                "data encipherment" => has_ku(|k| k.data_encipherment()),
-                "cert sign" => has_ku(|k| k.key_cert_sign()),
-                "crl sign" => has_ku(|k| k.crl_sign()),
-                "encipher only" => has_ku(|k| k.encipher_only()),
-                "decipher only" => has_ku(|k| k.decipher_only()),
-                "any" => eku.as_ref().is_none_or(|e| e.any),
-                "server auth" => has_eku(|e| e.server_auth),
-                "client auth" => has_eku(|e| e.client_auth),
-                "code signing" => has_eku(|e| e.code_signing),
-                "email protection" | "s/mime" => has_eku(|e| e.email_protection),
-                "timestamping" => has_eku(|e| e.time_stamping),
-                "ocsp signing" => has_eku(|e| e.ocsp_signing),
-                // Usages x509-parser does not name (ipsec, sgc): only an absent extension allows them.
-                _ => eku.is_none(),
-            };
-            !allowed
-        })
-        .cloned()
-        .collect()
+pub fn request_age(cr: &CertificateRequest, now: Timestamp) -> Duration {
+    cr.metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| Duration::try_from(now.duration_since(t.0)).ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -460,140 +386,194 @@ mod tests {
         );
     }
 
-    #[test]
-    fn go_durations_parse() {
-        assert_eq!(
-            parse_go_duration("2160h0m0s").unwrap(),
-            Duration::from_secs(2160 * 3600)
-        );
-        assert_eq!(
-            parse_go_duration("1h30m").unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert_eq!(
-            parse_go_duration("1.5h").unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert_eq!(parse_go_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
-        for bad in ["", "-1h", "h", "1x", "1", "abc", "1h-2m"] {
-            assert!(parse_go_duration(bad).is_err(), "{bad}");
+    use super::super::issuers::IssuerView;
+    use crate::api::{IssuerSpec, SubordinateSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn view(readiness: Readiness, subordinate: bool) -> IssuerView {
+        let mut spec: IssuerSpec = serde_json::from_value(serde_json::json!({
+            "caTag": "ca",
+            "credentials": {"secretRef": {"name": "creds"}}
+        }))
+        .unwrap();
+        if subordinate {
+            spec.subordinate = Some(
+                serde_json::from_value::<SubordinateSpec>(serde_json::json!({"secretName": "s"}))
+                    .unwrap(),
+            );
+        }
+        IssuerView {
+            kind: "ClusterPrivateCA",
+            name: "ca".into(),
+            spec,
+            secret_namespace: "cert-manager".into(),
+            readiness,
+            ca_not_after_unix: None,
+            owner: "ClusterPrivateCA/ca".into(),
+            subordinate_root: None,
         }
     }
 
-    #[test]
-    fn period_rounds_up_and_clamps_to_ncp_limits() {
-        let day = 24 * 3600;
-        assert_eq!(
-            period_days(Duration::from_secs(3600), 0, None).unwrap(),
-            1,
-            "under a day is one day, not zero"
-        );
-        assert_eq!(
-            period_days(Duration::from_secs(day + 1), 0, None).unwrap(),
-            2
-        );
-        assert_eq!(
-            period_days(Duration::from_secs(90 * day), 0, None).unwrap(),
-            90
-        );
-        assert_eq!(
-            period_days(Duration::from_secs(5000 * day), 0, None).unwrap(),
-            3650
-        );
-        assert_eq!(period_days(Duration::ZERO, 0, None).unwrap(), 1);
+    fn observe(cr: &CertificateRequest, issuer: IssuerLookup, refreshed: bool) -> Plan {
+        plan(Observed {
+            cr,
+            refreshed,
+            issuer,
+            now: Timestamp::from_second(1_000).unwrap(),
+        })
     }
 
+    fn written(plan: &Plan) -> (Option<Reason>, super::super::status::Requeue) {
+        match plan {
+            Plan::Write(o) => (o.update().map(|u| u.reason()), o.requeue_after()),
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    const APPROVED: [(&str, &str, Option<&str>); 2] = [
+        ("Ready", "False", Some("Pending")),
+        ("Approved", "True", None),
+    ];
+
     #[test]
-    fn period_never_outlives_the_ca() {
-        let day = 24 * 3600;
-        let now = 1_000_000;
-        assert_eq!(
-            period_days(
-                Duration::from_secs(90 * day),
-                now,
-                Some(now + 10 * day as i64 + 5)
-            )
-            .unwrap(),
-            10
-        );
+    fn signing_waits_for_a_ready_issuer_and_says_why() {
+        let cr = cr(&APPROVED, &[]);
+        for readiness in [
+            Readiness::Unchecked,
+            Readiness::NotReady {
+                why: "CANotActive: disabled".into(),
+            },
+        ] {
+            let p = observe(
+                &cr,
+                IssuerLookup::Found(Box::new(view(readiness, false))),
+                false,
+            );
+            let Plan::Write(o) = &p else { panic!("{p:?}") };
+            assert_eq!(o.update().map(|u| u.reason()), Some(Reason::Pending));
+            assert_eq!(
+                o.requeue_after(),
+                super::super::status::Requeue::After(ISSUER_WAIT)
+            );
+        }
         assert!(matches!(
-            period_days(Duration::from_secs(day), now, Some(now + 3600)),
-            Err(DurationError::CaExpiresTooSoon { .. })
+            observe(
+                &cr,
+                IssuerLookup::Found(Box::new(view(Readiness::Ready, false))),
+                false
+            ),
+            Plan::Ncp(_, NcpStep::Sign)
+        ));
+        assert!(matches!(
+            observe(
+                &cr,
+                IssuerLookup::Found(Box::new(view(Readiness::Ready, true))),
+                false
+            ),
+            Plan::SignLocally(_)
         ));
     }
 
-    fn leaf_with(
-        kus: Vec<rcgen::KeyUsagePurpose>,
-        ekus: Vec<rcgen::ExtendedKeyUsagePurpose>,
-    ) -> Vec<u8> {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(vec!["a.example".to_string()]).unwrap();
-        params.key_usages = kus;
-        params.extended_key_usages = ekus;
-        params.self_signed(&key).unwrap().der().to_vec()
-    }
-
     #[test]
-    fn usages_the_certificate_allows_are_not_reported() {
-        let der = leaf_with(
-            vec![
-                rcgen::KeyUsagePurpose::DigitalSignature,
-                rcgen::KeyUsagePurpose::KeyEncipherment,
-            ],
-            vec![
-                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
-                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
-            ],
-        );
-        let asked: Vec<String> = [
-            "digital signature",
-            "key encipherment",
-            "server auth",
-            "client auth",
-        ]
-        .map(String::from)
-        .to_vec();
-        assert!(missing_usages(&asked, &der).is_empty());
-    }
-
-    #[test]
-    fn usages_the_certificate_lacks_are_reported() {
-        let der = leaf_with(
-            vec![rcgen::KeyUsagePurpose::DigitalSignature],
-            vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth],
-        );
-        let asked: Vec<String> = ["digital signature", "code signing", "cert sign"]
-            .map(String::from)
-            .to_vec();
+    fn a_missing_issuer_is_waited_for_and_an_unreadable_one_retried() {
+        let cr = cr(&APPROVED, &[]);
         assert_eq!(
-            missing_usages(&asked, &der),
-            vec!["code signing".to_string(), "cert sign".to_string()]
+            written(&observe(&cr, IssuerLookup::Missing, false)),
+            (
+                Some(Reason::Pending),
+                super::super::status::Requeue::After(ISSUER_WAIT)
+            )
         );
-    }
-
-    #[test]
-    fn absent_extensions_restrict_nothing() {
-        let der = leaf_with(vec![], vec![]);
-        let asked: Vec<String> = ["code signing", "cert sign", "ipsec user"]
-            .map(String::from)
-            .to_vec();
-        assert!(missing_usages(&asked, &der).is_empty());
-    }
-
-    #[test]
-    fn a_locally_signed_certificate_lasts_as_asked_but_never_past_its_signer() {
-        let now = time::macros::datetime!(2026-06-01 00:00 UTC);
-        let end = time::macros::datetime!(2026-07-01 00:00 UTC);
-        let (v, clamped) = local_validity(Duration::from_secs(3600), now, end).unwrap();
         assert_eq!(
-            (v.not_before, v.not_after),
-            (now, now + time::Duration::HOUR)
+            written(&observe(&cr, IssuerLookup::Unreadable, false)),
+            (None, super::super::status::Requeue::After(MIN_BACKOFF))
         );
-        assert!(!clamped);
-        let (v, clamped) = local_validity(DEFAULT_DURATION, now, end).unwrap();
-        assert_eq!(v.not_after, end);
-        assert!(clamped);
-        assert!(local_validity(DEFAULT_DURATION, end, now).is_err());
+    }
+
+    #[test]
+    fn recovery_does_not_wait_for_the_issuer_to_be_ready() {
+        let cr = cr(
+            &APPROVED,
+            &[(ANNOTATION_SIGNING_STARTED, "t"), (ANNOTATION_CA_TAG, "ca")],
+        );
+        let p = observe(
+            &cr,
+            IssuerLookup::Found(Box::new(view(Readiness::Unchecked, true))),
+            true,
+        );
+        assert!(
+            matches!(&p, Plan::Ncp(_, NcpStep::RecoverByKey { ca_tag }) if ca_tag == "ca"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_fresh_read_that_moved_on_is_not_acted_on() {
+        let done = cr(&[("Ready", "True", Some("Issued"))], &[]);
+        assert_eq!(
+            written(&observe(&done, IssuerLookup::NotNeeded, true)),
+            (None, super::super::status::Requeue::OnChange)
+        );
+        let cleared = cr(&APPROVED, &[]);
+        assert_eq!(
+            written(&observe(&cleared, IssuerLookup::NotNeeded, true)),
+            (None, super::super::status::Requeue::After(STALE_RETRY))
+        );
+    }
+
+    #[test]
+    fn the_first_touch_signs_at_once_only_for_an_approved_request_of_a_ready_subordinate_issuer() {
+        let ready_sub = || IssuerLookup::Found(Box::new(view(Readiness::Ready, true)));
+        // Approved when first seen: signed in the cluster, no Initializing write.
+        let approved_new = cr(&[("Approved", "True", None)], &[]);
+        assert!(matches!(
+            observe(&approved_new, ready_sub(), false),
+            Plan::SignLocally(_)
+        ));
+        // Not approved, within the grace: wait for the approver without a write.
+        let mut young = cr(&[], &[]);
+        young.metadata.creation_timestamp = Some(Time(Timestamp::from_second(999).unwrap()));
+        assert_eq!(
+            written(&observe(&young, ready_sub(), false)),
+            (
+                None,
+                super::super::status::Requeue::After(Duration::from_secs(1))
+            )
+        );
+        // Not approved, grace over: Initializing.
+        let mut old = young.clone();
+        old.metadata.creation_timestamp = Some(Time(Timestamp::from_second(10).unwrap()));
+        assert_eq!(
+            written(&observe(&old, ready_sub(), false)).0,
+            Some(Reason::Initializing)
+        );
+        // NCP mode, or an issuer not Ready in the cache: Initializing.
+        for issuer in [
+            IssuerLookup::Found(Box::new(view(Readiness::Ready, false))),
+            IssuerLookup::NotCached,
+        ] {
+            assert_eq!(
+                written(&observe(&approved_new, issuer, false)).0,
+                Some(Reason::Initializing)
+            );
+        }
+        // Signing already started through NCP: Initializing, then recovery.
+        let marked = cr(
+            &[("Approved", "True", None)],
+            &[(ANNOTATION_SIGNING_STARTED, "t")],
+        );
+        assert_eq!(
+            written(&observe(&marked, ready_sub(), false)).0,
+            Some(Reason::Initializing)
+        );
+    }
+
+    #[test]
+    fn a_denied_request_is_marked_denied() {
+        let denied = cr(&[("Ready", "Unknown", None), ("Denied", "True", None)], &[]);
+        assert_eq!(
+            written(&observe(&denied, IssuerLookup::NotNeeded, false)).0,
+            Some(Reason::Denied)
+        );
     }
 }

@@ -1,31 +1,70 @@
 //! The steps that talk to NCP: sign (after recording that signing started), and recovery of a
-//! certificate whose answer was lost, by serial or by public key, before any second signing.
+//! certificate whose answer was lost, by serial or by public key, before any second signing. Each
+//! returns the [`Outcome`] the reconcile writes; their own writes are the request's at-most-once
+//! metadata only (start marker with finalizer, serial, cleared marker).
 
-use super::decide::{
-    self, ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED, FINALIZER_REVOKE,
-    Issued, Next, reason,
+use super::decide::{NcpStep, request_age};
+use super::issuers::IssuerView;
+use super::status::Outcome;
+use super::{RequestError, merge_metadata, request_name};
+use crate::api::RevocationPolicy;
+use crate::api::annotations::{
+    ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED, FINALIZER_REVOKE,
 };
-use super::status::{self, Update};
-use super::{IssuerView, RequestError, backoff, merge_metadata};
 use crate::api::certmanager::CertificateRequest;
-use crate::controller::Context;
+use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
+use crate::controller::events::{EventAction, Note};
+use crate::controller::failure::{AfterFailure, FailCause, after_failure};
+use crate::controller::period::{self, period_days};
+use crate::controller::recovery::{find_issued, settle_window};
+use crate::controller::{Context, IssuerError, read_credentials};
 use crate::ncp::types::{IssuedCert, KeyType, Period};
-use crate::ncp::{self, NcpError, messages};
-use crate::pki::Csr;
+use crate::ncp::{self, NcpError};
+use crate::pki::{Csr, assemble, missing_usages};
+use crate::reason::Reason;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
-use kube::runtime::controller::Action;
 use std::time::Duration;
 
-use crate::controller::recovery::settle_window;
+/// Why the request itself cannot be signed; the request fails with this message.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum BadRequest {
+    /// `spec.request` is not PEM text.
+    #[error("spec.request is not a PEM CSR")]
+    NotPem,
+    /// `spec.request` is not a valid CSR.
+    #[error("spec.request is not a valid CSR: {0}")]
+    Csr(crate::pki::PkiError),
+    /// `spec.duration` cannot be used.
+    #[error(transparent)]
+    Duration(#[from] period::DurationError),
+}
+
+/// The request's CSR.
+pub(super) fn parse_csr(cr: &CertificateRequest) -> Result<Csr, BadRequest> {
+    let text = std::str::from_utf8(&cr.spec.request.0).map_err(|_| BadRequest::NotPem)?;
+    Csr::from_pem(text).map_err(BadRequest::Csr)
+}
+
+/// The request's duration, cert-manager's default when unset.
+pub(super) fn requested_duration(cr: &CertificateRequest) -> Result<Duration, BadRequest> {
+    Ok(match cr.spec.duration.as_deref() {
+        Some(d) => period::parse_go_duration(d)?,
+        None => period::DEFAULT_DURATION,
+    })
+}
 
 /// How long ago the start marker was written (zero when unreadable: wait the whole window).
 fn marker_age(cr: &CertificateRequest) -> Duration {
+    marker_time(cr)
+        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t)).ok())
+        .unwrap_or_default()
+}
+
+fn marker_time(cr: &CertificateRequest) -> Option<Timestamp> {
     cr.annotations()
         .get(ANNOTATION_SIGNING_STARTED)
         .and_then(|t| t.parse::<Timestamp>().ok())
-        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t)).ok())
-        .unwrap_or_default()
 }
 
 /// Runs a signing or recovery step.
@@ -33,71 +72,80 @@ pub(super) async fn run(
     cr: &CertificateRequest,
     ctx: &Context,
     issuer: &IssuerView,
-    ncp: &ncp::Client,
-    step: Next,
-) -> Result<Action, RequestError> {
+    step: NcpStep,
+) -> Result<Outcome, RequestError> {
     let csr = match parse_csr(cr) {
         Ok(csr) => csr,
-        Err(msg) => return fail(cr, ctx, &msg).await,
+        Err(e) => return Ok(Outcome::failed(Reason::InvalidRequest, &e.to_string())),
+    };
+    let ncp = match client_for(ctx, issuer).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Next: issuer or Secret changes re-trigger through the issuer controller; retry as a
+            // fallback.
+            let msg = format!("issuer cannot be used: {e}");
+            return Ok(Outcome::pending(&msg, ISSUER_WAIT));
+        }
+    };
+    let ca_tag_or_issuers = |ca_tag: String| {
+        if ca_tag.is_empty() {
+            issuer.spec.ca_tag.clone()
+        } else {
+            ca_tag
+        }
     };
     match step {
-        Next::RecoverBySerial { ca_tag, serial } => {
-            let ca_tag = if ca_tag.is_empty() {
-                issuer.spec.ca_tag.clone()
-            } else {
-                ca_tag
-            };
-            match ncp.get_end_cert(&ca_tag, &serial).await {
-                Ok(cert) => finish(cr, ctx, &csr, &cert.cert_pem, &cert.ca_chain, &serial).await,
-                Err(e) if e.is_cert_not_found() => {
-                    fail(cr, ctx, &format!("certificate {serial} recorded on this request no longer exists in NCP CA {ca_tag}")).await
-                }
-                Err(e) => retry_or_fail(cr, ctx, &e).await,
-            }
+        NcpStep::RecoverBySerial { ca_tag, serial } => {
+            let ca_tag = ca_tag_or_issuers(ca_tag);
+            Ok(match ncp.get_end_cert(&ca_tag, &serial).await {
+                Ok(cert) => finish(cr, &csr, &cert.cert_pem, &cert.ca_chain, &serial),
+                Err(e) if e.is_cert_not_found() => Outcome::failed(
+                    Reason::CertificateGone,
+                    &format!(
+                        "certificate {serial} recorded on this request no longer exists in NCP CA {ca_tag}"
+                    ),
+                ),
+                Err(e) => after_ncp_failure(cr, ctx, &e),
+            })
         }
-        Next::RecoverByKey { ca_tag } => {
-            let ca_tag = if ca_tag.is_empty() {
-                issuer.spec.ca_tag.clone()
-            } else {
-                ca_tag
-            };
-            match find_by_key(cr, ncp, &ca_tag, &csr).await {
-                Ok(Some((serial, cert_pem, chain))) => {
-                    tracing::info!(name = %cr.name_any(), serial, "recovered a certificate whose signing answer was lost");
-                    record_serial(cr, ctx, &ca_tag, &serial).await?;
-                    finish(cr, ctx, &csr, &cert_pem, &chain, &serial).await
+        NcpStep::RecoverByKey { ca_tag } => {
+            let ca_tag = ca_tag_or_issuers(ca_tag);
+            match find_by_key(cr, &ncp, &ca_tag, &csr).await {
+                Ok(Some(found)) => {
+                    tracing::info!(request = %request_name(cr), serial = %found.serial, "recovered a certificate whose signing answer was lost");
+                    record_serial(cr, ctx, &ca_tag, &found.serial).await?;
+                    Ok(finish(
+                        cr,
+                        &csr,
+                        &found.cert_pem,
+                        &found.chain,
+                        &found.serial,
+                    ))
                 }
                 Ok(None) => {
-                    // A call that timed out may still be running inside NCP: only once the marker is older
-                    // than the settle window is "not found" proof that it never took effect.
+                    // A call that timed out may still be running inside NCP: only once the marker is
+                    // older than the settle window is "not found" proof that it never took effect.
                     let settle = settle_window(ctx);
                     let age = marker_age(cr);
                     if age < settle {
-                        return Ok(Action::requeue(settle - age));
+                        return Ok(Outcome::requeue(settle - age));
                     }
                     // NCP has no certificate for this key since the marker: signing again is safe.
                     clear_marker(cr, ctx).await?;
-                    Ok(Action::requeue(Duration::from_millis(100)))
+                    Ok(Outcome::requeue(RESIGN_AFTER_CLEAR))
                 }
-                Err(e) => retry_or_fail(cr, ctx, &e).await,
+                Err(e) => Ok(after_ncp_failure(cr, ctx, &e)),
             }
         }
-        _ => sign(cr, ctx, issuer, ncp, &csr).await,
+        NcpStep::Sign => sign(cr, ctx, issuer, &ncp, &csr).await,
     }
 }
 
-/// The request's duration, cert-manager's default when unset.
-pub(super) fn requested_duration(cr: &CertificateRequest) -> Result<Duration, String> {
-    match cr.spec.duration.as_deref() {
-        Some(d) => decide::parse_go_duration(d).map_err(|e| e.to_string()),
-        None => Ok(decide::DEFAULT_DURATION),
-    }
-}
-
-pub(super) fn parse_csr(cr: &CertificateRequest) -> Result<Csr, String> {
-    let text = String::from_utf8(cr.spec.request.0.clone())
-        .map_err(|_| "spec.request is not a PEM CSR".to_string())?;
-    Csr::from_pem(&text).map_err(|e| format!("spec.request is not a valid CSR: {e}"))
+/// The NCP client for the issuer, with the credentials its Secret holds now.
+async fn client_for(ctx: &Context, issuer: &IssuerView) -> Result<ncp::Client, IssuerError> {
+    let credentials = read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec).await?;
+    ctx.ncp_clients
+        .get(&issuer.spec, &credentials, ctx.settings.ncp_request_timeout)
 }
 
 async fn sign(
@@ -106,42 +154,35 @@ async fn sign(
     issuer: &IssuerView,
     ncp: &ncp::Client,
     csr: &Csr,
-) -> Result<Action, RequestError> {
+) -> Result<Outcome, RequestError> {
     let algorithm = csr.public_key().algorithm();
     if algorithm.key_type().is_none() {
         let supported: Vec<String> = KeyType::ALL
             .iter()
             .map(|k| crate::pki::KeyAlgorithm::from(*k).to_string())
             .collect();
-        return fail(
-            cr,
-            ctx,
-            &format!(
-                "unsupported key {algorithm}: NCP Private CA signs {}",
-                supported.join(", ")
-            ),
-        )
-        .await;
+        let msg = format!(
+            "unsupported key {algorithm}: NCP Private CA signs {}",
+            supported.join(", ")
+        );
+        return Ok(Outcome::failed(Reason::UnsupportedKey, &msg));
     }
     let requested = match requested_duration(cr) {
         Ok(d) => d,
-        Err(msg) => return fail(cr, ctx, &msg).await,
+        Err(e) => return Ok(Outcome::failed(Reason::InvalidRequest, &e.to_string())),
     };
     let now = Timestamp::now().as_second();
-    let days = match decide::period_days(requested, now, issuer.ca_not_after_unix) {
+    let days = match period_days(requested, now, issuer.ca_not_after_unix) {
         Ok(d) => d,
-        Err(e) => return fail(cr, ctx, &e.to_string()).await,
+        Err(e) => return Ok(Outcome::failed(Reason::InvalidRequest, &e.to_string())),
     };
     let ca_tag = issuer.spec.ca_tag.clone();
     // Record that signing starts before calling NCP: from here on a retry recovers instead of signing.
-    let hold = issuer.spec.revocation_policy != crate::api::RevocationPolicy::Never;
+    let hold = issuer.spec.revocation_policy != RevocationPolicy::Never;
     match mark_started(cr, ctx, &ca_tag, hold).await {
         Ok(()) => {}
         // Someone else changed the request in between (another replica, cert-manager): look again.
-        Err(RequestError::Kube {
-            source: kube::Error::Api(s),
-            ..
-        }) if s.code == 409 => return Ok(Action::requeue(Duration::from_millis(200))),
+        Err(e) if e.is_conflict() => return Ok(Outcome::requeue(CONFLICT_RETRY)),
         Err(e) => return Err(e),
     }
     let csr_pem = csr.to_pem();
@@ -161,126 +202,94 @@ async fn sign(
         }) => {
             // If this write is lost, the next reconcile finds the certificate by its key.
             record_serial(cr, ctx, &ca_tag, &serial_no).await?;
-            finish(cr, ctx, csr, &certificate, &ca_chain, &serial_no).await
+            Ok(finish(cr, csr, &certificate, &ca_chain, &serial_no))
         }
         Err(e) => {
-            if e.certainly_not_applied() {
+            let outcome = after_ncp_failure(cr, ctx, &e);
+            // NCP certainly did not sign: the marker goes, so that a retry signs instead of searching
+            // NCP (not needed when the request fails for good).
+            if !e.may_have_applied() && outcome.update().is_none_or(|u| !u.is_final()) {
                 clear_marker(cr, ctx).await?;
             }
-            retry_or_fail(cr, ctx, &e).await
+            Ok(outcome)
         }
     }
 }
 
-async fn finish(
+/// The Issued outcome for NCP's answer, once the chain verifies and carries the CSR's key.
+fn finish(
     cr: &CertificateRequest,
-    ctx: &Context,
     csr: &Csr,
     cert_pem: &str,
     chain: &[String],
     serial: &str,
-) -> Result<Action, RequestError> {
-    let issued: Issued = match decide::assemble(
+) -> Outcome {
+    let issued = match assemble(
         csr.public_key().spki_der(),
         cert_pem,
         chain,
         time::OffsetDateTime::now_utc(),
     ) {
         Ok(i) => i,
-        Err(e) => return fail(cr, ctx, &format!("certificate {serial}: {e}")).await,
+        Err(e) => {
+            return Outcome::failed(
+                Reason::CertificateUnusable,
+                &format!("certificate {serial}: {e}"),
+            );
+        }
     };
     let not_after = issued
         .not_after
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    let msg =
+    let missing = missing_usages(&cr.spec.usages, &issued.leaf_der);
+    let note =
         format!("certificate issued by NCP Private CA, serial {serial}, valid until {not_after}");
-    let missing = decide::missing_usages(&cr.spec.usages, &issued.leaf_der);
-    status::issued(cr, ctx, issued, &msg, false).await?;
+    let mut outcome = Outcome::issued(issued, &note, None);
     if !missing.is_empty() {
-        let note = format!(
-            "NCP Private CA takes no usage parameter and the issued certificate does not allow: {}",
-            missing.join(", ")
-        );
-        status::event(cr, ctx, true, "UsagesNotHonoured", &note).await;
-    }
-    Ok(Action::await_change())
-}
-
-pub(super) async fn fail(
-    cr: &CertificateRequest,
-    ctx: &Context,
-    msg: &str,
-) -> Result<Action, RequestError> {
-    status::apply(cr, ctx, Update::failed(reason::FAILED, msg)).await?;
-    status::event(cr, ctx, true, reason::FAILED, msg).await;
-    ctx.metrics.certificate_failed(
-        cr.spec.issuer_ref.kind.as_deref().unwrap_or_default(),
-        reason::FAILED,
-    );
-    // Final: never touched again.
-    Ok(Action::await_change())
-}
-
-async fn retry_or_fail(
-    cr: &CertificateRequest,
-    ctx: &Context,
-    e: &NcpError,
-) -> Result<Action, RequestError> {
-    // Problems of the issuer rather than of this request (credentials, the CA's status or its signing
-    // limit): the request waits, as it does while its issuer is not Ready.
-    let issuer_level = e.is_auth_failure()
-        || matches!(
-            e.service_msg(),
-            Some(m) if m == messages::INVALID_CA_STATUS.msg || m == messages::SIGNING_LIMIT_EXCEEDED.msg
-        );
-    if issuer_level {
-        let msg = format!("waiting for the issuer: {e}");
-        if status::apply(cr, ctx, Update::condition("False", reason::PENDING, &msg)).await? {
-            status::event(cr, ctx, true, e.reason(), &msg).await;
-        }
-        return Ok(Action::requeue(super::ISSUER_WAIT));
-    }
-    // An answer that cannot be read may still mean that NCP signed: ambiguous, so retried (recovery
-    // looks for the certificate before any new signing).
-    let unreadable_success =
-        matches!(e, NcpError::Decode { http_status, .. } if (200..300).contains(http_status));
-    if !e.is_retryable() && !unreadable_success {
-        let msg = match e.service_msg() {
-            Some(m) => format!("NCP refused to sign: {m}"),
-            None => e.to_string(),
-        };
-        return fail(cr, ctx, &msg).await;
-    }
-    let age = super::request_age(cr);
-    if age > ctx.settings.max_retry_duration {
-        return fail(
-            cr,
-            ctx,
-            &format!(
-                "giving up after {}s of retries: {e}",
-                ctx.settings.max_retry_duration.as_secs()
+        outcome = outcome.with_event(Note::warning(
+            Reason::UsagesNotHonoured,
+            format!(
+                "NCP Private CA takes no usage parameter and the issued certificate does not allow: {}",
+                missing.join(", ")
             ),
-        )
-        .await;
+            EventAction::Sign,
+        ));
     }
-    // The message stays the same across attempts, so a retry writes no status and the backoff holds.
-    let msg = format!("{e}; retrying with backoff");
-    if status::apply(cr, ctx, Update::condition("False", reason::PENDING, &msg)).await? {
-        status::event(cr, ctx, true, e.reason(), &msg).await;
-    }
-    Ok(Action::requeue(backoff(age)))
+    outcome
 }
 
-fn kube_err<'a>(
-    cr: &'a CertificateRequest,
-    what: &'static str,
-) -> impl FnOnce(kube::Error) -> RequestError + 'a {
-    move |source| RequestError::Kube {
-        what,
-        namespace: cr.namespace().unwrap_or_default(),
-        name: cr.name_any(),
-        source,
+/// The outcome of a failed NCP call, per the shared classifier.
+fn after_ncp_failure(cr: &CertificateRequest, ctx: &Context, e: &NcpError) -> Outcome {
+    let age = request_age(cr, Timestamp::now());
+    let budget = ctx.settings.max_retry_duration;
+    match after_failure(e, age, budget) {
+        AfterFailure::WaitForIssuer => {
+            // A problem of the issuer rather than of this request: the request waits, as it does
+            // while its issuer is not Ready.
+            let msg = format!("waiting for the issuer: {e}");
+            Outcome::pending_with_warning(&msg, e.reason(), ISSUER_WAIT)
+        }
+        AfterFailure::Fail {
+            cause: FailCause::Refused,
+        } => {
+            let msg = match e.service_msg() {
+                Some(m) => format!("NCP refused to sign: {m}"),
+                None => e.to_string(),
+            };
+            Outcome::failed(Reason::NcpRefused, &msg)
+        }
+        AfterFailure::Fail {
+            cause: FailCause::RetryBudgetSpent,
+        } => Outcome::failed(
+            Reason::RetryBudgetSpent,
+            &format!("giving up after {}s of retries: {e}", budget.as_secs()),
+        ),
+        // The message stays the same across attempts, so a retry writes no status and the backoff
+        // holds.
+        AfterFailure::Retry { after } => {
+            Outcome::pending_with_warning(&format!("{e}; retrying with backoff"), e.reason(), after)
+        }
     }
 }
 
@@ -309,7 +318,10 @@ async fn mark_started(
     }
     merge_metadata(&ctx.client, cr, &patch)
         .await
-        .map_err(kube_err(cr, "signing marker"))
+        .map_err(|source| RequestError::WriteMarker {
+            request: request_name(cr),
+            source,
+        })
 }
 
 async fn record_serial(
@@ -321,7 +333,10 @@ async fn record_serial(
     let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SERIAL: serial, ANNOTATION_CA_TAG: ca_tag}}});
     merge_metadata(&ctx.client, cr, &patch)
         .await
-        .map_err(kube_err(cr, "serial annotation"))
+        .map_err(|source| RequestError::RecordSerial {
+            request: request_name(cr),
+            source,
+        })
 }
 
 async fn clear_marker(cr: &CertificateRequest, ctx: &Context) -> Result<(), RequestError> {
@@ -329,7 +344,17 @@ async fn clear_marker(cr: &CertificateRequest, ctx: &Context) -> Result<(), Requ
         serde_json::json!({"metadata": {"annotations": {ANNOTATION_SIGNING_STARTED: null}}});
     merge_metadata(&ctx.client, cr, &patch)
         .await
-        .map_err(kube_err(cr, "clear signing marker"))
+        .map_err(|source| RequestError::ClearMarker {
+            request: request_name(cr),
+            source,
+        })
+}
+
+/// A certificate NCP issued for the request.
+struct Found {
+    serial: String,
+    cert_pem: String,
+    chain: Vec<String>,
 }
 
 /// Looks for a certificate with the CSR's public key and SANs issued since the start marker.
@@ -338,16 +363,17 @@ async fn find_by_key(
     ncp: &ncp::Client,
     ca_tag: &str,
     csr: &Csr,
-) -> Result<Option<(String, String, Vec<String>)>, NcpError> {
-    let started = cr
-        .annotations()
-        .get(ANNOTATION_SIGNING_STARTED)
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .map_or(0, |t| t.as_millisecond());
-    crate::controller::recovery::find_issued(ncp, ca_tag, started, |c| {
+) -> Result<Option<Found>, NcpError> {
+    let started = marker_time(cr).map_or(0, |t| t.as_millisecond());
+    let found = find_issued(ncp, ca_tag, started, |c| {
         c.public_key.spki_der() == csr.public_key().spki_der()
             && csr.sans().iter().all(|san| c.sans.contains(san))
             && c.sans.iter().all(|san| csr.sans().contains(san))
     })
-    .await
+    .await?;
+    Ok(found.map(|(serial, cert_pem, chain)| Found {
+        serial,
+        cert_pem,
+        chain,
+    }))
 }

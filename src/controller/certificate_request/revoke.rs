@@ -2,23 +2,52 @@
 //! and the safety rules — never revoke what a live Certificate still serves, never hold a deletion
 //! forever.
 
-use super::decide::{ANNOTATION_CA_TAG, ANNOTATION_SERIAL, FINALIZER_REVOKE};
-use super::{IssuerView, RequestError, fetch_issuer, status};
+use super::issuers::{IssuerCache, IssuerLookup};
+use super::{RequestError, request_name};
 use crate::api::RevocationPolicy;
+use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SERIAL, FINALIZER_REVOKE};
 use crate::api::certmanager::{Certificate, CertificateRequest};
-use crate::controller::{Context, read_credentials};
+use crate::controller::delays::{REVOKE_GIVE_UP, REVOKE_RETRY};
+use crate::controller::events::{EventAction, Note};
+use crate::controller::{Context, IssuerError, read_credentials};
+use crate::ncp::NcpError;
 use crate::pki::parse_certificates_pem;
+use crate::reason::Reason;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
+use kube::Resource as _;
 use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use std::time::Duration;
 
-/// How long a deletion may wait for revocation before the finalizer is released anyway.
-pub const REVOKE_GIVE_UP: Duration = Duration::from_secs(600);
-/// Wait between revocation attempts.
-pub const REVOKE_RETRY: Duration = Duration::from_secs(15);
+/// Why revocation cannot be done yet (retried until [`REVOKE_GIVE_UP`]).
+#[derive(Debug, thiserror::Error)]
+enum Blocked {
+    /// The issuer could not be read.
+    #[error("cannot read the issuer")]
+    IssuerUnreadable,
+    /// The issuer is gone.
+    #[error("its issuer no longer exists, so NCP cannot be reached")]
+    IssuerGone,
+    /// The owning Certificate could not be read.
+    #[error("cannot read Certificate {name}: {source}")]
+    CertificateUnreadable {
+        /// Its name.
+        name: String,
+        /// The cause.
+        source: kube::Error,
+    },
+    /// Whether the certificate is still served is not known.
+    #[error("{0}")]
+    Unsure(&'static str),
+    /// The issuer cannot be used (credentials).
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
+    /// NCP failed in a way a retry may fix.
+    #[error(transparent)]
+    Ncp(NcpError),
+}
 
 /// What deleting the request means for its certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,14 +111,12 @@ pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action,
         .unwrap_or_default();
     match attempt(cr, ctx).await {
         Ok(Outcome::Revoked(serial)) => {
-            status::event(
-                cr,
-                ctx,
-                false,
-                "Revoked",
-                &format!("certificate {serial} revoked in NCP"),
-            )
-            .await;
+            let note = Note::normal(
+                Reason::Revoked,
+                format!("certificate {serial} revoked in NCP"),
+                EventAction::Revoke,
+            );
+            ctx.publish(&cr.object_ref(&()), note).await;
             ctx.metrics
                 .certificate_revoked(cr.spec.issuer_ref.kind.as_deref().unwrap_or_default());
             release(cr, ctx).await?;
@@ -97,7 +124,8 @@ pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action,
         }
         Ok(Outcome::Refused(why)) => {
             let msg = format!("NCP refused to revoke, releasing the request: {why}");
-            status::event(cr, ctx, true, "RevocationFailed", &msg).await;
+            let note = Note::warning(Reason::RevocationFailed, msg, EventAction::Revoke);
+            ctx.publish(&cr.object_ref(&()), note).await;
             release(cr, ctx).await?;
             Ok(Action::await_change())
         }
@@ -111,19 +139,18 @@ pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action,
                 "revocation abandoned after {}s, releasing the request: {why}",
                 waited.as_secs()
             );
-            status::event(cr, ctx, true, "RevocationFailed", &msg).await;
+            let note = Note::warning(Reason::RevocationFailed, msg, EventAction::Revoke);
+            ctx.publish(&cr.object_ref(&()), note).await;
             release(cr, ctx).await?;
             Ok(Action::await_change())
         }
         Err(why) => {
-            status::event(
-                cr,
-                ctx,
-                true,
-                "RevocationPending",
-                &format!("cannot revoke yet, will retry: {why}"),
-            )
-            .await;
+            let note = Note::warning(
+                Reason::RevocationPending,
+                format!("cannot revoke yet, will retry: {why}"),
+                EventAction::Revoke,
+            );
+            ctx.publish(&cr.object_ref(&()), note).await;
             // Next: another attempt; the deletion is released at the latest after REVOKE_GIVE_UP.
             Ok(Action::requeue(REVOKE_RETRY))
         }
@@ -137,15 +164,15 @@ enum Outcome {
     Refused(String),
 }
 
-async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, String> {
+async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Blocked> {
     let Some(serial) = cr.annotations().get(ANNOTATION_SERIAL).cloned() else {
         return Ok(Outcome::Kept("no certificate was issued for this request"));
     };
-    let issuer: Option<IssuerView> = fetch_issuer(cr, ctx, &super::IssuerCache::default())
-        .await
-        .map_err(|e| format!("cannot read issuer: {e}"))?;
-    let Some(issuer) = issuer else {
-        return Err("its issuer no longer exists, so NCP cannot be reached".into());
+    let crn = &ctx.settings.cluster_resource_namespace;
+    let issuer = match IssuerCache::default().lookup(&ctx.client, cr, crn).await {
+        IssuerLookup::Found(issuer) => issuer,
+        IssuerLookup::Missing => return Err(Blocked::IssuerGone),
+        _ => return Err(Blocked::IssuerUnreadable),
     };
     if issuer.spec.revocation_policy == RevocationPolicy::Never {
         return Ok(Outcome::Kept("the issuer's revocation policy is Never"));
@@ -158,27 +185,27 @@ async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Stri
         still_served,
     ) {
         Verdict::Keep(why) => Ok(Outcome::Kept(why)),
-        Verdict::Unsure(why) => Err(why.to_string()),
+        Verdict::Unsure(why) => Err(Blocked::Unsure(why)),
         Verdict::Revoke => {
             let ca_tag = cr
                 .annotations()
                 .get(ANNOTATION_CA_TAG)
                 .cloned()
                 .unwrap_or_else(|| issuer.spec.ca_tag.clone());
-            let credentials = read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec)
-                .await
-                .map_err(|e| e.to_string())?;
-            let ncp = ctx
-                .ncp_clients
-                .get(&issuer.spec, &credentials, ctx.settings.ncp_request_timeout)
-                .map_err(|e| e.to_string())?;
+            let credentials =
+                read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec).await?;
+            let ncp = ctx.ncp_clients.get(
+                &issuer.spec,
+                &credentials,
+                ctx.settings.ncp_request_timeout,
+            )?;
             match ncp.revoke_end_cert(&ca_tag, &serial).await {
                 Ok(()) => Ok(Outcome::Revoked(serial)),
                 // Already gone in NCP (trimmed after expiry): nothing left to revoke.
                 Err(e) if e.is_cert_not_found() => {
                     Ok(Outcome::Kept("the certificate no longer exists in NCP"))
                 }
-                Err(e) if e.is_retryable() => Err(e.to_string()),
+                Err(e) if e.is_retryable() => Err(Blocked::Ncp(e)),
                 Err(e) => Ok(Outcome::Refused(e.to_string())),
             }
         }
@@ -200,7 +227,7 @@ fn leaf_der(pem: &[u8]) -> Option<Vec<u8>> {
 async fn certificate_state(
     cr: &CertificateRequest,
     ctx: &Context,
-) -> Result<(bool, Option<bool>), String> {
+) -> Result<(bool, Option<bool>), Blocked> {
     let ns = cr.namespace().unwrap_or_default();
     let owner = cr
         .owner_references()
@@ -211,10 +238,12 @@ async fn certificate_state(
         return Ok((false, Some(false)));
     };
     let certificates: Api<Certificate> = Api::namespaced(ctx.client.clone(), &ns);
-    let certificate = certificates
-        .get_opt(&owner.name)
-        .await
-        .map_err(|e| format!("cannot read Certificate {}: {e}", owner.name))?;
+    let certificate = certificates.get_opt(&owner.name).await.map_err(|source| {
+        Blocked::CertificateUnreadable {
+            name: owner.name.clone(),
+            source,
+        }
+    })?;
     let certificate = match certificate {
         Some(c)
             if c.uid().as_deref() == Some(owner.uid.as_str())
@@ -261,10 +290,8 @@ async fn release(cr: &CertificateRequest, ctx: &Context) -> Result<(), RequestEr
         // Released, or already gone.
         Ok(()) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => Err(RequestError::Kube {
-            what: "finalizer",
-            namespace: cr.namespace().unwrap_or_default(),
-            name: cr.name_any(),
+        Err(source) => Err(RequestError::ReleaseFinalizer {
+            request: request_name(cr),
             source,
         }),
     }

@@ -1,48 +1,65 @@
-//! Writing a request's status (server-side apply of our `Ready` condition and fields only) and events.
+//! A request's status: what to write ([`Update`], built by the pure [`patch_body`]), what a reconcile
+//! ends with ([`Outcome`]: a status update, events, a requeue), and [`write`], the one function that
+//! writes a CertificateRequest's status (server-side apply of our `Ready` condition and fields only).
 
 use super::RequestError;
 use crate::api::certmanager::{CertificateRequest, RequestCondition};
+use crate::controller::conditions::{ConditionStatus, READY};
+use crate::controller::delays::STALE_RETRY;
+use crate::controller::events::{EventAction, Note};
 use crate::controller::{Context, FIELD_MANAGER};
+use crate::pki::Issued;
+use crate::reason::Reason;
 use base64::Engine as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
 use kube::{Resource as _, ResourceExt as _};
+use std::time::Duration;
 
 /// The Ready condition and fields to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Update {
-    status: &'static str,
-    reason: String,
+    status: ConditionStatus,
+    reason: Reason,
     message: String,
-    certificate_pem: Option<String>,
-    ca_pem: Option<String>,
-    failed: bool,
+    chain: Option<Chain>,
+    /// Set for final failures (Failed, Denied): `failureTime` is written, and the cause is the
+    /// failure counter's label.
+    failure: Option<Reason>,
     /// Apply only if the request is still at this resourceVersion.
     resource_version: Option<String>,
+}
+
+/// `status.certificate` and `status.ca`, PEM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Chain {
+    certificate_pem: String,
+    ca_pem: String,
 }
 
 impl Update {
     /// A Ready condition only.
     #[must_use]
-    pub fn condition(status: &'static str, reason: &str, message: &str) -> Self {
+    pub fn condition(status: ConditionStatus, reason: Reason, message: &str) -> Self {
         Self {
             status,
-            reason: reason.to_string(),
+            reason,
             message: message.to_string(),
-            certificate_pem: None,
-            ca_pem: None,
-            failed: false,
+            chain: None,
+            failure: None,
             resource_version: None,
         }
     }
 
-    /// `Ready=False` with `reason` (Failed or Denied) and `failureTime`.
+    /// `Ready=False` with `reason` (Failed or Denied) and `failureTime`; `cause` says why, for the
+    /// failure counter.
     #[must_use]
-    pub fn failed(reason: &str, message: &str) -> Self {
+    pub fn failed(reason: Reason, cause: Reason, message: &str) -> Self {
         Self {
-            failed: true,
-            ..Self::condition("False", reason, message)
+            failure: Some(cause),
+            ..Self::condition(ConditionStatus::False, reason, message)
         }
     }
 
@@ -50,10 +67,31 @@ impl Update {
     #[must_use]
     pub fn issued(certificate_pem: String, ca_pem: String, message: &str) -> Self {
         Self {
-            certificate_pem: Some(certificate_pem),
-            ca_pem: Some(ca_pem),
-            ..Self::condition("True", super::reason::ISSUED, message)
+            chain: Some(Chain {
+                certificate_pem,
+                ca_pem,
+            }),
+            ..Self::condition(ConditionStatus::True, Reason::Issued, message)
         }
+    }
+
+    /// The condition's reason.
+    #[must_use]
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// Whether the update ends the request (Issued, Failed, Denied).
+    #[must_use]
+    pub fn is_final(&self) -> bool {
+        self.chain.is_some() || self.failure.is_some()
+    }
+
+    /// The same update, applied only if the request is still at `resource_version`.
+    #[must_use]
+    pub fn if_unchanged_since(mut self, resource_version: Option<String>) -> Self {
+        self.resource_version = resource_version;
+        self
     }
 }
 
@@ -64,23 +102,25 @@ pub fn patch_body(
     update: &Update,
     now: Timestamp,
 ) -> Option<serde_json::Value> {
-    let existing = cr.condition("Ready");
+    let existing = cr.condition(READY);
     let unchanged = existing.is_some_and(|c| {
-        c.status == update.status
+        c.status == update.status.as_str()
             && c.reason.as_deref() == Some(update.reason.as_str())
             && c.message.as_deref() == Some(update.message.as_str())
     });
-    if unchanged && update.certificate_pem.is_none() && !update.failed {
+    if unchanged && update.chain.is_none() && update.failure.is_none() {
         return None;
     }
     let transition = match existing {
-        Some(c) if c.status == update.status => c.last_transition_time.clone().unwrap_or(Time(now)),
+        Some(c) if c.status == update.status.as_str() => {
+            c.last_transition_time.clone().unwrap_or(Time(now))
+        }
         _ => Time(now),
     };
     let condition = RequestCondition {
-        type_: "Ready".into(),
-        status: update.status.into(),
-        reason: Some(update.reason.clone()),
+        type_: READY.into(),
+        status: update.status.as_str().into(),
+        reason: Some(update.reason.as_str().into()),
         message: Some(update.message.clone()),
         last_transition_time: Some(transition),
         // cert-manager's CertificateRequest conditions have no observedGeneration field.
@@ -88,11 +128,11 @@ pub fn patch_body(
     };
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let mut status = serde_json::json!({ "conditions": [condition] });
-    if let (Some(cert), Some(ca)) = (&update.certificate_pem, &update.ca_pem) {
-        status["certificate"] = b64(cert).into();
-        status["ca"] = b64(ca).into();
+    if let Some(chain) = &update.chain {
+        status["certificate"] = b64(&chain.certificate_pem).into();
+        status["ca"] = b64(&chain.ca_pem).into();
     }
-    if update.failed {
+    if update.failure.is_some() {
         // failureTime is set once.
         let at = cr
             .status
@@ -112,74 +152,204 @@ pub fn patch_body(
     Some(body)
 }
 
-/// Applies `update` to the request's status; returns whether anything was written (nothing is when the
-/// request already says exactly this).
-///
-/// # Errors
-/// When the API server refuses the write.
-pub async fn apply(
-    cr: &CertificateRequest,
-    ctx: &Context,
-    update: Update,
-) -> Result<bool, RequestError> {
-    let Some(body) = patch_body(cr, &update, Timestamp::now()) else {
-        return Ok(false);
-    };
-    let namespace = cr.namespace().unwrap_or_default();
-    let api: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &namespace);
-    api.patch_status(
-        &cr.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|source| RequestError::Kube {
-        what: "status",
-        namespace,
-        name: cr.name_any(),
-        source,
-    })?;
-    Ok(true)
+/// When the request is looked at again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// When it (or its issuer) changes.
+    OnChange,
+    /// After this long (or sooner, on a change).
+    After(Duration),
 }
 
-/// Publishes an event on the request (failures to publish are logged, never fatal).
-pub async fn event(
-    cr: &CertificateRequest,
-    ctx: &Context,
-    warning: bool,
-    reason: &str,
-    note: &str,
-) {
-    ctx.publish(&cr.object_ref(&()), warning, reason, note, "Sign")
-        .await;
+/// What a reconcile ends with: at most one status update, the events that go with it (published only
+/// when the update was written, or when there is none), and when to look again.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    update: Option<Update>,
+    events: Vec<Note>,
+    requeue: Requeue,
 }
 
-/// Writes an issued certificate (`Ready=True/Issued`), says so in an event, and counts it. With
-/// `conditional`, the write applies only if the request is unchanged since `cr` was read (a 409 error
-/// otherwise).
-///
-/// # Errors
-/// When the status cannot be written.
-pub async fn issued(
-    cr: &CertificateRequest,
-    ctx: &Context,
-    issued: super::decide::Issued,
-    note: &str,
-    conditional: bool,
-) -> Result<(), RequestError> {
-    let mut update = Update::issued(
-        issued.certificate_pem,
-        issued.ca_pem,
-        "Certificate fetched from issuer successfully",
-    );
-    if conditional {
-        update.resource_version = cr.metadata.resource_version.clone();
+impl Outcome {
+    /// Nothing to write; look again on a change.
+    #[must_use]
+    pub fn await_change() -> Self {
+        Self {
+            update: None,
+            events: Vec::new(),
+            requeue: Requeue::OnChange,
+        }
     }
-    apply(cr, ctx, update).await?;
-    event(cr, ctx, false, super::reason::ISSUED, note).await;
-    ctx.metrics
-        .certificate_issued(cr.spec.issuer_ref.kind.as_deref().unwrap_or_default());
-    Ok(())
+
+    /// Nothing to write; look again after `after`.
+    #[must_use]
+    pub fn requeue(after: Duration) -> Self {
+        Self {
+            requeue: Requeue::After(after),
+            ..Self::await_change()
+        }
+    }
+
+    /// First touch: `Ready=Unknown/Initializing`. The write is itself a change: the next reconcile
+    /// moves on.
+    #[must_use]
+    pub fn initializing() -> Self {
+        Self::await_change().with_update(Update::condition(
+            ConditionStatus::Unknown,
+            Reason::Initializing,
+            "request received",
+        ))
+    }
+
+    /// `Ready=False/Pending` with `message`, looked at again after `after`.
+    #[must_use]
+    pub fn pending(message: &str, after: Duration) -> Self {
+        Self::requeue(after).with_update(Update::condition(
+            ConditionStatus::False,
+            Reason::Pending,
+            message,
+        ))
+    }
+
+    /// [`Outcome::pending`], with a Warning event of `reason` when the message is new (a retry with
+    /// the same message writes nothing and says nothing).
+    #[must_use]
+    pub fn pending_with_warning(message: &str, reason: Reason, after: Duration) -> Self {
+        Self::pending(message, after).with_event(Note::warning(reason, message, EventAction::Sign))
+    }
+
+    /// Final failure: `Ready=False/Failed`, `failureTime`, a Warning event, counted under `cause`.
+    #[must_use]
+    pub fn failed(cause: Reason, message: &str) -> Self {
+        Self::await_change()
+            .with_update(Update::failed(Reason::Failed, cause, message))
+            .with_event(Note::warning(Reason::Failed, message, EventAction::Sign))
+    }
+
+    /// Denied by an approver: `Ready=False/Denied`, `failureTime`, a Warning event.
+    #[must_use]
+    pub fn denied() -> Self {
+        Self::await_change()
+            .with_update(Update::failed(
+                Reason::Denied,
+                Reason::Denied,
+                "the request was denied by an approver",
+            ))
+            .with_event(Note::warning(
+                Reason::Denied,
+                "the request was denied; nothing was signed",
+                EventAction::Sign,
+            ))
+    }
+
+    /// Issued: `Ready=True/Issued` with the chain, a Normal event with `note`. With
+    /// `resource_version`, the write applies only if the request is unchanged since it was read.
+    #[must_use]
+    pub fn issued(issued: Issued, note: &str, resource_version: Option<String>) -> Self {
+        Self::await_change()
+            .with_update(
+                Update::issued(
+                    issued.certificate_pem,
+                    issued.ca_pem,
+                    "Certificate fetched from issuer successfully",
+                )
+                .if_unchanged_since(resource_version),
+            )
+            .with_event(Note::normal(Reason::Issued, note, EventAction::Sign))
+    }
+
+    /// The same outcome with `update` as its status update.
+    #[must_use]
+    pub fn with_update(mut self, update: Update) -> Self {
+        self.update = Some(update);
+        self
+    }
+
+    /// The same outcome with one more event.
+    #[must_use]
+    pub fn with_event(mut self, note: Note) -> Self {
+        self.events.push(note);
+        self
+    }
+
+    /// The status update, if any.
+    #[must_use]
+    pub fn update(&self) -> Option<&Update> {
+        self.update.as_ref()
+    }
+
+    /// When to look again.
+    #[must_use]
+    pub fn requeue_after(&self) -> Requeue {
+        self.requeue
+    }
+}
+
+/// Applies `outcome` to the request: the one place that writes a CertificateRequest's status. The
+/// status is written when it says something new; then the events are published and the issuance
+/// counted. A conditional update that lost to a concurrent change writes nothing and looks again soon.
+///
+/// # Errors
+/// When the API server refuses the write (the error policy retries).
+pub async fn write(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    outcome: Outcome,
+) -> Result<Action, RequestError> {
+    let kind = cr.spec.issuer_ref.kind.as_deref().unwrap_or_default();
+    let written = match &outcome.update {
+        None => None,
+        Some(update) => match patch_body(cr, update, Timestamp::now()) {
+            // Nothing new to say: no write, and no event either.
+            None => return Ok(action(outcome.requeue)),
+            Some(body) => {
+                let namespace = cr.namespace().unwrap_or_default();
+                let api: Api<CertificateRequest> = Api::namespaced(ctx.client.clone(), &namespace);
+                let result = api
+                    .patch_status(
+                        &cr.name_any(),
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&body),
+                    )
+                    .await;
+                match result {
+                    Ok(_) => Some(update),
+                    Err(source) => {
+                        let error = RequestError::WriteStatus {
+                            request: super::request_name(cr),
+                            source,
+                        };
+                        if update.resource_version.is_some() && error.is_conflict() {
+                            // Next: the watch brings the newer request (already written by us, or
+                            // changed by someone else); the requeue is a safety net.
+                            return Ok(Action::requeue(STALE_RETRY));
+                        }
+                        return Err(error);
+                    }
+                }
+            }
+        },
+    };
+    for note in outcome.events {
+        ctx.publish(&cr.object_ref(&()), note).await;
+    }
+    match written {
+        Some(u) if u.chain.is_some() => ctx.metrics.certificate_issued(kind),
+        Some(Update {
+            reason: Reason::Failed,
+            failure: Some(cause),
+            ..
+        }) => ctx.metrics.certificate_failed(kind, cause.as_str()),
+        _ => {}
+    }
+    Ok(action(outcome.requeue))
+}
+
+fn action(requeue: Requeue) -> Action {
+    match requeue {
+        Requeue::OnChange => Action::await_change(),
+        Requeue::After(d) => Action::requeue(d),
+    }
 }
 
 #[cfg(test)]
@@ -209,7 +379,7 @@ mod tests {
         assert!(
             patch_body(
                 &cr,
-                &Update::condition("False", "Pending", "waiting"),
+                &Update::condition(ConditionStatus::False, Reason::Pending, "waiting"),
                 Timestamp::now()
             )
             .is_none()
@@ -217,7 +387,7 @@ mod tests {
         assert!(
             patch_body(
                 &cr,
-                &Update::condition("False", "Pending", "other"),
+                &Update::condition(ConditionStatus::False, Reason::Pending, "other"),
                 Timestamp::now()
             )
             .is_some()
@@ -229,7 +399,7 @@ mod tests {
         let cr = cr_with_ready("False", "Pending", "waiting");
         let body = patch_body(
             &cr,
-            &Update::failed("Failed", "bad"),
+            &Update::failed(Reason::Failed, Reason::InvalidRequest, "bad"),
             Timestamp::from_second(99).unwrap(),
         )
         .unwrap();
@@ -261,12 +431,12 @@ mod tests {
     #[test]
     fn a_conditional_update_carries_the_resource_version() {
         let cr = cr_with_ready("False", "Pending", "waiting");
-        let mut update = Update::issued("CERT".into(), "CA".into(), "ok");
+        let update = Update::issued("CERT".into(), "CA".into(), "ok");
         assert!(
             patch_body(&cr, &update, Timestamp::from_second(99).unwrap()).unwrap()["metadata"]
                 .is_null()
         );
-        update.resource_version = Some("42".into());
+        let update = update.if_unchanged_since(Some("42".into()));
         let body = patch_body(&cr, &update, Timestamp::from_second(99).unwrap()).unwrap();
         assert_eq!(body["metadata"]["resourceVersion"], "42");
     }

@@ -1,8 +1,12 @@
 //! Pure decisions of subordinate mode: reading and checking the intermediate's Secret, when to renew
 //! it, and what the Ready condition says.
 
+pub use crate::api::annotations::{
+    ANNOTATION_CA_TAG, ANNOTATION_OWNER, ANNOTATION_PENDING_SINCE, ANNOTATION_RENEW,
+    ANNOTATION_RENEW_HANDLED, ANNOTATION_RETRY_AFTER, ANNOTATION_SPEC_HASH,
+};
 use crate::api::{SubordinateSpec, SubordinateStatus};
-use crate::controller::certificate_request::decide::parse_go_duration;
+use crate::controller::period::parse_go_duration;
 use crate::ncp::types::KeyType;
 use crate::pki::{
     CertInfo, Name, NameAttr, PrivateKey, Signer, parse_certificates_pem, verify_chain,
@@ -20,23 +24,6 @@ pub const KEY_CA_CRT: &str = "ca.crt";
 /// Secret key of the next intermediate's key while NCP signs it (kept so that a lost answer is
 /// recovered rather than signed twice).
 pub const KEY_PENDING_KEY: &str = "pending.key";
-/// Annotation on the Secret naming the issuer that owns it (`Kind/namespace/name`).
-pub const ANNOTATION_OWNER: &str = "pca.ncp-issuer.dev/owner";
-/// Annotation on the Secret: digest of the settings the intermediate was made with (key type,
-/// subject); a change rotates it.
-pub const ANNOTATION_SPEC_HASH: &str = "pca.ncp-issuer.dev/intermediate-spec";
-/// Annotation on the Secret: when the pending key was sent to NCP (RFC 3339).
-pub const ANNOTATION_PENDING_SINCE: &str = "pca.ncp-issuer.dev/pending-since";
-/// Annotation on the issuer: set it to a new value (a timestamp, say) to have the intermediate renewed
-/// now, with a fresh key.
-pub const ANNOTATION_RENEW: &str = "pca.ncp-issuer.dev/renew-intermediate";
-/// Annotation on the Secret: the value of [`ANNOTATION_RENEW`] the intermediate in it satisfies
-/// (written with the intermediate, so that a request is acted on exactly once).
-pub const ANNOTATION_RENEW_HANDLED: &str = "pca.ncp-issuer.dev/renew-handled";
-/// Annotation on the Secret: the NCP CA (`caTag`) that signed the intermediate in it.
-pub const ANNOTATION_CA_TAG: &str = "pca.ncp-issuer.dev/ca-tag";
-/// Annotation on the Secret: no Sign Sub Csr before this time (RFC 3339), after a failed one.
-pub const ANNOTATION_RETRY_AFTER: &str = "pca.ncp-issuer.dev/retry-after";
 /// Default life of the intermediate.
 pub const DEFAULT_INTERMEDIATE_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 

@@ -10,11 +10,13 @@ pub mod decide;
 mod provision;
 
 use super::conditions::Desired;
-use super::issuer::TRANSIENT_RETRY;
+use super::delays::{RENEWAL_FLOOR, TRANSIENT_RETRY};
+use super::events::{EventAction, Note};
 use super::{Context, IssuerError};
 use crate::api::{IssuerResource, SubordinateSpec, SubordinateStatus};
 use crate::ncp::{self, types::CaDetail};
 use crate::pki::CertInfo;
+use crate::reason::Reason;
 use decide::{
     ANNOTATION_CA_TAG, ANNOTATION_OWNER, ANNOTATION_RENEW, ANNOTATION_RENEW_HANDLED,
     ANNOTATION_SPEC_HASH, Intermediate, KEY_CA_CRT, KEY_TLS_CRT, KEY_TLS_KEY, Observed,
@@ -30,11 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// Reason of a Ready issuer in subordinate mode.
-pub const REASON_INTERMEDIATE_READY: &str = "IntermediateReady";
-/// The condition that carries NCP's view of the CA in subordinate mode (`Ready` is about the
-/// intermediate there).
-pub const UPSTREAM_READY: &str = "UpstreamReady";
+pub use super::conditions::UPSTREAM_READY;
 
 /// An intermediate ready to sign, with the Secret it came from.
 #[derive(Debug)]
@@ -64,7 +62,7 @@ impl SignerCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The signer of issuer `owner` (see [`owner_id`]), if loaded.
+    /// The signer of issuer `owner` (see `IssuerResource::owner_id`), if loaded.
     #[must_use]
     pub fn get(&self, owner: &str) -> Option<Arc<LocalSigner>> {
         self.lock().get(owner).cloned()
@@ -77,23 +75,6 @@ impl SignerCache {
     fn remove(&self, owner: &str) {
         self.lock().remove(owner);
     }
-}
-
-/// How an issuer names itself on the Secrets it owns: `Kind/namespace/name` or `Kind/name`.
-#[must_use]
-pub fn owner_id(kind: &str, namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(ns) if !ns.is_empty() => format!("{kind}/{ns}/{name}"),
-        _ => format!("{kind}/{name}"),
-    }
-}
-
-fn issuer_owner_id<K: IssuerResource>(issuer: &K) -> String {
-    owner_id(
-        K::KIND,
-        issuer.meta().namespace.as_deref(),
-        &issuer.name_any(),
-    )
 }
 
 /// Why the intermediate could not be provisioned or read. Messages never include key material.
@@ -146,18 +127,18 @@ fn describe(e: &kube::Error) -> String {
 impl SubordinateError {
     /// The condition / event reason.
     #[must_use]
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Spec(_) => "InvalidSpec",
-            Self::Conflict { .. } => "SecretConflict",
+            Self::Spec(_) => Reason::InvalidSpec,
+            Self::Conflict { .. } => Reason::SecretConflict,
             Self::Secret {
                 source: kube::Error::Api(s),
                 ..
-            } if s.code == 403 => "SecretForbidden",
-            Self::Secret { .. } => "SecretUnavailable",
-            Self::Generate(_) => "KeyGenerationFailed",
+            } if s.code == 403 => Reason::SecretForbidden,
+            Self::Secret { .. } => Reason::SecretUnavailable,
+            Self::Generate(_) => Reason::KeyGenerationFailed,
             Self::Issuer(e) => e.reason(),
-            Self::Answer(_) => "IntermediateInvalid",
+            Self::Answer(_) => Reason::IntermediateInvalid,
         }
     }
 }
@@ -285,14 +266,14 @@ pub async fn reconcile<K: IssuerResource>(
     upstream: Option<Upstream<'_>>,
     recheck: Duration,
 ) -> Outcome {
-    let owner = issuer_owner_id(issuer);
+    let owner = issuer.owner_id();
     let namespace = issuer.secret_namespace(&ctx.settings.cluster_resource_namespace);
     let name = spec.secret_name.clone();
     let previous = issuer.issuer_status().and_then(|s| s.subordinate.clone());
     // Errors keep the last known intermediate in status.
     let fail = |e: &SubordinateError, requeue| {
         let mut message = e.to_string();
-        if e.reason() == "SecretForbidden" {
+        if e.reason() == Reason::SecretForbidden {
             message.push_str(&format!(
                 "; the Helm chart grants Secret writes per namespace: add {namespace:?} to the value subordinate.namespaces"
             ));
@@ -353,12 +334,12 @@ pub async fn reconcile<K: IssuerResource>(
     match &current {
         Err(SecretProblem::Empty) if previous.is_some() && !renamed && secret.is_none() => {
             ctx.subordinates.remove(&owner);
-            publish(issuer, ctx, true, "IntermediateMissing", &format!("secret {namespace}/{name} with the intermediate was deleted; provisioning a new intermediate")).await;
+            publish(issuer, ctx, true, Reason::IntermediateMissing, &format!("secret {namespace}/{name} with the intermediate was deleted; provisioning a new intermediate")).await;
         }
         Err(SecretProblem::Empty) => ctx.subordinates.remove(&owner),
         Err(p) => {
             ctx.subordinates.remove(&owner);
-            publish(issuer, ctx, true, "IntermediateInvalid", &format!("secret {namespace}/{name}: {p}; nothing signs with it, provisioning a new intermediate")).await;
+            publish(issuer, ctx, true, Reason::IntermediateInvalid, &format!("secret {namespace}/{name}: {p}; nothing signs with it, provisioning a new intermediate")).await;
         }
         Ok(_) => {}
     }
@@ -367,7 +348,7 @@ pub async fn reconcile<K: IssuerResource>(
     if let Some(u) = upstream.as_ref().filter(|u| u.out_of_service) {
         ctx.subordinates.remove(&owner);
         return Outcome {
-            ready: Desired::not_ready(u.verdict.reason.clone(), u.verdict.message.clone()),
+            ready: Desired::not_ready(u.verdict.reason, u.verdict.message.clone()),
             status: previous,
             requeue: recheck,
         };
@@ -431,7 +412,7 @@ pub async fn reconcile<K: IssuerResource>(
             ctx.subordinates.remove(&owner);
             return Outcome {
                 ready: Desired::not_ready(
-                    "IntermediateUnverified",
+                    Reason::IntermediateUnverified,
                     format!(
                         "secret {namespace}/{name} holds intermediate {}, which does not chain to the root this issuer last checked; it is used once NCP can confirm it (see the {UPSTREAM_READY} condition)",
                         i.certificate().serial.to_colon_hex()
@@ -475,7 +456,7 @@ pub async fn reconcile<K: IssuerResource>(
             ),
             Err(_) => Outcome {
                 ready: Desired::not_ready(
-                    "UpstreamUnavailable",
+                    Reason::UpstreamUnavailable,
                     format!(
                         "{why}, and NCP cannot be asked now (see the {UPSTREAM_READY} condition)"
                     ),
@@ -501,9 +482,9 @@ pub async fn reconcile<K: IssuerResource>(
         Ok(Provisioned::Done(intermediate)) => {
             let serial = intermediate.certificate().serial.to_colon_hex();
             let (reason, verb) = if current.is_ok() {
-                ("IntermediateRotated", "rotated to")
+                (Reason::IntermediateRotated, "rotated to")
             } else {
-                ("IntermediateIssued", "provisioned")
+                (Reason::IntermediateIssued, "provisioned")
             };
             let old = current
                 .as_ref()
@@ -521,7 +502,7 @@ pub async fn reconcile<K: IssuerResource>(
             )
             .await;
             if let Some(p) = previous.as_ref().filter(|_| renamed) {
-                publish(issuer, ctx, true, "IntermediateSecretChanged", &format!(
+                publish(issuer, ctx, true, Reason::IntermediateSecretChanged, &format!(
                     "spec.subordinate.secretName changed from {old} to {name}: the intermediate is now in {namespace}/{name}; secret {namespace}/{old} is no longer used but still holds a CA key, delete it",
                     old = p.secret_name
                 )).await;
@@ -541,7 +522,7 @@ pub async fn reconcile<K: IssuerResource>(
             match current {
                 Ok(i) => keep(i, renew_handled, Some(note), Some(after)),
                 Err(_) => Outcome {
-                    ready: Desired::not_ready("Provisioning", note),
+                    ready: Desired::not_ready(Reason::Provisioning, note),
                     status: previous,
                     requeue: after,
                 },
@@ -552,7 +533,7 @@ pub async fn reconcile<K: IssuerResource>(
                 issuer,
                 ctx,
                 true,
-                "IntermediateProvisioningFailed",
+                Reason::IntermediateProvisioningFailed,
                 &format!("{why}: {e}"),
             )
             .await;
@@ -610,10 +591,10 @@ fn ready_outcome(
             .ok()
             .and_then(|t| Duration::try_from(Timestamp::now().duration_until(t)).ok())
             .unwrap_or_default();
-        recheck.min(until_renewal.max(Duration::from_secs(1)))
+        recheck.min(until_renewal.max(RENEWAL_FLOOR))
     });
     Outcome {
-        ready: Desired::ready(REASON_INTERMEDIATE_READY, message),
+        ready: Desired::ready(Reason::IntermediateReady, message),
         status: Some(status),
         requeue,
     }
@@ -623,20 +604,18 @@ async fn publish<K: IssuerResource>(
     issuer: &K,
     ctx: &Context,
     warning: bool,
-    reason: &str,
+    reason: Reason,
     note: &str,
 ) {
-    ctx.publish(
-        &issuer.object_ref(&()),
-        warning,
-        reason,
-        note,
-        "ProvisionIntermediate",
-    )
-    .await;
-    if warning {
-        tracing::warn!(kind = K::KIND, name = %issuer.name_any(), reason, "{note}");
+    let event = if warning {
+        Note::warning(reason, note, EventAction::ProvisionIntermediate)
     } else {
-        tracing::info!(kind = K::KIND, name = %issuer.name_any(), reason, "{note}");
+        Note::normal(reason, note, EventAction::ProvisionIntermediate)
+    };
+    ctx.publish(&issuer.object_ref(&()), event).await;
+    if warning {
+        tracing::warn!(kind = K::KIND, name = %issuer.name_any(), %reason, "{note}");
+    } else {
+        tracing::info!(kind = K::KIND, name = %issuer.name_any(), %reason, "{note}");
     }
 }

@@ -9,11 +9,11 @@ use super::decide::{
     KEY_TLS_CRT, KEY_TLS_KEY, Wanted,
 };
 use super::{SubordinateError, data, secret_err};
-use crate::controller::certificate_request::decide::period_days;
-use crate::controller::issuer::TRANSIENT_RETRY;
+use crate::controller::delays::{TRANSIENT_RETRY, UNUSABLE_ANSWER_RETRY};
+use crate::controller::period::period_days;
 use crate::controller::recovery::{find_issued, settle_window};
 use crate::controller::{Context, FIELD_MANAGER, IssuerError};
-use crate::ncp::{self, NcpError};
+use crate::ncp;
 use crate::pki::{CertInfo, PrivateKey, create_csr, parse_certificates_pem};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -24,10 +24,6 @@ use kube::api::{Api, PostParams};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use time::OffsetDateTime;
-
-/// How long to wait before signing again after NCP signed something that cannot be used (a retry is
-/// unlikely to get a better answer, and each one counts against NCP's limit).
-pub const UNUSABLE_ANSWER_RETRY: Duration = Duration::from_secs(3600);
 
 /// Writes the issuer's Secret.
 pub(super) struct SecretWriter<'a> {
@@ -280,7 +276,7 @@ impl Provision<'_> {
                 // backoff (every write of ours is a watch event, and would otherwise sign again at
                 // once). Otherwise the marker stays: the next attempt looks for the certificate first,
                 // after the settle window.
-                if definitely_not_signed(&e) {
+                if !e.may_have_applied() {
                     let backoff = if e.is_retryable() {
                         TRANSIENT_RETRY
                     } else {
@@ -397,13 +393,6 @@ impl Provision<'_> {
     }
 }
 
-/// Whether a failed call certainly signed nothing (so no recovery is needed before the next one).
-fn definitely_not_signed(e: &NcpError) -> bool {
-    let unreadable_success =
-        matches!(e, NcpError::Decode { http_status, .. } if (200..300).contains(http_status));
-    e.certainly_not_applied() || (!e.is_retryable() && !unreadable_success)
-}
-
 /// `tls.crt` (the intermediate, then the CAs above it without the root) and `ca.crt` (the root) from
 /// NCP's answer, after checking that the certificate is a CA for `key` and chains up; the chain is
 /// completed from Get CA Chain (`ca_chain`).
@@ -423,12 +412,7 @@ fn assemble(
     }
     let mut pems = chain.to_vec();
     pems.push(ca_chain.to_string());
-    let issued = crate::controller::certificate_request::decide::assemble(
-        &key.spki_der(),
-        cert_pem,
-        &pems,
-        now,
-    )
-    .map_err(|e| e.to_string())?;
+    let issued =
+        crate::pki::assemble(&key.spki_der(), cert_pem, &pems, now).map_err(|e| e.to_string())?;
     Ok((issued.certificate_pem, issued.ca_pem))
 }
