@@ -177,4 +177,55 @@ mod tests {
             assert!(seen.insert(s), "{s} twice");
         }
     }
+
+    /// The rows of the README's "Reasons" table: the reason of each.
+    fn readme_reasons() -> Vec<String> {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n### Reasons\n")
+            .nth(1)
+            .expect("README has a Reasons section");
+        let table = section.split("\n#").next().unwrap_or_default();
+        table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_reason() {
+        let listed = readme_reasons();
+        let all: Vec<String> = Reason::ALL.iter().map(|r| r.as_str().to_string()).collect();
+        assert_eq!(
+            listed, all,
+            "README's Reasons table differs from Reason::ALL (same order)"
+        );
+    }
+
+    #[test]
+    fn every_reason_the_readme_names_elsewhere_exists() {
+        // The reasons the README lists for an issuer's Ready condition.
+        let readme = include_str!("../README.md");
+        let known: std::collections::HashSet<&str> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
+        let status = readme
+            .split("**What `status` shows.**")
+            .nth(1)
+            .and_then(|s| s.split("\n\n").next())
+            .expect("README says what status shows");
+        let bullets: String = status
+            .lines()
+            .filter(|l| l.starts_with("- "))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!bullets.is_empty(), "README lists the Ready reasons");
+        for word in bullets.split('`').skip(1).step_by(2) {
+            assert!(
+                known.contains(word),
+                "README names reason {word:?}, which the code never writes"
+            );
+        }
+    }
 }

@@ -171,13 +171,15 @@ pub fn plan(observed: Observed<'_>) -> Plan {
         Next::Ignore | Next::AwaitApproval => Plan::Write(Outcome::await_change()),
         Next::MarkDenied => Plan::Write(Outcome::denied()),
         Next::Initialize => first_touch(cr, observed.issuer, observed.now),
-        Next::Sign => issuer_gate(observed.issuer, NcpStep::Sign),
+        Next::Sign => issuer_gate(cr, observed.issuer, NcpStep::Sign),
         Next::RecoverByKey { ca_tag } => {
-            issuer_gate(observed.issuer, NcpStep::RecoverByKey { ca_tag })
+            issuer_gate(cr, observed.issuer, NcpStep::RecoverByKey { ca_tag })
         }
-        Next::RecoverBySerial { ca_tag, serial } => {
-            issuer_gate(observed.issuer, NcpStep::RecoverBySerial { ca_tag, serial })
-        }
+        Next::RecoverBySerial { ca_tag, serial } => issuer_gate(
+            cr,
+            observed.issuer,
+            NcpStep::RecoverBySerial { ca_tag, serial },
+        ),
     }
 }
 
@@ -208,15 +210,18 @@ fn first_touch(cr: &CertificateRequest, issuer: IssuerLookup, now: Timestamp) ->
 }
 
 /// Signing waits for a Ready issuer; recovering a certificate that may already exist does not.
-fn issuer_gate(issuer: IssuerLookup, step: NcpStep) -> Plan {
+fn issuer_gate(cr: &CertificateRequest, issuer: IssuerLookup, step: NcpStep) -> Plan {
     let view = match issuer {
         IssuerLookup::Found(view) => view,
         IssuerLookup::Missing => {
+            let r = &cr.spec.issuer_ref;
+            let msg = format!(
+                "waiting for {} {:?}: it does not exist",
+                r.kind.as_deref().unwrap_or_default(),
+                r.name
+            );
             // Next: the issuer watch wakes us when it appears; the requeue is a safety net.
-            return Plan::Write(Outcome::pending(
-                "waiting for the issuer: it does not exist",
-                ISSUER_WAIT,
-            ));
+            return Plan::Write(Outcome::pending(&msg, ISSUER_WAIT));
         }
         // Next: a read error is retried soon.
         IssuerLookup::Unreadable | IssuerLookup::NotCached | IssuerLookup::NotNeeded => {
@@ -411,6 +416,7 @@ mod tests {
             ca_not_after_unix: None,
             owner: "ClusterPrivateCA/ca".into(),
             subordinate_root: None,
+            reference: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 use crate::api::certmanager::CertificateRequest;
 use crate::api::{ClusterPrivateCA, IssuerResource, IssuerSpec, PrivateCA};
 use crate::controller::conditions::{self, ConditionStatus};
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -42,6 +43,8 @@ pub struct IssuerView {
     pub owner: String,
     /// The root the issuer checked its intermediate against (subordinate mode).
     pub subordinate_root: Option<String>,
+    /// The issuer, as the related object of the request's events.
+    pub reference: ObjectReference,
 }
 
 impl IssuerView {
@@ -79,6 +82,7 @@ impl IssuerView {
             subordinate_root: status
                 .and_then(|s| s.subordinate.as_ref())
                 .map(|s| s.root_sha256.clone()),
+            reference: issuer.object_ref(&()),
         }
     }
 

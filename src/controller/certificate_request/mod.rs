@@ -11,8 +11,10 @@
 //! 4. **write**: [`status::write`], the one place that writes a request's status and its events.
 
 pub mod decide;
+mod error;
 mod issuers;
 mod local_steps;
+mod metadata;
 mod ncp_steps;
 pub mod revoke;
 pub mod status;
@@ -22,6 +24,7 @@ use crate::api::certmanager::CertificateRequest;
 use crate::api::issuer::GROUP;
 use crate::api::{ClusterPrivateCA, IssuerResource, PrivateCA};
 use decide::{IssuerNeed, Next, Observed, Plan};
+pub use error::RequestError;
 use futures::StreamExt as _;
 pub use issuers::{IssuerCache, IssuerLookup, IssuerView, Readiness};
 use kube::ResourceExt as _;
@@ -29,105 +32,10 @@ use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt as _, watcher};
+use metadata::request_name;
 use std::sync::Arc;
 
 use crate::controller::delays::MIN_BACKOFF;
-
-/// Why a reconcile could not finish, named after the Kubernetes call that failed; retried by the error
-/// policy.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    /// Reading the request fresh failed.
-    #[error("read CertificateRequest {request}: {source}")]
-    ReadRequest {
-        /// `namespace/name`.
-        request: String,
-        /// The cause.
-        source: kube::Error,
-    },
-    /// Writing the status failed.
-    #[error("write status of CertificateRequest {request}: {source}")]
-    WriteStatus {
-        /// `namespace/name`.
-        request: String,
-        /// The cause.
-        source: kube::Error,
-    },
-    /// Writing the start marker (and finalizer) before signing failed.
-    #[error("write signing marker on CertificateRequest {request}: {source}")]
-    WriteMarker {
-        /// `namespace/name`.
-        request: String,
-        /// The cause.
-        source: kube::Error,
-    },
-    /// Recording the serial after signing failed.
-    #[error("record serial on CertificateRequest {request}: {source}")]
-    RecordSerial {
-        /// `namespace/name`.
-        request: String,
-        /// The cause.
-        source: kube::Error,
-    },
-    /// Clearing the start marker failed.
-    #[error("clear signing marker on CertificateRequest {request}: {source}")]
-    ClearMarker {
-        /// `namespace/name`.
-        request: String,
-        /// The cause.
-        source: kube::Error,
-    },
-    /// Releasing the revocation finalizer failed.
-    #[error("release finalizer of CertificateRequest {request}: {source}")]
-    ReleaseFinalizer {
-        /// `namespace/name`.
-        request: String,
-        /// The cause.
-        source: kube::Error,
-    },
-}
-
-impl RequestError {
-    fn source_error(&self) -> &kube::Error {
-        match self {
-            Self::ReadRequest { source, .. }
-            | Self::WriteStatus { source, .. }
-            | Self::WriteMarker { source, .. }
-            | Self::RecordSerial { source, .. }
-            | Self::ClearMarker { source, .. }
-            | Self::ReleaseFinalizer { source, .. } => source,
-        }
-    }
-
-    /// Whether the write lost to a concurrent change (HTTP 409: a resourceVersion precondition).
-    #[must_use]
-    pub fn is_conflict(&self) -> bool {
-        matches!(self.source_error(), kube::Error::Api(s) if s.code == 409)
-    }
-}
-
-/// `namespace/name` of a request, for errors and logs.
-fn request_name(cr: &CertificateRequest) -> String {
-    format!("{}/{}", cr.namespace().unwrap_or_default(), cr.name_any())
-}
-
-/// Merge-patches a request's metadata (annotations, finalizers; a `resourceVersion` in the patch makes
-/// it conditional).
-async fn merge_metadata(
-    client: &kube::Client,
-    cr: &CertificateRequest,
-    patch: &serde_json::Value,
-) -> Result<(), kube::Error> {
-    let api: Api<CertificateRequest> =
-        Api::namespaced(client.clone(), &cr.namespace().unwrap_or_default());
-    api.patch(
-        &cr.name_any(),
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(patch),
-    )
-    .await
-    .map(|_| ())
-}
 
 /// Whether the request names one of our issuer kinds.
 #[must_use]
@@ -189,8 +97,12 @@ pub async fn reconcile_with(
     // Act.
     let outcome = match plan {
         Plan::Write(outcome) => outcome,
-        Plan::SignLocally(issuer) => local_steps::sign(&current, &ctx, &issuer).await,
-        Plan::Ncp(issuer, step) => ncp_steps::run(&current, &ctx, &issuer, step).await?,
+        Plan::SignLocally(issuer) => local_steps::sign(&current, &ctx, &issuer)
+            .await
+            .about(&issuer.reference),
+        Plan::Ncp(issuer, step) => ncp_steps::run(&current, &ctx, &issuer, step)
+            .await?
+            .about(&issuer.reference),
     };
     // Write.
     status::write(&current, &ctx, outcome).await

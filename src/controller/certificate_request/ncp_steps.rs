@@ -4,9 +4,10 @@
 //! metadata only (start marker with finalizer, serial, cleared marker).
 
 use super::decide::{NcpStep, request_age};
+use super::error::RequestError;
 use super::issuers::IssuerView;
+use super::metadata::{merge_metadata, request_name};
 use super::status::Outcome;
-use super::{RequestError, merge_metadata, request_name};
 use crate::api::RevocationPolicy;
 use crate::api::annotations::{
     ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED, FINALIZER_REVOKE,

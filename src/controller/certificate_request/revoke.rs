@@ -2,8 +2,9 @@
 //! and the safety rules — never revoke what a live Certificate still serves, never hold a deletion
 //! forever.
 
+use super::error::RequestError;
 use super::issuers::{IssuerCache, IssuerLookup};
-use super::{RequestError, request_name};
+use super::metadata::request_name;
 use crate::api::RevocationPolicy;
 use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SERIAL, FINALIZER_REVOKE};
 use crate::api::certmanager::{Certificate, CertificateRequest};
@@ -286,7 +287,7 @@ fn release_patch(cr: &CertificateRequest) -> serde_json::Value {
 }
 
 async fn release(cr: &CertificateRequest, ctx: &Context) -> Result<(), RequestError> {
-    match super::merge_metadata(&ctx.client, cr, &release_patch(cr)).await {
+    match super::metadata::merge_metadata(&ctx.client, cr, &release_patch(cr)).await {
         // Released, or already gone.
         Ok(()) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
@@ -313,7 +314,8 @@ pub async fn remove_all_finalizers(client: &kube::Client) -> Result<Vec<String>,
         let api: Api<CertificateRequest> = Api::namespaced(client.clone(), &ns);
         let mut current = cr;
         for _ in 0..5 {
-            match super::merge_metadata(client, &current, &release_patch(&current)).await {
+            match super::metadata::merge_metadata(client, &current, &release_patch(&current)).await
+            {
                 Ok(()) => {
                     released.push(format!("{ns}/{}", current.name_any()));
                     break;

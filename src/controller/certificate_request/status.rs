@@ -2,7 +2,7 @@
 //! ends with ([`Outcome`]: a status update, events, a requeue), and [`write`], the one function that
 //! writes a CertificateRequest's status (server-side apply of our `Ready` condition and fields only).
 
-use super::RequestError;
+use super::error::RequestError;
 use crate::api::certmanager::{CertificateRequest, RequestCondition};
 use crate::controller::conditions::{ConditionStatus, READY};
 use crate::controller::delays::STALE_RETRY;
@@ -11,6 +11,7 @@ use crate::controller::{Context, FIELD_MANAGER};
 use crate::pki::Issued;
 use crate::reason::Reason;
 use base64::Engine as _;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -272,6 +273,17 @@ impl Outcome {
         self
     }
 
+    /// The same outcome, naming `related` (the issuer) on every event that names nothing else.
+    #[must_use]
+    pub fn about(mut self, related: &ObjectReference) -> Self {
+        for note in &mut self.events {
+            if note.related.is_none() {
+                note.related = Some(related.clone());
+            }
+        }
+        self
+    }
+
     /// The status update, if any.
     #[must_use]
     pub fn update(&self) -> Option<&Update> {
@@ -316,7 +328,7 @@ pub async fn write(
                     Ok(_) => Some(update),
                     Err(source) => {
                         let error = RequestError::WriteStatus {
-                            request: super::request_name(cr),
+                            request: super::metadata::request_name(cr),
                             source,
                         };
                         if update.resource_version.is_some() && error.is_conflict() {
