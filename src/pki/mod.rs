@@ -9,7 +9,7 @@ mod chain;
 mod crl;
 mod csr;
 pub(crate) mod der;
-mod error;
+pub(crate) mod error;
 mod key;
 mod name;
 pub mod pem;
