@@ -101,7 +101,7 @@ pub fn assess(
             Reason::SigningLimitReached,
             format!("NCP CA {ca_tag} has signed {signing_count} certificates, NCP's limit per CA"),
         )
-    } else if split_pem_blocks(chain_pem).is_empty() {
+    } else if split_pem_blocks(chain_pem).map_or(true, |b| b.is_empty()) {
         Desired::not_ready(
             Reason::CAChainInvalid,
             format!("Get CA Chain for {ca_tag} returned no certificate"),

@@ -732,31 +732,21 @@ fn de_string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Err
 /// A chain given as one string of concatenated PEM blocks, or as an array of PEM strings, each of which
 /// may itself hold several blocks: always returned as one PEM block per element.
 fn de_pem_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(de_string_list(d)?
-        .iter()
-        .flat_map(|s| split_pem_blocks(s))
-        .collect())
+    let mut blocks = Vec::new();
+    for text in de_string_list(d)? {
+        blocks.extend(split_pem_blocks(&text).map_err(de::Error::custom)?);
+    }
+    Ok(blocks)
 }
 
-/// Splits concatenated PEM text into its blocks (each `-----BEGIN …-----` … `-----END …-----`).
-#[must_use]
-pub fn split_pem_blocks(text: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let after = &rest[start..];
-        let Some(end_marker) = after.find("-----END ") else {
-            break;
-        };
-        let tail = &after[end_marker + 9..];
-        let Some(close) = tail.find("-----") else {
-            break;
-        };
-        let end = end_marker + 9 + close + 5;
-        blocks.push(format!("{}\n", after[..end].trim()));
-        rest = &after[end..];
-    }
-    blocks
+/// Splits concatenated PEM text into its blocks, each re-encoded on its own (LF line endings, trailing
+/// newline). Text that is not PEM ([`crate::pki::pem::blocks`] says why) is an error.
+pub fn split_pem_blocks(text: &str) -> Result<Vec<String>, crate::pki::error::PkiError> {
+    use crate::pki::pem;
+    Ok(pem::blocks(text)?
+        .iter()
+        .map(pem::PemBlock::to_pem)
+        .collect())
 }
 
 #[cfg(test)]
@@ -765,7 +755,7 @@ mod tests {
 
     #[test]
     fn ca_chain_is_accepted_as_a_string_or_as_an_array() {
-        let pem = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n";
+        let pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let two = format!("{pem}{pem}");
         let as_string: IssuedCert =
             serde_json::from_value(serde_json::json!({"caChain": two})).unwrap();
@@ -846,10 +836,21 @@ mod tests {
 
     #[test]
     fn pem_blocks_are_split_and_normalised() {
-        let text = "junk\n-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n\n-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----";
-        let blocks = split_pem_blocks(text);
+        let text = "junk\r\n-----BEGIN CERTIFICATE-----\r\n  AAAA\r\n-----END CERTIFICATE-----\n\n-----BEGIN CERTIFICATE-----\nBB\nBB\n-----END CERTIFICATE-----";
+        let blocks = split_pem_blocks(text).unwrap();
         assert_eq!(blocks.len(), 2);
-        assert!(blocks[1].starts_with("-----BEGIN CERTIFICATE-----\nB"));
-        assert!(blocks[1].ends_with("-----END CERTIFICATE-----\n"));
+        assert_eq!(
+            blocks[0],
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+        );
+        assert_eq!(
+            blocks[1],
+            "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n"
+        );
+        assert!(
+            split_pem_blocks("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----").is_err()
+        );
+        let garbage = serde_json::json!({"caChain": "-----BEGIN CERTIFICATE-----\nAAAA\n"});
+        assert!(serde_json::from_value::<IssuedCert>(garbage).is_err());
     }
 }

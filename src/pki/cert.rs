@@ -1,9 +1,11 @@
 //! Parsing certificates, and building CA and leaf certificates with rcgen.
 
+use super::error::PkiError;
 use super::key::{KeyAlgorithm, PrivateKey, PublicKeyInfo};
 use super::name::{Name, San};
 use super::serial::Serial;
-use super::{PkiError, der, pem, verify};
+use super::usage::Usages;
+use super::{der, pem, signature};
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, CustomExtension,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SerialNumber,
@@ -120,7 +122,7 @@ impl CertInfo {
     #[must_use]
     pub fn is_self_signed(&self) -> bool {
         self.is_self_issued()
-            && verify::verify_signed_by(&self.der, self.public_key.spki_der()).is_ok()
+            && signature::verify_signed_by(&self.der, self.public_key.spki_der()).is_ok()
     }
 }
 
@@ -196,7 +198,7 @@ pub struct IssueOptions {
     /// URLs to embed.
     pub urls: CertUrls,
     /// keyUsage and extendedKeyUsage of a leaf; `None`: NCP's profile (see [`sign_leaf`]).
-    pub usages: Option<super::Usages>,
+    pub usages: Option<Usages>,
 }
 
 impl IssueOptions {
@@ -278,8 +280,8 @@ fn base_params(subject: &Name, opts: &IssueOptions) -> Result<CertificateParams,
     }
     if opts.urls.ocsp.is_some() || opts.urls.ca_issuers.is_some() {
         p.custom_extensions.push(CustomExtension::from_oid_content(
-            der::OID_AIA,
-            der::authority_info_access(opts.urls.ocsp.as_deref(), opts.urls.ca_issuers.as_deref()),
+            &der::aia_oid(),
+            der::authority_info_access(opts.urls.ocsp.as_deref(), opts.urls.ca_issuers.as_deref())?,
         ));
     }
     Ok(p)

@@ -1,7 +1,8 @@
 //! What an issued certificate becomes in a request's status: the chain checked against the request's
 //! key and verified to a root, and the usages it allows.
 
-use super::{CertInfo, parse_certificates_pem, verify_chain};
+use super::cert::{CertInfo, parse_certificates_pem};
+use super::verify::verify_chain;
 
 /// Why NCP's answer cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,10 @@
 //! Certificate revocation lists: building (signed by a CA) and reading.
 
 use super::cert::Signer;
+use super::error::PkiError;
 use super::name::Name;
 use super::serial::Serial;
-use super::{PkiError, pem, verify};
+use super::{pem, signature};
 use rcgen::{CertificateRevocationListParams, RevokedCertParams, SerialNumber};
 use time::OffsetDateTime;
 use x509_parser::prelude::FromDer;
@@ -118,6 +119,6 @@ impl CrlInfo {
 
     /// Verifies the CRL's signature with the issuer's public key.
     pub fn verify_signed_by(&self, issuer_spki_der: &[u8]) -> Result<(), PkiError> {
-        verify::verify_signed_by(&self.der, issuer_spki_der)
+        signature::verify_signed_by(&self.der, issuer_spki_der)
     }
 }

@@ -1,9 +1,10 @@
 //! Certificate signing requests: parsing with signature verification, creation, and signing.
 
 use super::cert::{self, CertInfo, IssueOptions, Signer};
+use super::error::PkiError;
 use super::key::{PrivateKey, PublicKeyInfo};
 use super::name::{Name, San};
-use super::{PkiError, pem, verify};
+use super::{pem, signature};
 use rcgen::{BasicConstraints, CertificateParams, IsCa};
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::ParsedExtension;
@@ -39,7 +40,8 @@ impl Csr {
         }
         let info = &csr.certification_request_info;
         let public_key = PublicKeyInfo::from_x509(&info.subject_pki)?;
-        verify::verify_signed_by(der, public_key.spki_der()).map_err(|_| PkiError::CsrSignature)?;
+        signature::verify_signed_by(der, public_key.spki_der())
+            .map_err(|_| PkiError::CsrSignature)?;
         let subject = Name::from_x509(&info.subject)?;
         let mut sans = Vec::new();
         let mut requests_ca = false;

@@ -1,6 +1,7 @@
 //! Key pairs of the four NCP key types, and public keys of any RSA / NIST-curve size.
 
-use super::{PkiError, pem};
+use super::error::PkiError;
+use super::pem;
 use crate::ncp::types::KeyType;
 use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm};
 use std::fmt;

@@ -8,12 +8,13 @@ mod cert;
 mod chain;
 mod crl;
 mod csr;
-pub(crate) mod der;
-mod error;
+mod der;
+pub(crate) mod error;
 mod key;
 mod name;
 pub mod pem;
 mod serial;
+mod signature;
 mod usage;
 mod verify;
 
@@ -28,8 +29,9 @@ pub use error::{ChainError, PkiError};
 pub use key::{EcCurve, KeyAlgorithm, PrivateKey, PublicKeyInfo};
 pub use name::{Name, NameAttr, NameEntry, San, StringEncoding};
 pub use serial::Serial;
+pub use signature::verify_signed_by;
 pub use usage::{UnknownUsage, Usages};
-pub use verify::{MAX_CHAIN_LEN, verify_chain, verify_signed_by};
+pub use verify::{MAX_CHAIN_LEN, verify_chain};
 
 #[cfg(test)]
 mod tests;

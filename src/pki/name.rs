@@ -1,6 +1,6 @@
 //! Distinguished names and subject alternative names.
 
-use super::PkiError;
+use super::error::PkiError;
 use rcgen::{DistinguishedName, DnType, DnValue, SanType};
 use std::fmt;
 use std::net::IpAddr;

@@ -1,7 +1,7 @@
-//! PEM encoding and decoding (RFC 7468), tolerant of CRLF, indentation and text around the blocks.
+//! PEM (RFC 7468) through the `pem` crate. [`blocks`] is the one PEM reader of the crate; the other
+//! readers here only pick blocks by label from its answer.
 
-use super::PkiError;
-use base64::Engine as _;
+use super::error::PkiError;
 
 /// One decoded PEM block.
 #[derive(Clone, PartialEq, Eq)]
@@ -10,6 +10,14 @@ pub struct PemBlock {
     pub label: String,
     /// The decoded contents.
     pub der: Vec<u8>,
+}
+
+impl PemBlock {
+    /// The block on its own, encoded as [`encode`] does.
+    #[must_use]
+    pub fn to_pem(&self) -> String {
+        encode(&self.label, &self.der)
+    }
 }
 
 impl std::fmt::Debug for PemBlock {
@@ -22,64 +30,45 @@ impl std::fmt::Debug for PemBlock {
     }
 }
 
-/// Encodes DER as PEM with 64-character lines and a trailing newline.
+/// Encodes DER as PEM: LF line endings, 64-character Base64 lines, a trailing newline.
 #[must_use]
 pub fn encode(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
-    out.push_str("-----BEGIN ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    let bytes = b64.as_bytes();
-    for chunk in bytes.chunks(64) {
-        // base64 output is ASCII, so every chunk is valid UTF-8.
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    out
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der), config)
 }
 
-/// Decodes every PEM block of `text`, in order. Text outside blocks is ignored; a block whose body is
-/// not valid Base64 or whose END label differs is an error.
-pub fn decode_all(text: &str) -> Result<Vec<PemBlock>, PkiError> {
-    let mut blocks = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let after_begin = &rest[start + "-----BEGIN ".len()..];
-        let label_end = after_begin
-            .find("-----")
-            .ok_or_else(|| PkiError::Pem("unterminated BEGIN line".into()))?;
-        let label = &after_begin[..label_end];
-        if label.contains('\n') {
-            return Err(PkiError::Pem("malformed BEGIN line".into()));
-        }
-        let body_start = &after_begin[label_end + 5..];
-        let end_marker = format!("-----END {label}-----");
-        let body_end = body_start
-            .find(&end_marker)
-            .ok_or_else(|| PkiError::Pem(format!("missing END line for {label}")))?;
-        let body: String = body_start[..body_end]
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(body.as_bytes())
-            .map_err(|e| PkiError::Pem(format!("bad base64 in {label} block: {e}")))?;
-        blocks.push(PemBlock {
-            label: label.to_string(),
-            der,
-        });
-        rest = &body_start[body_end + end_marker.len()..];
+/// Decodes every PEM block of `text`, in order; text outside blocks is ignored, and CRLF line endings
+/// and indentation are accepted. A block whose body is not valid Base64, whose END label differs, that
+/// carries RFC 1421 headers, or that has no END line at all is an error.
+pub fn blocks(text: &str) -> Result<Vec<PemBlock>, PkiError> {
+    let parsed = pem::parse_many(text).map_err(|e| PkiError::Pem(e.to_string()))?;
+    // `pem` stops without a word at a BEGIN line that has no END line: such text is cut short, and
+    // reading only the blocks before it would hide that.
+    if text.matches("-----BEGIN ").count() != parsed.len() {
+        return Err(PkiError::Pem("a BEGIN line has no END line".into()));
     }
-    Ok(blocks)
+    parsed
+        .into_iter()
+        .map(|p| {
+            if p.tag().contains(['\r', '\n']) {
+                return Err(PkiError::Pem("malformed BEGIN line".into()));
+            }
+            // Headers belong to legacy encrypted keys, which nothing here reads; dropping them would
+            // change what the block means.
+            if p.headers().iter().next().is_some() {
+                return Err(PkiError::Pem(format!("{} block carries headers", p.tag())));
+            }
+            Ok(PemBlock {
+                label: p.tag().to_string(),
+                der: p.into_contents(),
+            })
+        })
+        .collect()
 }
 
 /// Decodes the blocks of `text` whose label is one of `labels`.
 pub fn decode_labeled(text: &str, labels: &[&str]) -> Result<Vec<Vec<u8>>, PkiError> {
-    Ok(decode_all(text)?
+    Ok(blocks(text)?
         .into_iter()
         .filter(|b| labels.contains(&b.label.as_str()))
         .map(|b| b.der)
@@ -88,14 +77,14 @@ pub fn decode_labeled(text: &str, labels: &[&str]) -> Result<Vec<Vec<u8>>, PkiEr
 
 /// Decodes exactly one block with one of `labels`; other blocks are an error too.
 pub fn decode_one(text: &str, labels: &[&str]) -> Result<Vec<u8>, PkiError> {
-    let mut blocks = decode_all(text)?;
-    match blocks.len() {
+    let mut found = blocks(text)?;
+    match found.len() {
         0 => Err(PkiError::Pem(format!(
             "no {} block found",
             labels.join("/")
         ))),
         1 => {
-            let block = blocks.remove(0);
+            let block = found.remove(0);
             if labels.contains(&block.label.as_str()) {
                 Ok(block.der)
             } else {
@@ -118,12 +107,14 @@ mod tests {
     fn encoded_blocks_decode_back_with_their_labels() {
         let der: Vec<u8> = (0..=200u8).collect();
         let pem = encode("CERTIFICATE", &der);
+        assert!(pem.ends_with("-----END CERTIFICATE-----\n") && !pem.contains('\r'));
         assert!(pem.lines().all(|l| l.len() <= 64 || l.starts_with("-----")));
         let twice = format!("junk\r\n{}\n  {}", pem.replace('\n', "\r\n"), pem);
-        let blocks = decode_all(&twice).unwrap();
-        assert_eq!(blocks.len(), 2);
-        assert_eq!(blocks[0].label, "CERTIFICATE");
-        assert_eq!(blocks[1].der, der);
+        let found = blocks(&twice).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].label, "CERTIFICATE");
+        assert_eq!(found[0].der, der);
+        assert_eq!(found[1].to_pem(), pem);
     }
 
     #[test]
@@ -133,12 +124,15 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nAAAA\n",
             "-----BEGIN CERT",
             "-----BEGIN X-----\nAAAA\n-----END Y-----",
+            "-----BEGIN X-----\nAAAA\n-----END X-----\n-----BEGIN X-----\nAAAA\n",
+            "-----BEGIN X-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END X-----",
         ] {
-            assert!(decode_all(bad).is_err(), "{bad}");
+            assert!(blocks(bad).is_err(), "{bad}");
         }
+        assert!(blocks("no pem here").unwrap().is_empty());
         assert!(decode_one("no pem here", &["CERTIFICATE"]).is_err());
         let pem = encode("PRIVATE KEY", b"x");
         assert!(decode_one(&pem, &["CERTIFICATE"]).is_err());
-        assert!(!format!("{:?}", decode_all(&pem).unwrap()).contains("eA"));
+        assert!(!format!("{:?}", blocks(&pem).unwrap()).contains("eA"));
     }
 }

@@ -1,6 +1,6 @@
 //! Certificate serial numbers and their NCP text form (lowercase colon hex, `1a:2b:…`).
 
-use super::PkiError;
+use super::error::PkiError;
 use rand::RngCore as _;
 use std::fmt;
 

@@ -211,6 +211,28 @@ fn certificates_carry_the_urls_they_are_given() {
     for url in ["ext/t/crl", "ext/t/ocsp", "ext/t/ca"] {
         assert!(text.contains(url), "{url}");
     }
+    // The AIA extension rcgen cannot write reads back as one, under its own OID.
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf.der).unwrap();
+    let aia = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityInfoAccess(a) => Some(a),
+            _ => None,
+        })
+        .expect("an authorityInfoAccess extension");
+    let locations: Vec<String> = aia
+        .accessdescs
+        .iter()
+        .map(|d| format!("{} {}", d.access_method.to_id_string(), d.access_location))
+        .collect();
+    assert_eq!(
+        locations,
+        [
+            "1.3.6.1.5.5.7.48.1 URI(http://127.0.0.1/ext/t/ocsp)",
+            "1.3.6.1.5.5.7.48.2 URI(http://127.0.0.1/ext/t/ca)"
+        ]
+    );
 }
 
 #[test]

@@ -547,7 +547,8 @@ pub async fn issued_secret(
 /// `openssl verify -CAfile ca.crt -untrusted <rest of tls.crt> <leaf>`; returns openssl's output.
 pub fn openssl_verify(tls_crt: &str, ca_crt: &str) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let blocks = ncp_pca_issuer::ncp::types::split_pem_blocks(tls_crt);
+    let blocks =
+        ncp_pca_issuer::ncp::types::split_pem_blocks(tls_crt).map_err(|e| e.to_string())?;
     let (leaf, rest) = blocks.split_first().ok_or("tls.crt holds no certificate")?;
     std::fs::write(dir.path().join("leaf.pem"), leaf).map_err(|e| e.to_string())?;
     std::fs::write(dir.path().join("ca.pem"), ca_crt).map_err(|e| e.to_string())?;
