@@ -1,7 +1,7 @@
 //! Leader election against a real kube-apiserver: exclusivity, hand-over on release, take-over after
 //! expiry, stepping down when the lease is taken or deleted.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
