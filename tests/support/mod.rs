@@ -1,4 +1,6 @@
-//! Shared by the cluster test binaries: one control plane per test binary, a namespace per test.
+//! Shared by the cluster test binaries (`tests/e2e`, `tests/operator_processes`, `tests/approval.rs`):
+//! one control plane per test binary, a namespace per test, and an emulator of its own for every test
+//! that injects faults or counts calls that are not per CA ([`own_emulator`]).
 #![allow(dead_code)]
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -251,51 +253,89 @@ pub const EMU_AK: &str = "test-access-key";
 /// Secret key of the test emulator.
 pub const EMU_SK: &str = "test-secret-key-0123456789";
 
-static EMULATOR: OnceLock<ncp_pca_issuer::emulator::EmulatorHandle> = OnceLock::new();
+static EMULATOR: OnceLock<&'static ncp_pca_issuer::emulator::EmulatorHandle> = OnceLock::new();
 
-/// The emulator of this test binary (test controls on, no CA limit to speak of), served from a runtime
-/// thread of its own so it outlives every test's runtime.
-pub fn emulator() -> &'static ncp_pca_issuer::emulator::EmulatorHandle {
-    EMULATOR.get_or_init(|| {
+/// The runtime that serves every emulator of this test binary, on a thread of its own, so that the
+/// emulators outlive each test's runtime.
+fn emulator_runtime() -> &'static tokio::runtime::Handle {
+    static RUNTIME: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
-            .name("emulator".into())
+            .name("emulators".into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .enable_all()
                     .build()
                     .expect("emulator runtime");
-                runtime.block_on(async move {
-                    ncp_pca_issuer::telemetry::install_crypto_provider();
-                    let mut config = ncp_pca_issuer::emulator::EmulatorConfig::new(
-                        ncp_pca_issuer::ncp::Credentials::new(EMU_AK, EMU_SK),
-                    );
-                    config.test_controls = true;
-                    config.max_cas = 10_000;
-                    let handle = ncp_pca_issuer::emulator::spawn(config)
-                        .await
-                        .expect("emulator starts");
-                    tx.send(handle).expect("handle sent");
-                    std::future::pending::<()>().await;
-                });
+                tx.send(runtime.handle().clone()).expect("handle sent");
+                runtime.block_on(std::future::pending::<()>());
             })
             .expect("emulator thread");
-        rx.recv().expect("emulator started")
+        rx.recv().expect("emulator runtime started")
     })
 }
 
-/// A client of the test emulator.
+/// Starts an emulator (test controls on, no CA limit to speak of) that lives as long as the test
+/// binary.
+fn start_emulator() -> &'static ncp_pca_issuer::emulator::EmulatorHandle {
+    let (tx, rx) = std::sync::mpsc::channel();
+    emulator_runtime().spawn(async move {
+        ncp_pca_issuer::telemetry::install_crypto_provider();
+        let mut config = ncp_pca_issuer::emulator::EmulatorConfig::new(
+            ncp_pca_issuer::ncp::Credentials::new(EMU_AK, EMU_SK),
+        );
+        config.test_controls = true;
+        config.max_cas = 10_000;
+        let _ = tx.send(ncp_pca_issuer::emulator::spawn(config).await);
+    });
+    let handle = rx
+        .recv()
+        .expect("emulator task answers")
+        .expect("emulator starts");
+    Box::leak(Box::new(handle))
+}
+
+/// The emulator shared by the tests of this binary that neither inject faults nor count calls
+/// across CAs (per-CA counts such as `issued_by` are safe to share).
+pub fn emulator() -> &'static ncp_pca_issuer::emulator::EmulatorHandle {
+    EMULATOR.get_or_init(start_emulator)
+}
+
+/// An emulator for one test alone: its faults and call counts are that test's only, so tests that
+/// inject faults or count calls run concurrently with the others.
+pub fn own_emulator() -> &'static ncp_pca_issuer::emulator::EmulatorHandle {
+    start_emulator()
+}
+
+/// A client of the shared test emulator.
 pub fn ncp_client() -> ncp_pca_issuer::ncp::Client {
+    ncp_client_on(emulator())
+}
+
+/// A client of `emu`.
+pub fn ncp_client_on(
+    emu: &ncp_pca_issuer::emulator::EmulatorHandle,
+) -> ncp_pca_issuer::ncp::Client {
     let config = ncp_pca_issuer::ncp::ClientConfig::new(ncp_pca_issuer::ncp::Credentials::new(
         EMU_AK, EMU_SK,
     ))
-    .with_endpoint(emulator().base_url());
+    .with_endpoint(emu.base_url());
     ncp_pca_issuer::ncp::Client::new(config).expect("ncp client")
 }
 
-/// Creates a root CA in the emulator and returns its tag.
+/// Creates a root CA in the shared emulator and returns its tag.
 pub async fn emulator_root_ca(key_type: ncp_pca_issuer::ncp::types::KeyType, days: u32) -> String {
+    emulator_root_ca_on(emulator(), key_type, days).await
+}
+
+/// Creates a root CA in `emu` and returns its tag.
+pub async fn emulator_root_ca_on(
+    emu: &ncp_pca_issuer::emulator::EmulatorHandle,
+    key_type: ncp_pca_issuer::ncp::types::KeyType,
+    days: u32,
+) -> String {
     use ncp_pca_issuer::ncp::types::{CaType, Period, X509Parameters};
     let alias = format!("t{:08x}", rand_u32());
     let new = ncp_pca_issuer::ncp::NewCa {
@@ -310,7 +350,7 @@ pub async fn emulator_root_ca(key_type: ncp_pca_issuer::ncp::types::KeyType, day
             ..X509Parameters::default()
         },
     };
-    ncp_client()
+    ncp_client_on(emu)
         .create_ca(&new)
         .await
         .expect("root CA created")
@@ -331,8 +371,21 @@ fn rand_u32() -> u32 {
 }
 
 /// Creates credentials and a `PrivateCA` (`cluster` = false) or `ClusterPrivateCA` pointing at `ca_tag`
-/// in the emulator, with `extra_spec` merged into the spec (without waiting for it).
+/// in the shared emulator, with `extra_spec` merged into the spec (without waiting for it).
 pub async fn apply_issuer(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    cluster: bool,
+    ca_tag: &str,
+    extra_spec: serde_json::Value,
+) {
+    apply_issuer_on(emulator(), client, ns, name, cluster, ca_tag, extra_spec).await;
+}
+
+/// [`apply_issuer`] with an issuer whose endpoint is `emu`.
+pub async fn apply_issuer_on(
+    emu: &ncp_pca_issuer::emulator::EmulatorHandle,
     client: &kube::Client,
     ns: &str,
     name: &str,
@@ -358,7 +411,7 @@ pub async fn apply_issuer(
     )
     .await;
     let mut spec = serde_json::json!({
-        "caTag": ca_tag, "endpoint": emulator().base_url(), "credentials": {"secretRef": {"name": secret}}
+        "caTag": ca_tag, "endpoint": emu.base_url(), "credentials": {"secretRef": {"name": secret}}
     });
     if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
         spec.extend(extra.clone());
@@ -386,12 +439,25 @@ pub async fn ready_issuer(
     ca_tag: &str,
     extra_spec: serde_json::Value,
 ) {
+    ready_issuer_on(emulator(), client, ns, name, cluster, ca_tag, extra_spec).await;
+}
+
+/// [`ready_issuer`] with an issuer whose endpoint is `emu`.
+pub async fn ready_issuer_on(
+    emu: &ncp_pca_issuer::emulator::EmulatorHandle,
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    cluster: bool,
+    ca_tag: &str,
+    extra_spec: serde_json::Value,
+) {
     let reason = if extra_spec.get("subordinate").is_some() {
         "IntermediateReady"
     } else {
         "CAActive"
     };
-    apply_issuer(client, ns, name, cluster, ca_tag, extra_spec).await;
+    apply_issuer_on(emu, client, ns, name, cluster, ca_tag, extra_spec).await;
     let kind = if cluster {
         "ClusterPrivateCA"
     } else {
@@ -404,11 +470,20 @@ pub async fn ready_issuer(
 /// `PrivateCA` named `sub` on it, whose intermediate is kept in Secret `sub-ca`. Returns the client,
 /// the namespace and the CA's tag.
 pub async fn subordinate_issuer(prefix: &str) -> (kube::Client, String, String) {
+    subordinate_issuer_on(emulator(), prefix).await
+}
+
+/// [`subordinate_issuer`] on `emu`.
+pub async fn subordinate_issuer_on(
+    emu: &ncp_pca_issuer::emulator::EmulatorHandle,
+    prefix: &str,
+) -> (kube::Client, String, String) {
     operator();
     let client = client().await;
     let ns = namespace(prefix).await;
-    let ca = emulator_root_ca(ncp_pca_issuer::ncp::types::KeyType::Ec256, 3650).await;
-    ready_issuer(
+    let ca = emulator_root_ca_on(emu, ncp_pca_issuer::ncp::types::KeyType::Ec256, 3650).await;
+    ready_issuer_on(
+        emu,
         &client,
         &ns,
         "sub",
@@ -574,5 +649,65 @@ pub fn openssl_verify(tls_crt: &str, ca_crt: &str) -> Result<String, String> {
         Ok(text)
     } else {
         Err(text)
+    }
+}
+
+/// Polls `check` over `window` and panics with `what` the first time it returns false. Only for use
+/// after a positive sign that the controller has seen the object (a status write, an event, a
+/// completed reconcile): it then gives a misbehaving controller room to show itself.
+pub async fn stays<F, Fut>(what: &str, window: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let until = Instant::now() + window;
+    loop {
+        assert!(check().await, "{what}");
+        if Instant::now() >= until {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until a reconcile of the issuer `kind`/`name` that started after this call has finished: the
+/// positive sign that the controller looked at the issuer as it is now.
+///
+/// Every reconcile of an issuer calls NCP's Get Ca exactly once, at its start, and a controller never
+/// runs two reconciles of one object at once. So: touch the issuer (a change of an annotation of the
+/// test's, which every issuer watch event wakes), wait for a Get Ca call (reconcile A started), touch it
+/// again and wait for one more call (reconcile B started, so A finished). `emu` must be the issuer's
+/// own emulator ([`own_emulator`]), used by no other issuer and not failing Get Ca.
+pub async fn issuer_reconciled(
+    emu: &ncp_pca_issuer::emulator::EmulatorHandle,
+    client: &kube::Client,
+    ns: Option<&str>,
+    kind: &str,
+    name: &str,
+) {
+    use ncp_pca_issuer::ncp::Operation;
+    let plural = if kind == "PrivateCA" {
+        "privatecas"
+    } else {
+        "clusterprivatecas"
+    };
+    let api = dynamic(client, ns, "pca.ncp-issuer.dev", "v1alpha1", kind, plural);
+    let get_ca = || emu.stats().calls(Operation::GetCa).total;
+    for round in 0..2 {
+        let before = get_ca();
+        api.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "test.ncp-issuer.dev/poke": format!("{}-{round}", rand_u32())}}})),
+        )
+        .await
+        .expect("issuer touched");
+        eventually(
+            &format!("a reconcile of {kind} {name} (round {round})"),
+            Duration::from_secs(60),
+            || async { (get_ca() > before).then_some(()) },
+        )
+        .await;
     }
 }

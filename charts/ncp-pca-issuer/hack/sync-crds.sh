@@ -7,7 +7,7 @@
 #   charts/ncp-pca-issuer/hack/sync-crds.sh            # rewrite the templates
 #   charts/ncp-pca-issuer/hack/sync-crds.sh --check    # exit 1 when they are stale
 #
-# tests/chart.rs fails when the rendered CRDs differ from `ncp-pca-issuer crdgen`.
+# tests/operator_processes/chart.rs fails when the rendered CRDs differ from `ncp-pca-issuer crdgen`.
 set -euo pipefail
 
 chart_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,17 +1,17 @@
 //! Subordinate mode when NCP misbehaves: the emulator refuses every call (a gateway 503 for every
 //! operation) and certificates keep being issued with the in-cluster intermediate; the answer to Sign
-//! Sub Csr is lost and the intermediate is recovered, not signed twice. A binary of its own, because
-//! faults are the whole emulator's; its tests take turns.
+//! Sub Csr is lost and the intermediate is recovered, not signed twice. Faults are the whole emulator's,
+//! so every test here has an emulator of its own.
 
-mod support;
+use crate::support;
 
 use ncp_pca_issuer::emulator::{FaultKind, FaultRule};
 use ncp_pca_issuer::ncp::Operation;
 use ncp_pca_issuer::ncp::types::KeyType;
 use std::time::Duration;
 use support::{
-    client, dynamic, emulator, emulator_root_ca, eventually, issued_secret, namespace,
-    openssl_verify, operator, ready_issuer,
+    client, dynamic, emulator_root_ca_on, eventually, issued_secret, namespace, openssl_verify,
+    operator, own_emulator, ready_issuer_on,
 };
 
 /// The issuer's condition of `type_`, as `(status, reason)`.
@@ -52,16 +52,13 @@ async fn ncp_seen_down(client: &kube::Client, ns: &str) {
     .await;
 }
 
-/// Faults apply to the whole emulator: one test at a time.
-static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test]
 async fn certificates_keep_being_issued_while_the_emulator_refuses_every_call() {
-    let _turn = FAULTS.lock().await;
-    let (client, ns, ca) = support::subordinate_issuer("sub-outage").await;
+    let emu = own_emulator();
+    let (client, ns, ca) = support::subordinate_issuer_on(emu, "sub-outage").await;
 
-    emulator().add_fault(FaultRule::new(FaultKind::Unavailable503));
-    let refused_before = emulator().stats().calls(Operation::GetCa).rejected;
+    emu.add_fault(FaultRule::new(FaultKind::Unavailable503));
+    let refused_before = emu.stats().calls(Operation::GetCa).rejected;
     // The issuer's periodic check (10 s in tests) sees the outage...
     ncp_seen_down(&client, &ns).await;
     // ...and stays Ready: it signs with the intermediate it has.
@@ -85,8 +82,8 @@ async fn certificates_keep_being_issued_while_the_emulator_refuses_every_call() 
         let verdict = openssl_verify(&tls, &ca_crt).expect("verifies");
         assert!(verdict.contains("OK"), "{verdict}");
     }
-    let stats = emulator().stats();
-    emulator().clear_faults();
+    let stats = emu.stats();
+    emu.clear_faults();
     assert!(
         stats.calls(Operation::GetCa).rejected > refused_before,
         "the outage was real: NCP calls were refused"
@@ -97,18 +94,19 @@ async fn certificates_keep_being_issued_while_the_emulator_refuses_every_call() 
 
 #[tokio::test]
 async fn a_lost_sign_sub_csr_answer_is_recovered_by_key_and_never_signed_twice() {
-    let _turn = FAULTS.lock().await;
+    let emu = own_emulator();
     operator();
     let client = client().await;
     let ns = namespace("sub-lost").await;
-    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
     // NCP signs the first Sign Sub Csr, and its answer never arrives (the client times out).
-    emulator().add_fault(
+    emu.add_fault(
         FaultRule::new(FaultKind::CommitThenLoseResponse)
             .for_operation(Operation::SignSubCsr)
             .times(1),
     );
-    ready_issuer(
+    ready_issuer_on(
+        emu,
         &client,
         &ns,
         "sub",
@@ -117,8 +115,8 @@ async fn a_lost_sign_sub_csr_answer_is_recovered_by_key_and_never_signed_twice()
         serde_json::json!({"subordinate": {"secretName": "sub-ca"}}),
     )
     .await;
-    emulator().clear_faults();
-    let stats = emulator().stats();
+    emu.clear_faults();
+    let stats = emu.stats();
     assert!(
         stats.calls(Operation::SignSubCsr).lost >= 1,
         "the answer was lost"
@@ -138,7 +136,7 @@ async fn a_lost_sign_sub_csr_answer_is_recovered_by_key_and_never_signed_twice()
     };
     let cert =
         ncp_pca_issuer::pki::parse_certificates_pem(&text("tls.crt")).expect("tls.crt")[0].clone();
-    let listed = support::ncp_client()
+    let listed = support::ncp_client_on(emu)
         .get_end_cert_list(&ca, None)
         .await
         .expect("list")
@@ -157,16 +155,16 @@ async fn a_lost_sign_sub_csr_answer_is_recovered_by_key_and_never_signed_twice()
 
 #[tokio::test]
 async fn a_refused_sign_sub_csr_is_retried_after_a_backoff_not_in_a_loop() {
-    let _turn = FAULTS.lock().await;
+    let emu = own_emulator();
     operator();
     let client = client().await;
     let ns = namespace("sub-refused").await;
-    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
     // NCP's gateway throttles every Sign Sub Csr (429: certainly not signed).
-    emulator()
-        .add_fault(FaultRule::new(FaultKind::Throttle429).for_operation(Operation::SignSubCsr));
-    let before = emulator().stats().calls(Operation::SignSubCsr).rejected;
-    support::apply_issuer(
+    emu.add_fault(FaultRule::new(FaultKind::Throttle429).for_operation(Operation::SignSubCsr));
+    let before = emu.stats().calls(Operation::SignSubCsr).rejected;
+    support::apply_issuer_on(
+        emu,
         &client,
         &ns,
         "sub",
@@ -183,20 +181,30 @@ async fn a_refused_sign_sub_csr_is_retried_after_a_backoff_not_in_a_loop() {
             condition(&client, &ns, "sub", "Ready")
                 .await
                 .filter(|(status, _)| status == "False")
-                .map(|_| emulator().stats().calls(Operation::SignSubCsr).rejected - before)
+                .map(|_| emu.stats().calls(Operation::SignSubCsr).rejected - before)
         }
     })
     .await;
     assert!(first >= 1);
-    // Our own Secret writes and status updates wake the issuer again, but it waits out the backoff.
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let later = emulator().stats().calls(Operation::SignSubCsr).rejected - before;
-    emulator().clear_faults();
+    let failed_at = std::time::Instant::now();
+    // Our own Secret writes and status updates wake the issuer again, but it waits out the backoff:
+    // first a reconcile that started after the failure was seen has run to its end...
+    support::issuer_reconciled(emu, &client, Some(&ns), "PrivateCA", "sub").await;
+    // ...and until 10 s after the failure (the backoff is longer), no other attempt.
+    let rejected = || emu.stats().calls(Operation::SignSubCsr).rejected - before;
+    support::stays(
+        "Sign Sub Csr was called again within the backoff",
+        Duration::from_secs(10).saturating_sub(failed_at.elapsed()),
+        || async { rejected() == first },
+    )
+    .await;
+    let later = rejected();
+    emu.clear_faults();
     assert_eq!(
         later, first,
         "Sign Sub Csr was called again within the backoff"
     );
-    assert_eq!(emulator().stats().issued_by(&ca), 0);
+    assert_eq!(emu.stats().issued_by(&ca), 0);
     // After the backoff it succeeds.
     eventually(
         "the intermediate after the backoff",
@@ -212,7 +220,7 @@ async fn a_refused_sign_sub_csr_is_retried_after_a_backoff_not_in_a_loop() {
         },
     )
     .await;
-    assert_eq!(emulator().stats().issued_by(&ca), 1);
+    assert_eq!(emu.stats().issued_by(&ca), 1);
 }
 
 #[tokio::test]
@@ -220,9 +228,9 @@ async fn a_foreign_intermediate_put_in_the_secret_while_ncp_is_down_never_signs(
     use ncp_pca_issuer::pki::{
         IssueOptions, Name, NameAttr, PrivateKey, Signer, Validity, self_signed_ca, sign_ca,
     };
-    let _turn = FAULTS.lock().await;
-    let (client, ns, ca) = support::subordinate_issuer("sub-forged").await;
-    let ncp_root = support::ncp_client()
+    let emu = own_emulator();
+    let (client, ns, ca) = support::subordinate_issuer_on(emu, "sub-forged").await;
+    let ncp_root = support::ncp_client_on(emu)
         .get_ca_chain(&ca)
         .await
         .expect("chain");
@@ -252,7 +260,7 @@ async fn a_foreign_intermediate_put_in_the_secret_while_ncp_is_down_never_signs(
     )
     .expect("intermediate");
 
-    emulator().add_fault(FaultRule::new(FaultKind::Unavailable503));
+    emu.add_fault(FaultRule::new(FaultKind::Unavailable503));
     ncp_seen_down(&client, &ns).await;
     kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
         .patch(
@@ -279,17 +287,50 @@ async fn a_foreign_intermediate_put_in_the_secret_while_ncp_is_down_never_signs(
     )
     .await;
     support::ecdsa_certificate(&client, &ns, "web", support::issuer_ref("sub", "PrivateCA")).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let (status, _) = condition(&client, &ns, "sub", "Ready")
-        .await
-        .expect("ready");
-    assert_eq!(
-        status, "False",
-        "not Ready while the intermediate cannot be confirmed"
+    let asked_at = std::time::Instant::now();
+    // The positive sign: our controller saw web's request and is waiting for the issuer.
+    let requests = dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
     );
+    eventually(
+        "web's request waits for the issuer",
+        Duration::from_secs(60),
+        || async {
+            let list = requests.list(&Default::default()).await.ok()?;
+            list.items.iter().find_map(|r| {
+                let ready = r.data["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "Ready")?;
+                (ready["reason"] == "Pending"
+                    && ready["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("to be Ready")))
+                .then_some(())
+            })
+        },
+    )
+    .await;
+    // Then, for the rest of 5 s after the Certificate was created, the issuer stays not Ready.
+    support::stays(
+        "not Ready while the intermediate cannot be confirmed",
+        Duration::from_secs(5).saturating_sub(asked_at.elapsed()),
+        || async {
+            let (status, _) = condition(&client, &ns, "sub", "Ready")
+                .await
+                .expect("ready");
+            status == "False"
+        },
+    )
+    .await;
 
     // NCP back: the foreign intermediate is replaced, and the certificate chains to NCP's root.
-    emulator().clear_faults();
+    emu.clear_faults();
     let (tls, ca_crt) = issued_secret(&client, &ns, "web", "web-tls").await;
     let chain = ncp_pca_issuer::pki::parse_certificates_pem(&tls).expect("chain");
     assert_ne!(

@@ -1,7 +1,7 @@
 //! End to end: cert-manager Certificates issued through PrivateCA / ClusterPrivateCA by our controllers,
 //! against the real cert-manager controller and the NCP emulator.
 
-mod support;
+use crate::support;
 
 use ncp_pca_issuer::ncp::Operation;
 use ncp_pca_issuer::ncp::types::KeyType;
@@ -128,9 +128,12 @@ async fn an_is_ca_certificate_is_signed_with_sign_sub_csr_and_has_ca_basic_const
     operator();
     let client = client().await;
     let ns = namespace("issue-isca").await;
-    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
-    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
-    let before = emulator().stats().calls(Operation::SignSubCsr).success;
+    // An emulator of its own: Sign Sub Csr calls are counted across CAs, and subordinate issuers in
+    // other tests make them too.
+    let emu = support::own_emulator();
+    let ca = support::emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
+    support::ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    let before = emu.stats().calls(Operation::SignSubCsr).success;
 
     certificate(&client, &ns, "inter", serde_json::json!({
         "secretName": "inter-tls", "commonName": "Team Intermediate", "isCA": true, "duration": "720h",
@@ -145,7 +148,7 @@ async fn an_is_ca_certificate_is_signed_with_sign_sub_csr_and_has_ca_basic_const
     let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("parses");
     assert!(cert.is_ca(), "basic constraints CA");
     assert!(
-        emulator().stats().calls(Operation::SignSubCsr).success > before,
+        emu.stats().calls(Operation::SignSubCsr).success > before,
         "Sign Sub Csr was used"
     );
 }

@@ -1,14 +1,16 @@
 //! Leader election against a real kube-apiserver: exclusivity, hand-over on release, take-over after
 //! expiry, stepping down when the lease is taken or deleted.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, PostParams};
 use ncp_pca_issuer::lease::{LeaderElector, LeaseConfig, LeaseError, LossReason};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -211,8 +213,13 @@ async fn two_candidates_elect_exactly_one_leader_who_keeps_the_lease_while_renew
     let ns = support::namespace("lease-exclusive").await;
     let api: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let exclusive = Exclusive::default();
-    let a = Candidate::start(&client, &ns, "candidate-a", &exclusive);
-    let b = Candidate::start(&client, &ns, "candidate-b", &exclusive);
+    // Each candidate talks to the API server through a proxy of its own, which shows it trying.
+    let (proxy_a, proxy_b) = (
+        Blackhole::start(support::cluster().api_url()).await,
+        Blackhole::start(support::cluster().api_url()).await,
+    );
+    let a = Candidate::start(&proxy_a.client().await, &ns, "candidate-a", &exclusive);
+    let b = Candidate::start(&proxy_b.client().await, &ns, "candidate-b", &exclusive);
     let monitor = exclusive.monitor(vec![a.flag(), b.flag()]);
 
     let deadline = Instant::now() + ELECTION_TIMEOUT;
@@ -223,7 +230,11 @@ async fn two_candidates_elect_exactly_one_leader_who_keeps_the_lease_while_renew
         );
         tokio::time::sleep(MONITOR_INTERVAL).await;
     }
-    let (leader, follower) = if a.is_leader() { (a, b) } else { (b, a) };
+    let (leader, follower, follower_proxy) = if a.is_leader() {
+        (a, b, &proxy_b)
+    } else {
+        (b, a, &proxy_a)
+    };
     let first = lease(&api).await;
     assert_eq!(holder(&first).as_deref(), Some(leader.identity.as_str()));
     assert_eq!(
@@ -233,9 +244,17 @@ async fn two_candidates_elect_exactly_one_leader_who_keeps_the_lease_while_renew
     );
 
     // Across two full lease durations (the follower would have taken over after one, had the
-    // leader not renewed), the same candidate leads and the lease says so.
+    // leader not renewed), and until the follower has provably kept trying (requests through its
+    // proxy), the same candidate leads and the lease says so.
     let watch_until = Instant::now() + LEASE_DURATION * 2;
-    while Instant::now() < watch_until {
+    let follower_sent = follower_proxy.sent();
+    let tried = || follower_proxy.sent() >= follower_sent + 2;
+    while Instant::now() < watch_until || !tried() {
+        assert!(
+            Instant::now() < watch_until + ELECTION_TIMEOUT,
+            "{} sent no request while the other led",
+            follower.identity
+        );
         assert!(leader.is_leader(), "{} stepped down", leader.identity);
         assert!(!follower.is_leader(), "{} took over", follower.identity);
         let current = lease(&api).await;
@@ -275,11 +294,19 @@ async fn when_the_leader_releases_on_graceful_stop_the_other_takes_over_within_a
     let exclusive = Exclusive::default();
     let mut a = Candidate::start(&client, &ns, "candidate-a", &exclusive);
     a.wait_leader(ELECTION_TIMEOUT).await;
-    let mut b = Candidate::start(&client, &ns, "candidate-b", &exclusive);
+    // b talks to the API server through a proxy, which shows it trying.
+    let proxy_b = Blackhole::start(support::cluster().api_url()).await;
+    let mut b = Candidate::start(&proxy_b.client().await, &ns, "candidate-b", &exclusive);
     let monitor = exclusive.monitor(vec![a.flag(), b.flag()]);
-    // Let b compete for a few rounds against a live leader first.
+    // Let b compete for a few rounds against a live leader first: at least four retry periods, and
+    // until it has provably tried (requests through its proxy).
     let competing_until = Instant::now() + RETRY_PERIOD * 4;
-    while Instant::now() < competing_until {
+    let b_sent = proxy_b.sent();
+    while Instant::now() < competing_until || proxy_b.sent() < b_sent + 2 {
+        assert!(
+            Instant::now() < competing_until + ELECTION_TIMEOUT,
+            "b sent no request while a led"
+        );
         assert!(!b.is_leader(), "b took over a lease that a renews");
         tokio::time::sleep(MONITOR_INTERVAL).await;
     }
@@ -428,11 +455,14 @@ async fn a_leader_whose_lease_is_deleted_steps_down() {
     assert!(exclusive.working().is_empty());
 }
 
-/// A TCP proxy to the API server that can be made to swallow traffic: once `cut`, it holds every
-/// connection open and forwards nothing, so requests hang as they do behind a broken network.
+/// A TCP proxy to the API server that counts what its client sends and can be made to swallow
+/// traffic: once `cut`, it holds every connection open and forwards nothing, so requests hang as they
+/// do behind a broken network.
 struct Blackhole {
     url: String,
     cut: watch::Sender<bool>,
+    /// Reads from the client forwarded upstream: grows with every request the client sends.
+    sent: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -445,23 +475,47 @@ impl Blackhole {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let url = format!("https://{}", listener.local_addr().expect("proxy address"));
         let (cut, cut_rx) = watch::channel(false);
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&sent);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     return;
                 };
                 let upstream_addr = upstream_addr.clone();
                 let mut cut_rx = cut_rx.clone();
+                let counter = Arc::clone(&counter);
                 tokio::spawn(async move {
                     if *cut_rx.borrow() {
                         // Hold the connection, forward nothing.
                         std::future::pending::<()>().await;
                     }
-                    let Ok(mut outbound) = TcpStream::connect(&upstream_addr).await else {
+                    let Ok(outbound) = TcpStream::connect(&upstream_addr).await else {
                         return;
                     };
+                    let (mut from_client, mut to_client) = inbound.into_split();
+                    let (mut from_server, mut to_server) = outbound.into_split();
+                    let up = async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            match from_client.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    counter.fetch_add(1, Ordering::SeqCst);
+                                    if to_server.write_all(&buf[..n]).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = to_server.shutdown().await;
+                    };
+                    let down = async move {
+                        let _ = tokio::io::copy(&mut from_server, &mut to_client).await;
+                        let _ = to_client.shutdown().await;
+                    };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = async { tokio::join!(up, down) } => {}
                         () = async { let _ = cut_rx.wait_for(|cut| *cut).await; } => {
                             // Keep both sockets open and silent.
                             std::future::pending::<()>().await;
@@ -470,7 +524,17 @@ impl Blackhole {
                 });
             }
         });
-        Self { url, cut, task }
+        Self {
+            url,
+            cut,
+            sent,
+            task,
+        }
+    }
+
+    /// How many reads from its client the proxy has forwarded so far.
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
     }
 
     /// An admin client whose traffic goes through this proxy.

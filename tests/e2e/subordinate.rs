@@ -2,9 +2,10 @@
 //! certificate NCP (the emulator) signs once, then cert-manager Certificates signed locally with it,
 //! through the real cert-manager controller.
 //!
-//! Every issuer in this binary is a subordinate one, so no test here ever causes a Sign End Csr.
+//! Tests that count calls or watch the issuer's reconciles through Get Ca calls have an emulator of
+//! their own.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -13,9 +14,9 @@ use ncp_pca_issuer::ncp::types::KeyType;
 use ncp_pca_issuer::pki::{CertInfo, PrivateKey, parse_certificates_pem};
 use std::time::Duration;
 use support::{
-    certificate, client, dynamic, emulator, emulator_root_ca, events_about, eventually,
-    issued_secret, issuer_condition, issuer_ref, namespace, ncp_client, openssl_verify, operator,
-    ready_issuer,
+    certificate, client, dynamic, emulator, emulator_root_ca, emulator_root_ca_on, events_about,
+    eventually, issued_secret, issuer_condition, issuer_ref, namespace, openssl_verify, operator,
+    own_emulator, ready_issuer, ready_issuer_on,
 };
 
 fn certs(pem: &str) -> Vec<CertInfo> {
@@ -23,8 +24,11 @@ fn certs(pem: &str) -> Vec<CertInfo> {
 }
 
 /// The NCP CA's root, as Get CA Chain gives it.
-async fn ncp_root(ca: &str) -> CertInfo {
-    let chain = ncp_client().get_ca_chain(ca).await.expect("ca chain");
+async fn ncp_root(emu: &ncp_pca_issuer::emulator::EmulatorHandle, ca: &str) -> CertInfo {
+    let chain = support::ncp_client_on(emu)
+        .get_ca_chain(ca)
+        .await
+        .expect("ca chain");
     certs(&chain)
         .into_iter()
         .find(CertInfo::is_self_signed)
@@ -101,10 +105,12 @@ async fn failed_requests(client: &kube::Client, ns: &str) -> Vec<String> {
 async fn certificates_from_a_subordinate_private_ca_verify_to_the_ncp_root_through_the_intermediate_after_one_sign_sub_csr_and_no_sign_end_csr()
  {
     operator();
+    let emu = own_emulator();
     let client = client().await;
     let ns = namespace("sub-issue").await;
-    let ca = emulator_root_ca(KeyType::Rsa2048, 3650).await;
-    ready_issuer(
+    let ca = emulator_root_ca_on(emu, KeyType::Rsa2048, 3650).await;
+    ready_issuer_on(
+        emu,
         &client,
         &ns,
         "sub",
@@ -128,7 +134,7 @@ async fn certificates_from_a_subordinate_private_ca_verify_to_the_ncp_root_throu
     );
     let key = PrivateKey::from_pem(&field(&secret, "tls.key")).expect("key parses");
     assert_eq!(key.spki_der(), intermediate.public_key.spki_der());
-    let root = ncp_root(&ca).await;
+    let root = ncp_root(emu, &ca).await;
     assert_eq!(certs(&field(&secret, "ca.crt"))[0].der, root.der);
     assert_eq!(
         intermediate_serial(&client, Some(&ns), "PrivateCA", "sub")
@@ -207,11 +213,11 @@ async fn certificates_from_a_subordinate_private_ca_verify_to_the_ncp_root_throu
         "{failed:?}"
     );
 
-    // NCP signed exactly one thing for this CA (the intermediate), and nothing in this binary ever
-    // called Sign End Csr.
-    assert_eq!(emulator().stats().issued_by(&ca), 1);
-    assert_eq!(emulator().stats().calls(Operation::SignEndCsr).total, 0);
-    let listed = ncp_client()
+    // NCP signed exactly one thing for this CA (the intermediate), and nothing ever called Sign End
+    // Csr on this test's emulator.
+    assert_eq!(emu.stats().issued_by(&ca), 1);
+    assert_eq!(emu.stats().calls(Operation::SignEndCsr).total, 0);
+    let listed = support::ncp_client_on(emu)
         .get_end_cert_list(&ca, None)
         .await
         .expect("list")
@@ -222,12 +228,14 @@ async fn certificates_from_a_subordinate_private_ca_verify_to_the_ncp_root_throu
 #[tokio::test]
 async fn a_forced_rotation_replaces_the_intermediate_with_a_fresh_key_and_no_request_fails() {
     operator();
+    let emu = own_emulator();
     let client = client().await;
     let ns = namespace("sub-rotate").await;
-    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
     let name = format!("rot-{ns}");
     let secret_name = format!("rot-{ns}");
-    ready_issuer(
+    ready_issuer_on(
+        emu,
         &client,
         &ns,
         &name,
@@ -312,14 +320,11 @@ async fn a_forced_rotation_replaces_the_intermediate_with_a_fresh_key_and_no_req
         assert!(openssl_verify(&tls, &ca_crt).is_ok());
     }
     assert!(failed_requests(&client, &ns).await.is_empty());
-    assert_eq!(
-        emulator().stats().issued_by(&ca),
-        2,
-        "two intermediates, no leaf"
-    );
+    assert_eq!(emu.stats().issued_by(&ca), 2, "two intermediates, no leaf");
 
-    // The same annotation value does not rotate again.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The same annotation value does not rotate again, once the controller has looked at the issuer
+    // after the rotation (a reconcile that started after the new intermediate was seen has ended).
+    support::issuer_reconciled(emu, &client, None, "ClusterPrivateCA", &name).await;
     assert_eq!(
         intermediate_serial(&client, None, "ClusterPrivateCA", &name).await,
         Some(new_serial)

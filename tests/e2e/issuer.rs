@@ -1,7 +1,7 @@
 //! The PrivateCA / ClusterPrivateCA controller against a real API server (and, where NCP must answer,
 //! the emulator).
 
-mod support;
+use crate::support;
 
 use support::{apply, client, credentials_secret, dynamic, issuer_condition, namespace, operator};
 

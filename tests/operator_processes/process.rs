@@ -2,10 +2,11 @@
 //! (never the in-process `support::operator()`), killed with SIGKILL mid-batch, run twice behind
 //! leader election, run under a restricted RBAC identity, and through a forced renewal.
 //!
-//! Every operator process watches the whole cluster and emulator faults are global to this binary,
-//! so the tests run one at a time and each stops its processes before the next starts.
+//! Every operator process watches the whole cluster, so the tests run one at a time (on
+//! `OPERATOR_PROCESS_TURN`, with the chart's operator test) and each stops its processes before the
+//! next starts. Each test has an emulator of its own, for its faults and call counts.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
@@ -21,11 +22,10 @@ use ncp_pca_issuer::pki::Serial;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use support::{
-    CLUSTER_RESOURCE_NAMESPACE, certificate, client, cluster, dynamic, emulator, emulator_root_ca,
-    eventually, issued_secret, issuer_ref, namespace, ncp_client, openssl_verify, ready_issuer,
+    CLUSTER_RESOURCE_NAMESPACE, certificate, client, cluster, dynamic, emulator_root_ca_on,
+    eventually, issued_secret, issuer_ref, namespace, ncp_client_on, openssl_verify, own_emulator,
+    ready_issuer_on,
 };
-
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const OPERATOR_BIN: &str = env!("CARGO_BIN_EXE_ncp-pca-issuer");
 const SIGNING_STARTED: &str = "pca.ncp-issuer.dev/signing-started";
@@ -243,15 +243,6 @@ fn child_running(parent: u32, program: &str) -> Option<u32> {
     })
 }
 
-/// Clears the emulator's faults when the test ends, however it ends.
-struct ClearFaults;
-
-impl Drop for ClearFaults {
-    fn drop(&mut self) {
-        emulator().clear_faults();
-    }
-}
-
 fn requests_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     dynamic(
         client,
@@ -310,8 +301,12 @@ fn ncp_serial(serial: &[u8]) -> String {
 }
 
 /// Whether `serial` is in the CA's CRL, after a rotation.
-async fn in_crl(ca: &str, serial: &[u8]) -> Option<bool> {
-    let ncp = ncp_client();
+async fn in_crl(
+    emu: &ncp_pca_issuer::emulator::EmulatorHandle,
+    ca: &str,
+    serial: &[u8],
+) -> Option<bool> {
+    let ncp = ncp_client_on(emu);
     ncp.rotate_crl(ca).await.ok()?;
     let crl = ncp.get_ca_crl(ca).await.ok()?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(crl.as_bytes()).ok()?;
@@ -371,24 +366,23 @@ async fn lease_holder(client: &kube::Client, ns: &str, name: &str) -> Option<Str
 async fn killing_the_controller_while_a_batch_is_being_issued_and_starting_it_again_leaves_every_certificate_ready_without_duplicates()
  {
     const COUNT: usize = 10;
-    let _serial = ONE_AT_A_TIME.lock().await;
-    emulator().clear_faults();
-    let _faults = ClearFaults;
+    let _serial = crate::OPERATOR_PROCESS_TURN.lock().await;
+    let emu = own_emulator();
     let client = client().await;
     let ns = namespace("proc-kill").await;
-    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
     let mut first = OperatorProcess::start(Options::admin("kill-first")).await;
-    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
     // Every signing takes a second (under the 2 s NCP timeout), so the batch is in flight for a while;
     // the first three take effect in NCP and never answer, so the kill also strands certificates that
     // exist in NCP but are recorded nowhere.
-    emulator().add_fault(FaultRule::latency(1000).for_operation(Operation::SignEndCsr));
-    emulator().add_fault(
+    emu.add_fault(FaultRule::latency(1000).for_operation(Operation::SignEndCsr));
+    emu.add_fault(
         FaultRule::new(FaultKind::CommitThenLoseResponse)
             .for_operation(Operation::SignEndCsr)
             .times(3),
     );
-    let lost_before = emulator().stats().calls(Operation::SignEndCsr).lost;
+    let lost_before = emu.stats().calls(Operation::SignEndCsr).lost;
 
     for i in 0..COUNT {
         certificate(
@@ -407,7 +401,7 @@ async fn killing_the_controller_while_a_batch_is_being_issued_and_starting_it_ag
         "some requests issued, others being signed, three signed without an answer",
         Duration::from_secs(120),
         || async {
-            let stranded = emulator().stats().calls(Operation::SignEndCsr).lost - lost_before;
+            let stranded = emu.stats().calls(Operation::SignEndCsr).lost - lost_before;
             if stranded < 3 {
                 return None;
             }
@@ -436,7 +430,7 @@ async fn killing_the_controller_while_a_batch_is_being_issued_and_starting_it_ag
     }
 
     assert_eq!(
-        emulator().stats().issued_by(&ca),
+        emu.stats().issued_by(&ca),
         COUNT as u64,
         "exactly one certificate per request across the kill"
     );
@@ -459,12 +453,12 @@ async fn killing_the_controller_while_a_batch_is_being_issued_and_starting_it_ag
 
 #[tokio::test]
 async fn two_controllers_running_at_once_only_the_leader_writes() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    emulator().clear_faults();
+    let _serial = crate::OPERATOR_PROCESS_TURN.lock().await;
+    let emu = own_emulator();
     let client = client().await;
     let ns = namespace("proc-leader").await;
     let lease = format!("leader-{ns}");
-    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
     let elect = |name| Options {
         lease: Some((ns.as_str(), lease.as_str())),
         ..Options::admin(name)
@@ -487,7 +481,7 @@ async fn two_controllers_running_at_once_only_the_leader_writes() {
     };
     let leader_name = leader_slot.as_ref().map(|p| p.name.clone()).unwrap();
     let follower_name = follower_slot.as_ref().map(|p| p.name.clone()).unwrap();
-    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
     for i in 0..3 {
         certificate(
             &client,
@@ -505,7 +499,7 @@ async fn two_controllers_running_at_once_only_the_leader_writes() {
             issued_secret(&client, &ns, &format!("l{i}"), &format!("l{i}-tls")).await;
         openssl_verify(&tls, &ca_crt).expect("verifies");
     }
-    assert_eq!(emulator().stats().issued_by(&ca), 3, "no double signing");
+    assert_eq!(emu.stats().issued_by(&ca), 3, "no double signing");
 
     // Exactly one leads: the Lease did not move, one gauge says 1, the other 0, and every event our
     // controllers published came from the leader's identity.
@@ -566,7 +560,7 @@ async fn two_controllers_running_at_once_only_the_leader_writes() {
     .await;
     let (tls, ca_crt) = issued_secret(&client, &ns, "after", "after-tls").await;
     openssl_verify(&tls, &ca_crt).expect("verifies");
-    assert_eq!(emulator().stats().issued_by(&ca), 4);
+    assert_eq!(emu.stats().issued_by(&ca), 4);
     let crs = requests_api(&client, &ns);
     let after_request = crs
         .list(&Default::default())
@@ -616,14 +610,14 @@ async fn two_controllers_running_at_once_only_the_leader_writes() {
 #[tokio::test]
 async fn a_renewed_certificate_gets_a_new_certificate_in_its_secret_and_the_old_one_is_not_revoked_while_the_certificate_lives()
  {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    emulator().clear_faults();
+    let _serial = crate::OPERATOR_PROCESS_TURN.lock().await;
+    let emu = own_emulator();
     let client = client().await;
     let ns = namespace("proc-renew").await;
-    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
     let _operator = OperatorProcess::start(Options::admin("renew")).await;
     // The default revocation policy: OnCertificateDeletion.
-    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
     certificate(&client, &ns, "renewed", serde_json::json!({
         "secretName": "renewed-tls", "dnsNames": ["renewed.example.com"], "revisionHistoryLimit": 1,
         "privateKey": {"algorithm": "ECDSA", "rotationPolicy": "Always"},
@@ -675,16 +669,16 @@ async fn a_renewed_certificate_gets_a_new_certificate_in_its_secret_and_the_old_
     .await;
 
     assert_eq!(
-        in_crl(&ca, &old_serial).await,
+        in_crl(emu, &ca, &old_serial).await,
         Some(false),
         "the old certificate was revoked while its Certificate lives"
     );
     assert_eq!(
-        emulator().certificate_revoked(&ca, &ncp_serial(&old_serial)),
+        emu.certificate_revoked(&ca, &ncp_serial(&old_serial)),
         Some(false)
     );
-    assert_eq!(in_crl(&ca, &serial_of(&tls)).await, Some(false));
-    assert_eq!(emulator().stats().issued_by(&ca), 2);
+    assert_eq!(in_crl(emu, &ca, &serial_of(&tls)).await, Some(false));
+    assert_eq!(emu.stats().issued_by(&ca), 2);
 }
 
 /// What `cmctl renew` does: sets `Issuing=True/ManuallyTriggered` on the Certificate's status with an
@@ -842,12 +836,11 @@ impl Drop for ClusterRbac {
 /// back once the refusals are seen.
 #[tokio::test]
 async fn a_failed_status_write_after_signing_still_ends_issued_with_exactly_one_certificate() {
-    let _serial = ONE_AT_A_TIME.lock().await;
-    emulator().clear_faults();
-    let _faults = ClearFaults;
+    let _serial = crate::OPERATOR_PROCESS_TURN.lock().await;
+    let emu = own_emulator();
     let client = client().await;
     let ns = namespace("proc-status").await;
-    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
 
     // A restricted identity: a ServiceAccount bound to a ClusterRole with what the operator needs.
     let sa = "restricted-operator";
@@ -882,8 +875,8 @@ async fn a_failed_status_write_after_signing_still_ends_issued_with_exactly_one_
     })
     .await;
     // The restricted identity is enough for the issuer to turn Ready.
-    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
-    emulator().add_fault(FaultRule::latency(4000).for_operation(Operation::SignEndCsr));
+    ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    emu.add_fault(FaultRule::latency(4000).for_operation(Operation::SignEndCsr));
 
     certificate(
         &client,
@@ -949,7 +942,7 @@ async fn a_failed_status_write_after_signing_still_ends_issued_with_exactly_one_
     .await;
     let cr = crs.get(&request).await.expect("request");
     assert!(!is_ready(&cr), "Ready without the right to write status?");
-    assert_eq!(emulator().stats().issued_by(&ca), 1);
+    assert_eq!(emu.stats().issued_by(&ca), 1);
 
     apply_cluster_role(&client, &role, true).await;
     let (tls, ca_crt) = issued_secret(&client, &ns, "denied-status", "denied-status-tls").await;
@@ -960,7 +953,7 @@ async fn a_failed_status_write_after_signing_still_ends_issued_with_exactly_one_
         "the Secret holds the certificate recorded before the status write failed"
     );
     assert_eq!(
-        emulator().stats().issued_by(&ca),
+        emu.stats().issued_by(&ca),
         1,
         "signed once despite the failed status writes"
     );
@@ -970,22 +963,21 @@ async fn a_failed_status_write_after_signing_still_ends_issued_with_exactly_one_
 async fn a_frozen_controller_whose_signing_calls_are_still_running_in_ncp_does_not_make_its_successor_sign_again()
  {
     const COUNT: usize = 4;
-    let _serial = ONE_AT_A_TIME.lock().await;
-    emulator().clear_faults();
-    let _faults = ClearFaults;
+    let _serial = crate::OPERATOR_PROCESS_TURN.lock().await;
+    let emu = own_emulator();
     let client = client().await;
     let ns = namespace("proc-freeze").await;
-    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
     let mut first = OperatorProcess::start(Options::admin("freeze-first")).await;
-    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
     // NCP takes 15 s to sign the frozen operator's calls; its successor (10 s NCP timeout, so a 25 s settle window) looks for them long before they land; the first operator is frozen mid-call, so its connections stay open and
     // every signing completes inside NCP a few seconds after its successor has started looking.
-    emulator().add_fault(
+    emu.add_fault(
         FaultRule::latency(15_000)
             .for_operation(Operation::SignEndCsr)
             .times(COUNT as u32),
     );
-    let calls_before = emulator().stats().calls(Operation::SignEndCsr).total;
+    let calls_before = emu.stats().calls(Operation::SignEndCsr).total;
 
     for i in 0..COUNT {
         certificate(
@@ -1011,7 +1003,7 @@ async fn a_frozen_controller_whose_signing_calls_are_still_running_in_ncp_does_n
                 .filter(|r| annotation(r, SIGNING_STARTED).is_some())
                 .count();
             // The calls have reached NCP, not merely been marked.
-            let received = emulator().stats().calls(Operation::SignEndCsr).total - calls_before;
+            let received = emu.stats().calls(Operation::SignEndCsr).total - calls_before;
             (signing == COUNT && received == COUNT as u64).then_some(())
         },
     )
@@ -1034,7 +1026,7 @@ async fn a_frozen_controller_whose_signing_calls_are_still_running_in_ncp_does_n
     }
 
     assert_eq!(
-        emulator().stats().issued_by(&ca),
+        emu.stats().issued_by(&ca),
         COUNT as u64,
         "the successor waited for the frozen calls to land instead of signing again"
     );

@@ -1,7 +1,7 @@
 //! The test control plane itself: real kube-apiserver + etcd, kube-controller-manager and the real
 //! cert-manager controller, and our generated CRDs.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, PostParams};

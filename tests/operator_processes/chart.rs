@@ -4,7 +4,7 @@
 //! need. cert-manager's approver RBAC is checked with SubjectAccessReviews, as cert-manager's webhook
 //! does.
 
-mod support;
+use crate::support;
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
@@ -769,6 +769,8 @@ fn serial_of(tls_crt: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn with_only_the_charts_service_account_token_the_operator_issues_and_revokes_certificates() {
+    // Its operator process watches the whole cluster: no other may run meanwhile.
+    let _turn = crate::OPERATOR_PROCESS_TURN.lock().await;
     let release = installed();
     assert!(
         release
