@@ -72,8 +72,13 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// How much of the CA's life is kept out of reach when clamping a period: NCP counts the period from
+/// when the call arrives (later than our `now`, on a clock that may differ from ours), and refuses a
+/// period that passes the CA's end by even a second.
+pub const CA_END_MARGIN: Duration = Duration::from_secs(300);
+
 /// NCP `period` for a request: whole days rounded up, clamped to 1..=3650 and to the CA's remaining
-/// life (whole days, rounded down, so the certificate never outlives the CA).
+/// life less [`CA_END_MARGIN`] (whole days, rounded down, so the certificate never outlives the CA).
 ///
 /// # Errors
 /// When the CA expires within a day.
@@ -86,7 +91,9 @@ pub fn period_days(
     let Some(ca_end) = ca_not_after_unix else {
         return Ok(days);
     };
-    let left = u64::try_from(ca_end.saturating_sub(now_unix)).unwrap_or(0) / DAY;
+    let margin = i64::try_from(CA_END_MARGIN.as_secs()).unwrap_or(i64::MAX);
+    let left =
+        u64::try_from(ca_end.saturating_sub(now_unix).saturating_sub(margin)).unwrap_or(0) / DAY;
     if left < 1 {
         return Err(DurationError::CaExpiresTooSoon {
             ca_not_after: k8s_openapi::jiff::Timestamp::from_second(ca_end)
@@ -171,10 +178,21 @@ mod tests {
             period_days(
                 Duration::from_secs(90 * day),
                 now,
-                Some(now + 10 * day as i64 + 5)
+                Some(now + 10 * day as i64 + 301)
             )
             .unwrap(),
             10
+        );
+        // A CA created for exactly ten days, asked in the second it was made: NCP would count from a
+        // later second, so nine days.
+        assert_eq!(
+            period_days(
+                Duration::from_secs(90 * day),
+                now,
+                Some(now + 10 * day as i64)
+            )
+            .unwrap(),
+            9
         );
         assert!(matches!(
             period_days(Duration::from_secs(day), now, Some(now + 3600)),

@@ -932,8 +932,9 @@ async fn a_failed_status_write_after_signing_still_ends_issued_with_exactly_one_
                 .log()
                 .lines()
                 .filter(|l| {
-                    l.contains(&format!("write status of CertificateRequest {ns}/{request}"))
-                        && l.contains("forbidden")
+                    l.contains(&format!(
+                        "write status of CertificateRequest {ns}/{request}"
+                    )) && l.contains("forbidden")
                 })
                 .count();
             (refused >= 2).then_some(())
