@@ -5,12 +5,12 @@
 //!
 //! A reconcile is:
 //! 1. **fetch**: the Secret, the signer in memory, and what NCP said (the issuer controller's check);
-//! 2. **decide**: the pure [`plan::plan`] — report, adopt the Secret, or provision — which also says
+//! 2. **decide**: the pure `plan::plan` — report, adopt the Secret, or provision — which also says
 //!    what signs meanwhile;
-//! 3. **act**: the Secret write or the provisioning ([`provision`]), concluded by the pure
-//!    [`plan::conclude`];
-//! 4. **report**: the events, the cache (set in one place, from the plan and then from the outcome),
-//!    and the [`Outcome`] the issuer controller writes.
+//! 3. **act**: the Secret write, or the provisioning (`provision`) concluded by the pure
+//!    `outcome::conclude`;
+//! 4. **report**: the events, the signer cache (set in one place: from the plan before acting, from
+//!    the outcome after), and the [`Outcome`] the issuer controller writes.
 //!
 //! Nothing signs with a key that does not match its certificate: every intermediate is checked by
 //! [`decide::read_intermediate`] before it enters the cache, and a Secret found broken evicts it.
@@ -20,6 +20,8 @@ pub mod error;
 mod outcome;
 mod plan;
 mod provision;
+#[cfg(test)]
+mod testing;
 
 use super::Context;
 use super::conditions::Desired;

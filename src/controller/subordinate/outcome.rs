@@ -229,3 +229,6 @@ pub(super) fn note(
         ..ObjectReference::default()
     }))
 }
+
+#[cfg(test)]
+mod tests;

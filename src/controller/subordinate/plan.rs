@@ -6,10 +6,9 @@ use super::decide::{self, Intermediate, SecretProblem, Wanted, Why, attempt_key,
 use super::error::SubordinateError;
 use super::outcome::{conclude, failed, jiff, not_ready, note, signing};
 use super::provision::{Provisioned, owner_ref_current};
-use super::{LocalSigner, Outcome, intermediate_in};
+use super::{LocalSigner, Outcome, intermediate_in, is_owned_by};
 use crate::api::annotations::{
-    ANNOTATION_CA_TAG, ANNOTATION_OWNER, ANNOTATION_RENEW_HANDLED, ANNOTATION_RETRY_AFTER,
-    ANNOTATION_SPEC_HASH,
+    ANNOTATION_CA_TAG, ANNOTATION_RENEW_HANDLED, ANNOTATION_RETRY_AFTER, ANNOTATION_SPEC_HASH,
 };
 use crate::api::{SubordinateSpec, SubordinateStatus};
 use crate::controller::conditions::{Desired, UPSTREAM_READY};
@@ -168,7 +167,7 @@ pub fn plan(o: Observed<'_>) -> Plan {
         }
     };
     if let Some(s) = &secret
-        && s.annotations().get(ANNOTATION_OWNER).map(String::as_str) != Some(o.owner)
+        && !is_owned_by(s, o.owner)
     {
         let conflict = SubordinateError::Conflict {
             namespace: namespace.to_string(),
