@@ -25,6 +25,7 @@ mod testing;
 
 use super::Context;
 use super::conditions::Desired;
+use super::delays::TRANSIENT_RETRY;
 use super::events::{EventType, Note};
 use crate::api::annotations::{ANNOTATION_OWNER, ANNOTATION_RENEW};
 use crate::api::{IssuerResource, SubordinateSpec, SubordinateStatus};
@@ -274,42 +275,45 @@ pub async fn reconcile<K: IssuerResource>(
             }
             outcome
         }
-        Step::Provision(mut job) => {
-            let Some(u) = upstream else {
-                // The plan provisions only when NCP answered; were it otherwise, the next reconcile
-                // decides again.
-                return outcome::conclude(
-                    &job,
-                    Ok(Provisioned::Wait(super::delays::TRANSIENT_RETRY)),
-                    now,
-                    recheck,
-                )
-                .0;
-            };
-            let result = Provision {
-                issuer_kind: K::KIND,
-                writer,
-                ncp: u.ncp,
-                ca_tag: &job.ca_tag,
-                ca_not_after: u.detail.ca_cert_info.not_after_date.map(|ms| ms / 1000),
-                ca_chain: u.chain,
-                wanted: &job.wanted,
-                ncp_ca: job.ncp_ca.as_ref(),
-                renew_request: job.renew_request.clone(),
-                recheck,
-            }
-            .run(job.secret.take())
-            .await;
-            let (outcome, notes) =
-                outcome::conclude(&job, result, OffsetDateTime::now_utc(), recheck);
-            for note in notes {
-                publish(issuer, ctx, note).await;
-            }
-            outcome
-        }
+        Step::Provision(job) => match upstream {
+            Some(u) => provision(issuer, ctx, writer, *job, &u, recheck).await,
+            // The plan provisions only when NCP answered; were it otherwise, the next reconcile
+            // decides again.
+            None => outcome::conclude(&job, Ok(Provisioned::Wait(TRANSIENT_RETRY)), now, recheck).0,
+        },
     };
     // Report.
     ctx.subordinates.set(&owner, outcome.signer.clone());
+    outcome
+}
+
+/// Runs `job` against NCP and concludes it, with its events.
+async fn provision<K: IssuerResource>(
+    issuer: &K,
+    ctx: &Context,
+    writer: SecretWriter<'_>,
+    mut job: plan::Job,
+    u: &Upstream<'_>,
+    recheck: Duration,
+) -> Outcome {
+    let result = Provision {
+        issuer_kind: K::KIND,
+        writer,
+        ncp: u.ncp,
+        ca_tag: &job.ca_tag,
+        ca_not_after: u.detail.ca_cert_info.not_after_date.map(|ms| ms / 1000),
+        ca_chain: u.chain,
+        wanted: &job.wanted,
+        ncp_ca: job.ncp_ca.as_ref(),
+        renew_request: job.renew_request.clone(),
+        recheck,
+    }
+    .run(job.secret.take())
+    .await;
+    let (outcome, notes) = outcome::conclude(&job, result, OffsetDateTime::now_utc(), recheck);
+    for note in notes {
+        publish(issuer, ctx, note).await;
+    }
     outcome
 }
 

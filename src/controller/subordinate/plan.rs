@@ -1,6 +1,6 @@
-//! The pure middle of a subordinate reconcile: from what the fetch found ([`Observed`]), what signs
-//! and what is done ([`plan`]); and from a provisioning attempt's result, what the issuer says
-//! ([`conclude`]). Neither does I/O: every input is in its arguments.
+//! The decision of a subordinate reconcile (pure: every input is in [`Observed`]): from what the fetch
+//! found, what signs and what is done ([`plan`]): report, adopt the Secret, or provision (a
+//! provisioning attempt is then concluded by `outcome::conclude`).
 
 use super::decide::{self, Intermediate, SecretProblem, Wanted, Why, attempt_key, still_waiting};
 use super::error::SubordinateError;
