@@ -28,12 +28,12 @@ use std::time::Duration;
 /// NCP's limit of issuances per CA.
 pub const NCP_SIGNING_LIMIT: i64 = 30_000;
 
-/// Why a reconcile failed (the status write itself; NCP problems end up in the condition).
+/// Why a reconcile failed, named after the failed call (NCP problems end up in the condition).
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    /// Writing status failed.
-    #[error("patch status of {kind} {name}: {source}")]
-    PatchStatus {
+    /// Writing the status failed.
+    #[error("write status of {kind} {name}: {source}")]
+    WriteStatus {
         /// Kind.
         kind: &'static str,
         /// Name.
@@ -155,7 +155,9 @@ async fn check<K: IssuerResource>(
     Ok((detail, chain, ncp))
 }
 
-/// Reconciles one issuer: check, decide, write status, report.
+/// Reconciles one issuer: fetch (credentials, Get CA, Get CA Chain) → assess (pure) → the
+/// intermediate, in subordinate mode → [`status_change`] (pure) → one status write → an event when
+/// `Ready` changed.
 ///
 /// # Errors
 /// When the status cannot be written (retried by the error policy).
@@ -165,7 +167,9 @@ pub async fn reconcile<K: IssuerResource>(
 ) -> Result<Action, ReconcileError> {
     let spec = issuer.issuer_spec();
     let recheck = ctx.settings.issuer_recheck_interval;
+    // Fetch.
     let checked = check(&*issuer, &ctx).await;
+    // Assess.
     let mut verdict = match &checked {
         Ok((detail, chain, _)) => assess(&spec.ca_tag, detail, chain, Timestamp::now(), recheck),
         Err(e) => {
@@ -195,7 +199,7 @@ pub async fn reconcile<K: IssuerResource>(
             });
         let outcome = subordinate::reconcile(&*issuer, &ctx, sub, upstream, recheck).await;
         let mut upstream_condition = verdict.condition.clone();
-        upstream_condition.type_ = subordinate::UPSTREAM_READY;
+        upstream_condition.type_ = conditions::UPSTREAM_READY;
         conditions = vec![outcome.ready, upstream_condition];
         subordinate_status = outcome.status;
         verdict.requeue = verdict.requeue.min(outcome.requeue);
@@ -206,23 +210,44 @@ pub async fn reconcile<K: IssuerResource>(
         &issuer.name_any(),
         conditions[0].status == ConditionStatus::True,
     );
-    apply_status(&*issuer, &ctx, &conditions, &verdict, subordinate_status).await?;
+    // Write.
+    let old = issuer.issuer_status().cloned().unwrap_or_default();
+    let Some(status) = status_change(
+        &old,
+        &conditions,
+        &verdict,
+        subordinate_status,
+        Timestamp::now(),
+        issuer.meta().generation,
+    ) else {
+        // Nothing new to say: no write (every write wakes the requests waiting on this issuer). Next:
+        // the periodic re-check.
+        return Ok(Action::requeue(verdict.requeue));
+    };
+    write_status(&*issuer, &ctx, &status).await?;
+    if let Some(note) = ready_event(&old, &conditions[0]) {
+        ctx.publish(&issuer.object_ref(&()), note).await;
+    }
     // Next: the periodic re-check (sooner after a transient failure, or at the intermediate's renewal);
     // spec and Secret changes trigger an earlier reconcile through the watches.
     Ok(Action::requeue(verdict.requeue))
 }
 
-async fn apply_status<K: IssuerResource>(
-    issuer: &K,
-    ctx: &Context,
+/// The status to write, or `None` when the issuer already says it all (pure). Written when a
+/// condition changes (type, status, reason, message or observed generation), a condition type goes
+/// (`UpstreamReady` when subordinate mode does), the CA description or the intermediate changes, or
+/// `lastCheckTime` is older than half the re-check (at least [`STALE_CHECK_FLOOR`]). Issuance counts
+/// alone do not justify a write: they are refreshed with the periodic check. Only the condition types
+/// in `desired` are kept; `lastTransitionTime` stays while a condition's status does.
+#[must_use]
+pub fn status_change(
+    old: &IssuerStatus,
     desired: &[Desired],
     verdict: &Verdict,
     subordinate: Option<SubordinateStatus>,
-) -> Result<(), ReconcileError> {
-    let old = issuer.issuer_status().cloned().unwrap_or_default();
-    let now = Timestamp::now();
-    let generation = issuer.meta().generation;
-    // Only the condition types of this mode are kept (UpstreamReady goes when subordinate mode does).
+    now: Timestamp,
+    generation: Option<i64>,
+) -> Option<IssuerStatus> {
     let mut new_conditions: Vec<_> = old
         .conditions
         .iter()
@@ -232,8 +257,6 @@ async fn apply_status<K: IssuerResource>(
     for d in desired {
         new_conditions = conditions::merge(&new_conditions, d, generation, now);
     }
-    let ready = &desired[0];
-    let old_ready = conditions::find(&old.conditions, conditions::READY);
     let changed_condition = old.conditions.len() != new_conditions.len()
         || desired.iter().any(|d| {
             conditions::find(&old.conditions, d.type_)
@@ -244,8 +267,6 @@ async fn apply_status<K: IssuerResource>(
             >= i64::try_from((verdict.requeue.as_secs() / 2).max(STALE_CHECK_FLOOR.as_secs()))
                 .unwrap_or(i64::MAX)
     });
-    // Issuance counts alone do not justify a write (every write wakes the requests waiting on this
-    // issuer): they are refreshed with the periodic check.
     let without_counts = |ca: &Option<CaSummary>| {
         ca.clone().map(|mut c| {
             c.signing_count = 0;
@@ -258,15 +279,38 @@ async fn apply_status<K: IssuerResource>(
         && old.subordinate == subordinate
         && !stale_check
     {
-        // Nothing new to say: skip the write.
-        return Ok(());
+        return None;
     }
-    let status = IssuerStatus {
+    Some(IssuerStatus {
         conditions: new_conditions,
         ca: verdict.ca.clone(),
         last_check_time: Some(Time(now)),
         subordinate,
-    };
+    })
+}
+
+/// The event of a `Ready` change (status or reason) from `old` to `ready` (pure): Normal when it
+/// turned True, Warning otherwise; `None` when `Ready` says the same as before.
+#[must_use]
+pub fn ready_event(old: &IssuerStatus, ready: &Desired) -> Option<Note> {
+    let unchanged = conditions::find(&old.conditions, conditions::READY)
+        .is_some_and(|c| c.status == ready.status.as_str() && c.reason == ready.reason.as_str());
+    if unchanged {
+        return None;
+    }
+    Some(if ready.status == ConditionStatus::True {
+        Note::normal(ready.reason, ready.message.clone(), EventAction::CheckCA)
+    } else {
+        Note::warning(ready.reason, ready.message.clone(), EventAction::CheckCA)
+    })
+}
+
+/// Writes `status` (server-side apply, our field manager).
+async fn write_status<K: IssuerResource>(
+    issuer: &K,
+    ctx: &Context,
+    status: &IssuerStatus,
+) -> Result<(), ReconcileError> {
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::KIND,
@@ -282,22 +326,12 @@ async fn apply_status<K: IssuerResource>(
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(|source| ReconcileError::PatchStatus {
+    .map(|_| ())
+    .map_err(|source| ReconcileError::WriteStatus {
         kind: K::KIND,
         name: issuer.name_any(),
         source,
-    })?;
-    if old_ready
-        .is_none_or(|c| c.status != ready.status.as_str() || c.reason != ready.reason.as_str())
-    {
-        let note = if ready.status == ConditionStatus::True {
-            Note::normal(ready.reason, ready.message.clone(), EventAction::CheckCA)
-        } else {
-            Note::warning(ready.reason, ready.message.clone(), EventAction::CheckCA)
-        };
-        ctx.publish(&issuer.object_ref(&()), note).await;
-    }
-    Ok(())
+    })
 }
 
 fn error_policy<K: IssuerResource>(
@@ -365,124 +399,4 @@ pub async fn run<K: IssuerResource>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ncp::types::{CaCertInfo, CaInfo};
-
-    const CHAIN: &str = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
-
-    fn detail(status: CaStatus, not_after_ms: i64, signing_count: i64) -> CaDetail {
-        CaDetail {
-            ca_info: CaInfo {
-                ca_tag: "t".into(),
-                alias: "root".into(),
-                status,
-                signing_count: Some(signing_count),
-                ..CaInfo::default()
-            },
-            ca_cert_info: CaCertInfo {
-                not_after_date: Some(not_after_ms),
-                ..CaCertInfo::default()
-            },
-        }
-    }
-
-    fn now() -> Timestamp {
-        Timestamp::from_millisecond(1_000_000).unwrap()
-    }
-
-    const RECHECK: Duration = Duration::from_secs(300);
-
-    #[test]
-    fn an_active_unexpired_ca_is_ready_and_its_counts_go_to_status_not_to_the_message() {
-        let v = assess(
-            "t",
-            &detail(CaStatus::Active, 2_000_000, 100),
-            CHAIN,
-            now(),
-            RECHECK,
-        );
-        assert_eq!(v.condition.status, ConditionStatus::True);
-        assert_eq!(v.ca.as_ref().unwrap().issuances_remaining, 29_900);
-        assert!(
-            !v.condition.message.contains("29900"),
-            "{}",
-            v.condition.message
-        );
-        assert_eq!(v.requeue, RECHECK);
-    }
-
-    #[test]
-    fn a_ca_that_is_not_active_is_not_ready() {
-        for status in [
-            CaStatus::Deactivated,
-            CaStatus::Pending,
-            CaStatus::Destroying,
-        ] {
-            let v = assess(
-                "t",
-                &detail(status.clone(), 2_000_000, 0),
-                CHAIN,
-                now(),
-                RECHECK,
-            );
-            assert_eq!(v.condition.reason, Reason::CANotActive);
-            assert!(v.condition.message.contains(status.as_str()));
-        }
-    }
-
-    #[test]
-    fn an_expired_ca_is_not_ready() {
-        let v = assess(
-            "t",
-            &detail(CaStatus::Active, 999_999, 0),
-            CHAIN,
-            now(),
-            RECHECK,
-        );
-        assert_eq!(v.condition.reason, Reason::CAExpired);
-    }
-
-    #[test]
-    fn a_ca_at_the_signing_limit_is_not_ready() {
-        let v = assess(
-            "t",
-            &detail(CaStatus::Active, 2_000_000, 30_000),
-            CHAIN,
-            now(),
-            RECHECK,
-        );
-        assert_eq!(v.condition.reason, Reason::SigningLimitReached);
-    }
-
-    #[test]
-    fn an_empty_chain_is_not_ready() {
-        let v = assess(
-            "t",
-            &detail(CaStatus::Active, 2_000_000, 0),
-            "",
-            now(),
-            RECHECK,
-        );
-        assert_eq!(v.condition.reason, Reason::CAChainInvalid);
-    }
-
-    #[test]
-    fn transient_errors_are_retried_sooner_than_permanent_ones() {
-        let unreachable = IssuerError::Ncp(crate::ncp::NcpError::Connect {
-            op: crate::ncp::Operation::GetCa,
-            message: "refused".into(),
-        });
-        let v = assess_error(&unreachable, RECHECK);
-        assert_eq!(v.condition.reason, Reason::EndpointUnreachable);
-        assert_eq!(v.requeue, TRANSIENT_RETRY);
-        let missing = IssuerError::SecretNotFound {
-            namespace: "a".into(),
-            name: "b".into(),
-        };
-        let v = assess_error(&missing, RECHECK);
-        assert_eq!(v.condition.reason, Reason::CredentialsNotFound);
-        assert_eq!(v.requeue, RECHECK);
-        assert_eq!(v.condition.message, "credentials secret a/b not found");
-    }
-}
+mod tests;

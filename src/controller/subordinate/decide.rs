@@ -1,16 +1,15 @@
 //! Pure decisions of subordinate mode: reading and checking the intermediate's Secret, when to renew
-//! it, and what the Ready condition says.
+//! it, how long a failed attempt is waited out, and what the status says.
 
-pub use crate::api::annotations::{
-    ANNOTATION_CA_TAG, ANNOTATION_OWNER, ANNOTATION_PENDING_SINCE, ANNOTATION_RENEW,
-    ANNOTATION_RENEW_HANDLED, ANNOTATION_RETRY_AFTER, ANNOTATION_SPEC_HASH,
-};
+use crate::api::annotations::ANNOTATION_RENEW;
 use crate::api::{SubordinateSpec, SubordinateStatus};
+use crate::controller::delays::UNUSABLE_ANSWER_RETRY;
 use crate::controller::period::parse_go_duration;
 use crate::ncp::types::KeyType;
 use crate::pki::{
-    CertInfo, Name, NameAttr, PrivateKey, Signer, parse_certificates_pem, verify_chain,
+    CertInfo, ChainError, Name, NameAttr, PrivateKey, Signer, parse_certificates_pem, verify_chain,
 };
+use k8s_openapi::jiff::Timestamp;
 use sha2::{Digest as _, Sha256};
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -40,24 +39,31 @@ pub struct Wanted {
     pub renew_before: Option<Duration>,
 }
 
+/// Why `spec.subordinate` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// `duration` is not a Go duration.
+    #[error("spec.subordinate.duration {0:?} is not a duration")]
+    Duration(String),
+    /// `renewBefore` is not a Go duration.
+    #[error("spec.subordinate.renewBefore {0:?} is not a duration")]
+    RenewBefore(String),
+}
+
 impl Wanted {
     /// Resolves `spec` for the issuer named `issuer_name`.
     ///
     /// # Errors
     /// When a duration does not parse.
-    pub fn from_spec(spec: &SubordinateSpec, issuer_name: &str) -> Result<Self, String> {
+    pub fn from_spec(spec: &SubordinateSpec, issuer_name: &str) -> Result<Self, SpecError> {
         let duration = match spec.duration.as_deref() {
-            Some(d) => parse_go_duration(d)
-                .map_err(|_| format!("spec.subordinate.duration {d:?} is not a duration"))?,
+            Some(d) => parse_go_duration(d).map_err(|_| SpecError::Duration(d.to_string()))?,
             None => DEFAULT_INTERMEDIATE_DURATION,
         };
         let renew_before = spec
             .renew_before
             .as_deref()
-            .map(|d| {
-                parse_go_duration(d)
-                    .map_err(|_| format!("spec.subordinate.renewBefore {d:?} is not a duration"))
-            })
+            .map(|d| parse_go_duration(d).map_err(|_| SpecError::RenewBefore(d.to_string())))
             .transpose()?;
         let mut subject = Name::new();
         let given = spec.subject.clone().unwrap_or_default();
@@ -139,7 +145,7 @@ pub enum SecretProblem {
     NotCa,
     /// The chain does not verify to `ca.crt` (or the intermediate expired).
     #[error("tls.crt does not verify up to ca.crt: {0}")]
-    Chain(String),
+    Chain(ChainError),
 }
 
 /// Lower-case hex SHA-256.
@@ -184,7 +190,7 @@ pub fn read_intermediate(
     }
     // The root the chain actually reaches is the one pinned (not merely the first in ca.crt).
     let root_sha256 = verify_chain(&cert, &chain, &roots, now)
-        .map_err(|e| SecretProblem::Chain(e.to_string()))?
+        .map_err(SecretProblem::Chain)?
         .last()
         .map_or_else(|| sha256_hex(&cert.der), |root| sha256_hex(&root.der));
     let signer = Signer::new(key, cert).map_err(|_| SecretProblem::KeyMismatch)?;
@@ -314,6 +320,45 @@ pub fn needs_new(observed: &Observed<'_>, wanted: &Wanted, now: OffsetDateTime) 
         return Some(Why::RenewalDue);
     }
     None
+}
+
+/// What a `retry-after` annotation applies to: these settings, this CA, this renew request. A change
+/// of any of them ends the wait.
+#[must_use]
+pub fn attempt_key(wanted: &Wanted, ca_tag: &str, renew_request: Option<&str>) -> String {
+    sha256_hex(
+        format!(
+            "{}\0{ca_tag}\0{}",
+            wanted.digest(),
+            renew_request.unwrap_or_default()
+        )
+        .as_bytes(),
+    )[..16]
+        .to_string()
+}
+
+/// The `retry-after` annotation's value: `<RFC 3339 time> <attempt key>`, `after` from `now`.
+#[must_use]
+pub fn retry_after_value(now: Timestamp, after: Duration, key: &str) -> String {
+    let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+    let at = now
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_millis(ms))
+        .unwrap_or(Timestamp::MAX);
+    format!("{at} {key}")
+}
+
+/// How long a recorded `retry-after` (`value`) still holds at `now`: only for the attempt `key`, and
+/// never longer than [`UNUSABLE_ANSWER_RETRY`] (a hand-edited or skewed time cannot block
+/// provisioning).
+#[must_use]
+pub fn still_waiting(value: &str, key: &str, now: Timestamp) -> Option<Duration> {
+    let (at, recorded) = value.split_once(' ')?;
+    if recorded != key {
+        return None;
+    }
+    let at = at.parse::<Timestamp>().ok()?;
+    let wait = Duration::try_from(now.duration_until(at)).ok()?;
+    (!wait.is_zero()).then(|| wait.min(UNUSABLE_ANSWER_RETRY))
 }
 
 /// Status of an intermediate.

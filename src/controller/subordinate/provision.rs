@@ -1,19 +1,24 @@
 //! Making an intermediate: a key generated here, recorded in the Secret before Sign Sub Csr, recovered
 //! by key when the answer was lost, checked, and stored in place of the previous one in one write.
-//! Failed attempts are spaced out (`retry-after` on the Secret), so that no watch event or requeue can
-//! turn into a burst of Sign Sub Csr calls.
+//! Failed attempts are spaced out (`retry-after` on the Secret, waited out by the plan), so that no
+//! watch event or requeue can turn into a burst of Sign Sub Csr calls.
 
+use super::data;
 use super::decide::{
-    ANNOTATION_CA_TAG, ANNOTATION_OWNER, ANNOTATION_PENDING_SINCE, ANNOTATION_RENEW_HANDLED,
-    ANNOTATION_RETRY_AFTER, ANNOTATION_SPEC_HASH, Intermediate, KEY_CA_CRT, KEY_PENDING_KEY,
-    KEY_TLS_CRT, KEY_TLS_KEY, Wanted,
+    Intermediate, KEY_CA_CRT, KEY_PENDING_KEY, KEY_TLS_CRT, KEY_TLS_KEY, Wanted, attempt_key,
+    retry_after_value,
 };
-use super::{SubordinateError, data, secret_err};
+use super::error::{AnswerError, SubordinateError, secret_err};
+use crate::api::annotations::{
+    ANNOTATION_CA_TAG, ANNOTATION_OWNER, ANNOTATION_PENDING_SINCE, ANNOTATION_RENEW_HANDLED,
+    ANNOTATION_RETRY_AFTER, ANNOTATION_SPEC_HASH,
+};
 use crate::controller::delays::{TRANSIENT_RETRY, UNUSABLE_ANSWER_RETRY};
+use crate::controller::failure::{AfterFailure, after_failure};
 use crate::controller::period::period_days;
 use crate::controller::recovery::{find_issued, settle_window};
 use crate::controller::{Context, FIELD_MANAGER, IssuerError};
-use crate::ncp;
+use crate::ncp::{self, NcpError};
 use crate::pki::{CertInfo, PrivateKey, create_csr, parse_certificates_pem};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
@@ -36,18 +41,29 @@ pub(super) struct SecretWriter<'a> {
     pub owner_ref: Option<OwnerReference>,
 }
 
-impl SecretWriter<'_> {
-    /// Whether `secret`'s ownerReferences already name the issuer (by UID).
-    pub fn owner_ref_current(&self, secret: &Secret) -> bool {
-        self.owner_ref.as_ref().is_none_or(|r| {
-            secret
-                .metadata
-                .owner_references
-                .as_ref()
-                .is_some_and(|refs| refs.iter().any(|o| o.uid == r.uid))
-        })
-    }
+/// Whether `secret`'s ownerReferences already name the issuer `owner_ref` (by UID).
+pub(super) fn owner_ref_current(owner_ref: Option<&OwnerReference>, secret: &Secret) -> bool {
+    owner_ref.is_none_or(|r| {
+        secret
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|refs| refs.iter().any(|o| o.uid == r.uid))
+    })
+}
 
+/// How long the next Sign Sub Csr waits after one failed with `e` (NCP errors of the recovery lookup
+/// too): the shared classifier's verdict ([`after_failure`]), with no retry budget (an issuer keeps
+/// trying), never sooner than [`TRANSIENT_RETRY`]; `recheck` when a retry soon will not help (NCP
+/// refused, or the issuer itself is at fault: credentials, CA not ACTIVE, signing limit).
+pub(super) fn sign_backoff(e: &NcpError, recheck: Duration) -> Duration {
+    match after_failure(e, Duration::ZERO, Duration::MAX) {
+        AfterFailure::Retry { after } => after.max(TRANSIENT_RETRY),
+        AfterFailure::WaitForIssuer | AfterFailure::Fail { .. } => recheck,
+    }
+}
+
+impl SecretWriter<'_> {
     /// Writes the Secret: `data` entries replace ours (`None` removes), annotations likewise,
     /// conditional on the resourceVersion of `base` (a create when there is none).
     pub async fn write(
@@ -122,7 +138,7 @@ impl SecretWriter<'_> {
 }
 
 /// What a provisioning attempt came to.
-pub(super) enum Provisioned {
+pub enum Provisioned {
     /// A new intermediate, stored.
     Done(Box<Intermediate>),
     /// Nothing to do before this long: an earlier Sign Sub Csr may still land, or an earlier failure
@@ -150,42 +166,14 @@ pub(super) struct Provision<'a> {
 }
 
 impl Provision<'_> {
-    /// What a `retry-after` applies to: these settings, this CA, this renew request. A change of any of
-    /// them ends the wait.
-    fn attempt_key(&self) -> String {
-        super::decide::sha256_hex(
-            format!(
-                "{}\0{}\0{}",
-                self.wanted.digest(),
-                self.ca_tag,
-                self.renew_request.as_deref().unwrap_or_default()
-            )
-            .as_bytes(),
-        )[..16]
-            .to_string()
-    }
-
-    /// The `retry-after` annotation's value: `<RFC 3339 time> <attempt key>`.
+    /// The `retry-after` annotation's value, `after` from now.
     fn retry_after(&self, after: Duration) -> String {
-        let ms = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
-        let at = Timestamp::now()
-            .checked_add(k8s_openapi::jiff::SignedDuration::from_millis(ms))
-            .unwrap_or(Timestamp::MAX);
-        format!("{at} {}", self.attempt_key())
+        let key = attempt_key(self.wanted, self.ca_tag, self.renew_request.as_deref());
+        retry_after_value(Timestamp::now(), after, &key)
     }
 
-    /// How long a recorded `retry-after` still holds: only for the same attempt, and never longer
-    /// than [`UNUSABLE_ANSWER_RETRY`] (a hand-edited or skewed time cannot block provisioning).
-    fn still_waiting(&self, value: &str) -> Option<Duration> {
-        let (at, key) = value.split_once(' ')?;
-        if key != self.attempt_key() {
-            return None;
-        }
-        let at = at.parse::<Timestamp>().ok()?;
-        let wait = Duration::try_from(Timestamp::now().duration_until(at)).ok()?;
-        (!wait.is_zero()).then(|| wait.min(UNUSABLE_ANSWER_RETRY))
-    }
-
+    /// Provisions: recovers the pending key's certificate, or signs a new key (the plan has waited out
+    /// any `retry-after` already).
     pub async fn run(&self, secret: Option<Secret>) -> Result<Provisioned, SubordinateError> {
         let annotation = |key: &str| {
             secret
@@ -193,13 +181,6 @@ impl Provision<'_> {
                 .and_then(|s| s.annotations().get(key))
                 .and_then(|t| t.parse::<Timestamp>().ok())
         };
-        if let Some(wait) = secret
-            .as_ref()
-            .and_then(|s| s.annotations().get(ANNOTATION_RETRY_AFTER))
-            .and_then(|v| self.still_waiting(v))
-        {
-            return Ok(Provisioned::Wait(wait));
-        }
         let mut pending_key = secret
             .as_ref()
             .and_then(|s| data(s, KEY_PENDING_KEY))
@@ -236,17 +217,18 @@ impl Provision<'_> {
         }
         let key = match pending_key {
             Some(k) => k,
-            None => PrivateKey::generate(self.wanted.key_type)
-                .map_err(|e| SubordinateError::Generate(e.to_string()))?,
+            None => {
+                PrivateKey::generate(self.wanted.key_type).map_err(SubordinateError::Generate)?
+            }
         };
         let csr = create_csr(&self.wanted.subject, &[], &key, true)
-            .map_err(|e| SubordinateError::Generate(e.to_string()))?;
+            .map_err(SubordinateError::Generate)?;
         let days = period_days(
             self.wanted.duration,
             Timestamp::now().as_second(),
             self.ca_not_after,
         )
-        .map_err(|e| SubordinateError::Spec(e.to_string()))?;
+        .map_err(SubordinateError::Period)?;
         // Record the key and that signing starts before calling NCP.
         let marked = self
             .writer
@@ -277,11 +259,7 @@ impl Provision<'_> {
                 // once). Otherwise the marker stays: the next attempt looks for the certificate first,
                 // after the settle window.
                 if !e.may_have_applied() {
-                    let backoff = if e.is_retryable() {
-                        TRANSIENT_RETRY
-                    } else {
-                        self.recheck
-                    };
+                    let backoff = sign_backoff(&e, self.recheck);
                     if let Err(w) = self
                         .writer
                         .write(
@@ -322,7 +300,7 @@ impl Provision<'_> {
                     now,
                 )
                 .map(|i| (i, crt, ca))
-                .map_err(|p| p.to_string())
+                .map_err(AnswerError::Unusable)
             })
             .and_then(|(i, crt, ca)| {
                 // What is stored must satisfy the very check that asked for it, or every write of the
@@ -344,8 +322,8 @@ impl Provision<'_> {
                 );
                 match (again, current) {
                     (None, Ok(i)) => Ok((i, crt, ca)),
-                    (Some(why), _) => Err(format!("it would be replaced at once ({why})")),
-                    (None, Err(p)) => Err(p.to_string()),
+                    (Some(why), _) => Err(AnswerError::WouldBeReplaced(why)),
+                    (None, Err(p)) => Err(AnswerError::Unusable(p)),
                 }
             });
         let (intermediate, tls_crt, ca_crt) = match checked {
@@ -368,7 +346,7 @@ impl Provision<'_> {
                 {
                     tracing::warn!(error = %w, "cannot record the unusable Sign Sub Csr answer");
                 }
-                return Err(SubordinateError::Answer(why));
+                return Err(why.into());
             }
         };
         self.writer
@@ -402,17 +380,17 @@ fn assemble(
     chain: &[String],
     ca_chain: &str,
     now: OffsetDateTime,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), AnswerError> {
     let is_ca = parse_certificates_pem(cert_pem)
         .ok()
         .and_then(|c| c.into_iter().next())
         .is_some_and(|c| c.is_ca);
     if !is_ca {
-        return Err("NCP's answer holds no CA certificate".into());
+        return Err(AnswerError::NotCa);
     }
     let mut pems = chain.to_vec();
     pems.push(ca_chain.to_string());
-    let issued =
-        crate::pki::assemble(&key.spki_der(), cert_pem, &pems, now).map_err(|e| e.to_string())?;
+    let issued = crate::pki::assemble(&key.spki_der(), cert_pem, &pems, now)
+        .map_err(AnswerError::Assemble)?;
     Ok((issued.certificate_pem, issued.ca_pem))
 }

@@ -86,7 +86,7 @@ fn the_subject_and_durations_come_from_the_spec_and_bad_durations_are_named() {
     assert_eq!(w.duration, Duration::from_secs(720 * 3600));
     assert_eq!(w.renew_before, Some(Duration::from_secs(240 * 3600)));
     s.renew_before = Some("soon".into());
-    let e = Wanted::from_spec(&s, "sub").unwrap_err();
+    let e = Wanted::from_spec(&s, "sub").unwrap_err().to_string();
     assert!(e.contains("renewBefore"), "{e}");
 }
 
