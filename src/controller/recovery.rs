@@ -21,8 +21,19 @@ pub fn settle_window(ctx: &Context) -> Duration {
     ctx.settings.ncp_request_timeout * 2 + RECOVERY_SETTLE_MARGIN
 }
 
+/// A certificate found in NCP.
+#[derive(Debug, Clone)]
+pub struct Recovered {
+    /// Its serial, as NCP names it.
+    pub serial: String,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The chain NCP gave with it, PEM.
+    pub chain: Vec<String>,
+}
+
 /// A certificate of CA `ca_tag` issued since `started_ms` (Unix milliseconds, less [`RECOVERY_SKEW`])
-/// that `matches`, newest first: `(serial, certificate PEM, chain PEMs)`. NCP does not document the
+/// that `matches`, newest first. NCP does not document the
 /// list's order, so it is read off the first and last entries.
 ///
 /// # Errors
@@ -32,7 +43,7 @@ pub async fn find_issued(
     ca_tag: &str,
     started_ms: i64,
     matches: impl Fn(&CertInfo) -> bool,
-) -> Result<Option<(String, String, Vec<String>)>, NcpError> {
+) -> Result<Option<Recovered>, NcpError> {
     let since = started_ms - i64::try_from(RECOVERY_SKEW.as_millis()).unwrap_or(0);
     let first = ncp.get_end_cert_list(ca_tag, Some(1)).await?;
     let pages = u32::try_from(first.total_page_no.max(1)).unwrap_or(1);
@@ -85,7 +96,11 @@ pub async fn find_issued(
                 continue;
             };
             if parsed.first().is_some_and(&matches) {
-                return Ok(Some((serial.clone(), cert.cert_pem, cert.ca_chain)));
+                return Ok(Some(Recovered {
+                    serial: serial.clone(),
+                    cert_pem: cert.cert_pem,
+                    chain: cert.ca_chain,
+                }));
             }
         }
     }

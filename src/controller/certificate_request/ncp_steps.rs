@@ -17,7 +17,7 @@ use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR}
 use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, FailCause, after_failure};
 use crate::controller::period::{self, period_days};
-use crate::controller::recovery::{find_issued, settle_window};
+use crate::controller::recovery::{Recovered, find_issued, settle_window};
 use crate::controller::{Context, IssuerError, read_credentials};
 use crate::ncp::types::{IssuedCert, KeyType, Period};
 use crate::ncp::{self, NcpError};
@@ -351,30 +351,18 @@ async fn clear_marker(cr: &CertificateRequest, ctx: &Context) -> Result<(), Requ
         })
 }
 
-/// A certificate NCP issued for the request.
-struct Found {
-    serial: String,
-    cert_pem: String,
-    chain: Vec<String>,
-}
-
 /// Looks for a certificate with the CSR's public key and SANs issued since the start marker.
 async fn find_by_key(
     cr: &CertificateRequest,
     ncp: &ncp::Client,
     ca_tag: &str,
     csr: &Csr,
-) -> Result<Option<Found>, NcpError> {
+) -> Result<Option<Recovered>, NcpError> {
     let started = marker_time(cr).map_or(0, |t| t.as_millisecond());
-    let found = find_issued(ncp, ca_tag, started, |c| {
+    find_issued(ncp, ca_tag, started, |c| {
         c.public_key.spki_der() == csr.public_key().spki_der()
             && csr.sans().iter().all(|san| c.sans.contains(san))
             && c.sans.iter().all(|san| csr.sans().contains(san))
     })
-    .await?;
-    Ok(found.map(|(serial, cert_pem, chain)| Found {
-        serial,
-        cert_pem,
-        chain,
-    }))
+    .await
 }

@@ -198,14 +198,14 @@ impl Provision<'_> {
             })
             .await
             .map_err(IssuerError::from)?;
-            if let Some((serial, cert_pem, chain)) = found {
+            if let Some(found) = found {
                 tracing::info!(
                     kind = self.issuer_kind,
                     owner = self.writer.owner,
-                    serial,
+                    serial = found.serial,
                     "recovered an intermediate whose signing answer was lost"
                 );
-                return self.finish(secret, key, &cert_pem, &chain).await;
+                return self.finish(secret, key, &found.cert_pem, &found.chain).await;
             }
             let age =
                 Duration::try_from(Timestamp::now().duration_since(since)).unwrap_or_default();
