@@ -1,4 +1,6 @@
 //! ncp-pca-issuer: a cert-manager external issuer for NAVER Cloud Platform Private CA.
+// Bad input ends in an error, never a panic: no unwrap/expect outside unit tests.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 pub mod api;
 pub mod cli;
 pub mod controller;

@@ -316,8 +316,8 @@ fn the_checker_sees_a_cycle_when_there_is_one() {
     let b: Module = vec!["b".into()];
     let c: Module = vec!["c".into()];
     deps.insert(a.clone(), BTreeSet::from([b.clone()]));
-    deps.insert(b.clone(), BTreeSet::from([a.clone()]));
-    deps.insert(c.clone(), BTreeSet::from([a.clone()]));
+    deps.insert(b, BTreeSet::from([a.clone()]));
+    deps.insert(c, BTreeSet::from([a]));
     let found = cycles(&deps);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].len(), 2);

@@ -976,7 +976,7 @@ async fn a_frozen_controller_whose_signing_calls_are_still_running_in_ncp_does_n
     emu.add_fault(
         FaultRule::latency(15_000)
             .for_operation(Operation::SignEndCsr)
-            .times(COUNT as u32),
+            .times(u32::try_from(COUNT).expect("a small count")),
     );
     let calls_before = emu.stats().calls(Operation::SignEndCsr).total;
 

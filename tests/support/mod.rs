@@ -367,7 +367,8 @@ fn rand_u32() -> u32 {
             .unwrap_or_default()
             .as_nanos(),
     );
-    h.finish() as u32
+    // The low 32 bits of the hash.
+    u32::try_from(h.finish() & u64::from(u32::MAX)).unwrap_or_default()
 }
 
 /// Creates credentials and a `PrivateCA` (`cluster` = false) or `ClusterPrivateCA` pointing at `ca_tag`

@@ -285,7 +285,7 @@ fn an_event_goes_out_when_ready_changes_status_or_reason_only() {
     assert_eq!(note.type_, crate::controller::events::EventType::Normal);
     assert_eq!(note.reason, Reason::CAActive);
     let old = first_status(&v, 1_000);
-    let mut reworded = v.condition.clone();
+    let mut reworded = v.condition;
     reworded.message = "other words".into();
     assert!(ready_event(&old, &reworded).is_none());
     let down = Desired::not_ready(Reason::CANotActive, "down");

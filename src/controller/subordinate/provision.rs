@@ -205,7 +205,9 @@ impl Provision<'_> {
                     serial = found.serial,
                     "recovered an intermediate whose signing answer was lost"
                 );
-                return self.finish(secret, key, &found.cert_pem, &found.chain).await;
+                return self
+                    .finish(secret, key, &found.cert_pem, &found.chain)
+                    .await;
             }
             let age =
                 Duration::try_from(Timestamp::now().duration_since(since)).unwrap_or_default();

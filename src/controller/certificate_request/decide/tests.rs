@@ -261,7 +261,7 @@ fn the_first_touch_signs_at_once_only_for_an_approved_request_of_a_ready_subordi
         )
     );
     // Not approved, grace over: Initializing.
-    let mut old = young.clone();
+    let mut old = young;
     old.metadata.creation_timestamp = Some(Time(Timestamp::from_second(10).unwrap()));
     assert_eq!(
         written(&observe(&old, ready_sub(), false)).0,

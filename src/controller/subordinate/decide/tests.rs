@@ -195,7 +195,7 @@ fn a_leaf_another_root_or_an_expired_intermediate_is_refused() {
         datetime!(2027-01-01 00:00 UTC),
     );
     let crossed = Pki {
-        root_pem: other.root_pem.clone(),
+        root_pem: other.root_pem,
         ..pki(
             datetime!(2026-01-01 00:00 UTC),
             datetime!(2027-01-01 00:00 UTC),
