@@ -5,7 +5,7 @@ use super::error::NcpError;
 use super::operation::Operation;
 use super::signing::{self, Credentials};
 use super::types::{
-    ActivateSubCaRequest, AddCaUserRequest, CaDetail, CaList, CaStatus, CaType, CaUser,
+    ActivateSubCaRequest, AddCaUserRequest, CaDetail, CaList, CaStatus, CaType, CaUser, Complete,
     CreateCaRequest, CreateOcspRequest, CrlConfig, EndCert, EndCertList, Envelope,
     GatewayErrorBody, IssueEndCertRequest, IssuedCert, KeyType, Period, SUCCESS, SignCsrRequest,
     SubCsr, UpdateCaRequest, UpdatedCa, X509Parameters,
@@ -164,6 +164,26 @@ pub struct NewCa {
     pub subject: X509Parameters,
 }
 
+/// Refuses a path parameter that would not reach its operation: empty, or a dot segment (`.` and `..`
+/// are removed by URL normalisation, here and in every proxy on the way, so the request would go to
+/// another operation; percent-encoding them does not help, `%2E` is normalised too).
+fn check_path_parameter(op: Operation, segment: &str) -> Result<(), NcpError> {
+    match segment {
+        "" => Err(invalid(op, "empty path parameter")),
+        "." | ".." => Err(invalid(
+            op,
+            format!(
+                "path parameter {segment:?} is a dot segment and would reach another operation"
+            ),
+        )),
+        s if s.chars().any(char::is_control) => Err(invalid(
+            op,
+            format!("path parameter {s:?} contains a control character"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Builds the client error for an unusable argument.
 fn invalid(op: Operation, message: impl Into<String>) -> NcpError {
     NcpError::InvalidRequest {
@@ -252,9 +272,7 @@ impl Client {
                 .path_segments_mut()
                 .map_err(|()| invalid(op, "endpoint cannot carry a path"))?;
             for seg in segments {
-                if seg.is_empty() {
-                    return Err(invalid(op, "empty path parameter"));
-                }
+                check_path_parameter(op, seg)?;
                 path.push(seg);
             }
         }
@@ -376,20 +394,31 @@ impl Client {
         }
     }
 
-    async fn call_data<T: DeserializeOwned>(
+    async fn call_data<T: DeserializeOwned + Complete>(
         &self,
         op: Operation,
         segments: &[&str],
         query: &[(&str, String)],
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<T, NcpError> {
-        self.call(op, segments, query, body)
-            .await?
-            .ok_or_else(|| NcpError::Decode {
+        let data: T =
+            self.call(op, segments, query, body)
+                .await?
+                .ok_or_else(|| NcpError::Decode {
+                    op,
+                    http_status: 200,
+                    message: "successful answer without data".into(),
+                })?;
+        // An answer without what the operation must return is not an empty object: it is most likely
+        // the answer of another operation, or a broken one.
+        match data.missing() {
+            None => Ok(data),
+            Some(field) => Err(NcpError::Decode {
                 op,
                 http_status: 200,
-                message: "successful answer without data".into(),
-            })
+                message: format!("successful answer without {field}"),
+            }),
+        }
     }
 
     async fn call_unit(
