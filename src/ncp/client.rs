@@ -382,6 +382,12 @@ impl Client {
             message = format!("{message}: {s}");
             source = s.source();
         }
+        if self.base.scheme() == "https" && looks_like_plain_http(&message) {
+            message = format!(
+                "the endpoint did not answer in TLS; is {} a plain http:// endpoint? ({message})",
+                self.base.origin().ascii_serialization()
+            );
+        }
         if e.is_connect() {
             NcpError::Connect { op, message }
         } else if e.is_timeout() {
@@ -849,6 +855,17 @@ impl Client {
     }
 }
 
+/// Whether a TLS failure is what rustls reports when the server answers in plain HTTP.
+fn looks_like_plain_http(message: &str) -> bool {
+    [
+        "InvalidContentType",
+        "corrupt message",
+        "wrong version number",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
 /// Turns an HTTP answer into the envelope's data or a typed error.
 fn decode_answer<T: DeserializeOwned>(
     op: Operation,
@@ -964,6 +981,51 @@ mod tests {
         assert_eq!(url.path(), "/api/v1/ca/a%2Fb/cert/0a:1b");
         assert_eq!(url.query(), Some("pageNo=2"));
         assert!(c.url(Operation::GetCa, &["ca", ""], &[]).is_err());
+    }
+
+    #[test]
+    fn dot_segments_and_control_characters_are_refused_in_every_path_parameter() {
+        let c = client("http://127.0.0.1:1").unwrap();
+        for bad in [".", "..", "a\nb"] {
+            let err = c.url(Operation::GetCa, &["ca", bad], &[]).unwrap_err();
+            assert!(matches!(err, NcpError::InvalidRequest { .. }), "{bad:?}");
+            assert!(!err.is_retryable());
+            let err = c
+                .url(Operation::GetEndCert, &["ca", "t", "cert", bad], &[])
+                .unwrap_err();
+            assert!(matches!(err, NcpError::InvalidRequest { .. }), "{bad:?}");
+        }
+        // Dots inside a parameter are fine.
+        assert_eq!(
+            c.url(Operation::GetCa, &["ca", "a..b"], &[])
+                .unwrap()
+                .path(),
+            "/api/v1/ca/a..b"
+        );
+    }
+
+    #[test]
+    fn a_success_answer_without_what_the_operation_returns_is_a_decode_error() {
+        let empty: Option<CaDetail> = decode_answer(
+            Operation::GetCa,
+            200,
+            None,
+            br#"{"code":"SUCCESS","msg":"Success","data":{"totalCnt":0,"caInfoList":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            empty.unwrap().missing(),
+            Some("caInfo.caTag"),
+            "a CA list decoded as a CA is incomplete"
+        );
+        let list: Option<super::super::types::EndCertList> = decode_answer(
+            Operation::GetEndCertList,
+            200,
+            None,
+            br#"{"code":"SUCCESS","msg":"Success","data":{"totalCnt":0,"listCerts":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(list.unwrap().missing(), None);
     }
 
     #[test]
