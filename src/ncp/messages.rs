@@ -98,6 +98,12 @@ messages! {
     TEMPORARILY_UNAVAILABLE / TemporarilyUnavailable = (500, "INTERNAL_SERVER_ERROR", "We apologize for the inconvenience. This is temporarily not available. If this error persists, please contact our customer center");
 }
 
+/// Finds the message entry for a verbatim `msg`.
+#[must_use]
+pub fn by_msg(msg: &str) -> Option<&'static ServiceMessage> {
+    ALL.iter().find(|m| m.msg == msg)
+}
+
 /// Messages that appear in no NCP documentation and so must never be answered.
 #[cfg(test)]
 const UNDOCUMENTED: &[&str] = &["period is missing.", "key type is missing."];
@@ -117,10 +123,4 @@ mod tests {
         assert_eq!(msgs.len(), ALL.len());
         assert_eq!(by_msg("Invalid period value."), Some(&INVALID_PERIOD));
     }
-}
-
-/// Finds the message entry for a verbatim `msg`.
-#[must_use]
-pub fn by_msg(msg: &str) -> Option<&'static ServiceMessage> {
-    ALL.iter().find(|m| m.msg == msg)
 }
