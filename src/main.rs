@@ -110,6 +110,10 @@ struct EmulatorArgs {
     /// Base URL put into CA URLs, CRL distribution points and AIA (default: http://LISTEN).
     #[arg(long)]
     public_base_url: Option<String>,
+    /// Accept only x-ncp-apigw-signature-v2 over the exact path and query (default: also -v1 and
+    /// path-only signatures, as NAVER's SDKs sign).
+    #[arg(long)]
+    strict_signing: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -375,7 +379,10 @@ async fn emulator(args: EmulatorArgs) -> anyhow::Result<()> {
     config.max_issuances_per_ca = args.max_issuances_per_ca;
     config.page_size = args.page_size;
     config.public_base_url = args.public_base_url;
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    config.strict_signing = args.strict_signing;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, test_controls = config.test_controls, "emulator serving");
     serve_with_shutdown(listener, config, wait_for_signal()).await?;
     Ok(())

@@ -15,6 +15,8 @@ const SK: &str = "cli-secret-key";
 struct Emulator {
     _process: Supervised,
     url: String,
+    port: u16,
+    log: std::path::PathBuf,
 }
 
 fn start_emulator(dir: &Path, state_file: Option<&Path>) -> Emulator {
@@ -31,18 +33,16 @@ fn start_emulator(dir: &Path, state_file: Option<&Path>) -> Emulator {
         AK.into(),
         "--secret-key".into(),
         SK.into(),
+        // Our own client must sign the exact path and query with -v2.
+        "--strict-signing".into(),
     ];
     if let Some(path) = state_file {
         args.push("--state-file".into());
         args.push(path.display().to_string());
     }
-    let process = Supervised::start(
-        "emulator",
-        Path::new(BIN),
-        &args,
-        dir.join(format!("emulator-{port}.log")),
-    )
-    .expect("emulator starts");
+    let log = dir.join(format!("emulator-{port}.log"));
+    let process =
+        Supervised::start("emulator", Path::new(BIN), &args, log.clone()).expect("emulator starts");
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -56,6 +56,8 @@ fn start_emulator(dir: &Path, state_file: Option<&Path>) -> Emulator {
     Emulator {
         _process: process,
         url,
+        port,
+        log,
     }
 }
 
@@ -199,6 +201,171 @@ fn cli_errors_name_the_problem_and_never_show_the_secret_key() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&no_creds.stderr).contains("missing credentials"));
+}
+
+/// `pca ARGS` with the given environment overrides (endpoint and keys default to the emulator's).
+fn pca_with(emu: &Emulator, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("pca")
+        .args(args)
+        .env("NCP_PCA_ENDPOINT", &emu.url)
+        .env("NCLOUD_ACCESS_KEY", AK)
+        .env("NCLOUD_SECRET_KEY", SK);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("pca runs")
+}
+
+fn failed_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded: {stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    assert!(!stderr.contains(SK), "{stderr}");
+}
+
+#[test]
+fn cli_refuses_unusable_flags_and_says_what_to_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start_emulator(dir.path(), None);
+
+    failed_with(
+        &pca(&emu, &["--timeout-secs", "0", "list"]),
+        "--timeout-secs",
+    );
+    failed_with(
+        &pca_with(&emu, &["list"], &[("NCLOUD_ACCESS_KEY", "")]),
+        "missing credentials",
+    );
+    failed_with(
+        &pca_with(&emu, &["list"], &[("NCLOUD_SECRET_KEY", " ")]),
+        "missing credentials",
+    );
+    failed_with(
+        &pca_with(&emu, &["list"], &[("NCLOUD_SECRET_KEY", "wrong-secret")]),
+        "signature mismatch",
+    );
+    failed_with(
+        &pca(&emu, &["--ca-bundle", "/nonexistent/bundle.pem", "list"]),
+        "--ca-bundle /nonexistent/bundle.pem",
+    );
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    failed_with(
+        &pca(&emu, &["--ca-bundle", garbage.to_str().unwrap(), "list"]),
+        "--ca-bundle",
+    );
+    let https = format!("https://127.0.0.1:{}", emu.port);
+    failed_with(
+        &pca_with(&emu, &["list"], &[("NCP_PCA_ENDPOINT", &https)]),
+        "plain http",
+    );
+    failed_with(&pca(&emu, &["get", ".."]), "dot segment");
+    failed_with(
+        &pca(&emu, &["cert", "abcdefgh-abcdefgh", ".."]),
+        "dot segment",
+    );
+    failed_with(&pca(&emu, &["get", "-o", "table", "x"]), "-o table");
+}
+
+#[test]
+fn a_timeout_says_how_many_attempts_were_made_and_how_long_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start_emulator(dir.path(), None);
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let out = pca_with(
+        &emu,
+        &["--timeout-secs", "1", "list"],
+        &[("NCP_PCA_ENDPOINT", &url)],
+    );
+    failed_with(&out, "gave up after 3 attempt(s) in ");
+    failed_with(&out, "timed out after 1000 ms");
+}
+
+#[test]
+fn list_prints_a_table_json_or_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start_emulator(dir.path(), None);
+    let created = ok_json(&pca(
+        &emu,
+        &[
+            "create",
+            "--alias",
+            "tabled",
+            "--common-name",
+            "Tabled Root",
+        ],
+    ));
+    let tag = created["caInfo"]["caTag"].as_str().unwrap().to_string();
+
+    let table = pca(&emu, &["list", "-o", "table"]);
+    assert!(table.status.success());
+    let text = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for column in [
+        "TAG", "ALIAS", "TYPE", "STATUS", "KEY", "NOTAFTER", "SIGNED",
+    ] {
+        assert!(lines[0].contains(column), "{text}");
+    }
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[0], tag);
+    assert_eq!(&row[1..5], ["tabled", "PRIVATE_ROOT", "ACTIVE", "EC"]);
+    assert!(row[5].ends_with('Z'), "{text}");
+    assert_eq!(row[6], "0");
+
+    let yaml = pca(&emu, &["list", "-o", "yaml"]);
+    assert!(yaml.status.success());
+    let text = String::from_utf8(yaml.stdout).unwrap();
+    assert!(text.contains(&format!("caTag: {tag}")), "{text}");
+
+    // Not a terminal: JSON unless asked otherwise.
+    let listed = ok_json(&pca(&emu, &["list"]));
+    assert_eq!(listed[0]["caInfo"]["caTag"], tag.as_str());
+}
+
+#[test]
+fn emulator_logs_have_no_colour_in_a_file_name_unrouted_requests_and_a_taken_address() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let emu = start_emulator(dir.path(), None);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", emu.port)).unwrap();
+    stream
+        .write_all(b"GET /api/v1/nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = std::fs::read_to_string(&emu.log).unwrap_or_default();
+        if log.contains("/api/v1/nowhere") || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        log.contains("no operation at this method and path"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "ANSI escapes in a log file: {log}");
+
+    // A second emulator on the same address names it.
+    let out = Command::new(BIN)
+        .args(["emulator", "--listen"])
+        .arg(format!("127.0.0.1:{}", emu.port))
+        .args(["--access-key", AK, "--secret-key", SK])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{}", emu.port)),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
 }
 
 #[test]

@@ -433,7 +433,7 @@ async fn every_documented_error_the_emulator_can_produce_is_answered_verbatim() 
             }),
         )
         .await,
-        messages::KEY_TYPE_MISSING,
+        messages::INVALID_KEY_TYPE,
     );
     expect(
         create(
@@ -453,7 +453,7 @@ async fn every_documented_error_the_emulator_can_produce_is_answered_verbatim() 
             }),
         )
         .await,
-        messages::PERIOD_MISSING,
+        messages::INVALID_PERIOD,
     );
     expect(
         create(
@@ -596,7 +596,7 @@ async fn every_documented_error_the_emulator_can_produce_is_answered_verbatim() 
     let sign_sub = |b: Value| api.post(format!("/api/v1/ca/{root}/sub/sign"), b);
     expect(
         sign_sub(json!({"csrPem": pending_csr.csr_pem})).await,
-        messages::PERIOD_MISSING,
+        messages::INVALID_PERIOD,
     );
     expect(
         sign_sub(json!({"csrPem": pending_csr.csr_pem, "period": "MAX"})).await,

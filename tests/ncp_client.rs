@@ -13,9 +13,10 @@ use std::time::Duration;
 const AK: &str = "test-access-key";
 const SK: &str = "test-secret-key-0123456789";
 
+/// A strict-signing emulator: our client must sign the exact path and query, with `-v2`.
 async fn start() -> EmulatorHandle {
     ncp_pca_issuer::telemetry::install_crypto_provider();
-    let mut config = EmulatorConfig::new(Credentials::new(AK, SK));
+    let mut config = EmulatorConfig::new(Credentials::new(AK, SK)).strict();
     config.test_controls = true;
     emulator::spawn(config).await.expect("emulator starts")
 }
@@ -417,4 +418,137 @@ async fn a_wrong_secret_key_is_an_authentication_failure_that_is_not_retried() {
         0,
         "rejected at the gateway"
     );
+}
+
+#[tokio::test]
+async fn a_dot_segment_parameter_never_reaches_another_operation() {
+    let emu = start().await;
+    let c = client(&emu);
+    let ca = c
+        .create_ca(&new_root("dotca"))
+        .await
+        .unwrap()
+        .ca_info
+        .ca_tag;
+    let id = "6e4c1234-5678-90ab-cdef-1234567a9baa";
+    let serial = "0a:0b";
+    let before = emu.stats();
+    for bad in [".", ".."] {
+        let pem = "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n";
+        let subject = subject("x");
+        let results: Vec<(&str, Result<(), NcpError>)> = vec![
+            (
+                "activate_sub_ca",
+                c.activate_sub_ca(bad, pem, pem).await.map(drop),
+            ),
+            ("add_ca_user", c.add_ca_user(bad, id).await),
+            ("create_ocsp", c.create_ocsp(bad, "http://o").await),
+            ("delete_ca", c.delete_ca(bad).await),
+            ("delete_ca_user tag", c.delete_ca_user(bad, id).await),
+            ("delete_ca_user id", c.delete_ca_user(&ca, bad).await),
+            ("delete_ocsp", c.delete_ocsp(bad).await),
+            ("get_ca", c.get_ca(bad).await.map(drop)),
+            ("get_ca_chain", c.get_ca_chain(bad).await.map(drop)),
+            ("get_ca_crl", c.get_ca_crl(bad).await.map(drop)),
+            ("get_ca_user_list", c.get_ca_user_list(bad).await.map(drop)),
+            ("get_crl_config", c.get_crl_config(bad).await.map(drop)),
+            (
+                "get_end_cert tag",
+                c.get_end_cert(bad, serial).await.map(drop),
+            ),
+            (
+                "get_end_cert serial",
+                c.get_end_cert(&ca, bad).await.map(drop),
+            ),
+            (
+                "get_end_cert_list",
+                c.get_end_cert_list(bad, None).await.map(drop),
+            ),
+            ("get_sub_csr", c.get_sub_csr(bad).await.map(drop)),
+            (
+                "issue_end_cert",
+                c.issue_end_cert(bad, KeyType::Ec256, Period::Days(1), &subject)
+                    .await
+                    .map(drop),
+            ),
+            ("revoke_end_cert tag", c.revoke_end_cert(bad, serial).await),
+            ("revoke_end_cert serial", c.revoke_end_cert(&ca, bad).await),
+            ("rotate_crl", c.rotate_crl(bad).await),
+            (
+                "sign_end_csr",
+                c.sign_end_csr(bad, &csr("a.example"), None).await.map(drop),
+            ),
+            (
+                "sign_sub_csr",
+                c.sign_sub_csr(bad, &csr("a.example"), 10).await.map(drop),
+            ),
+            ("trim_ca", c.trim_ca(bad).await),
+            (
+                "update_ca",
+                c.update_ca(bad, Some(&CaStatus::Active), None)
+                    .await
+                    .map(drop),
+            ),
+            (
+                "update_crl_config",
+                c.update_crl_config(bad, 3).await.map(drop),
+            ),
+        ];
+        assert_eq!(results.len(), 25);
+        for (what, result) in results {
+            let err = result.expect_err(what);
+            assert!(
+                matches!(err, NcpError::InvalidRequest { .. }),
+                "{what} {bad:?}: {err:?}"
+            );
+            assert!(err.to_string().contains("dot segment"), "{err}");
+        }
+    }
+    assert_eq!(
+        emu.stats(),
+        before,
+        "nothing was sent: no other operation was called"
+    );
+}
+
+/// Serves one canned answer to every request, on 127.0.0.1 (an endpoint that answers the wrong
+/// operation's shape).
+async fn canned(body: &'static str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_success_answer_without_what_the_operation_returns_is_a_decode_error() {
+    ncp_pca_issuer::telemetry::install_crypto_provider();
+    // The answer Get CA List gives, to a Get CA.
+    let url = canned(
+        r#"{"code":"SUCCESS","msg":"Success","data":{"totalCnt":0,"totalPageNo":0,"currentPageNo":1,"caInfoList":[]}}"#,
+    )
+    .await;
+    let mut config = ClientConfig::new(Credentials::new(AK, SK)).with_endpoint(url);
+    config.retry = RetryPolicy::none();
+    let c = Client::new(config).unwrap();
+    let err = c.get_ca("abcdefgh-12345678").await.unwrap_err();
+    assert!(matches!(err, NcpError::Decode { .. }), "{err:?}");
+    assert!(err.to_string().contains("caInfo.caTag"), "{err}");
+    let err = c.get_end_cert("t", "0a:0b").await.unwrap_err();
+    assert!(err.to_string().contains("certPem"), "{err}");
+    let err = c.get_ca_chain("t").await.unwrap_err();
+    assert!(matches!(err, NcpError::Decode { .. }), "{err:?}");
+    // The list itself is complete.
+    assert!(c.get_ca_list(None).await.unwrap().ca_info_list.is_empty());
 }

@@ -19,8 +19,12 @@ pub const DEFAULT_SECRET_KEY_KEY: &str = "NCLOUD_SECRET_KEY";
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuerSpec {
-    /// Tag of the NCP Private CA that signs certificates (as shown by Get CA List, e.g. `abcd1234-efgh5678`).
-    #[schemars(length(min = 1, max = 128))]
+    /// Tag of the NCP Private CA that signs certificates (as shown by Get CA List, e.g. `abcd1234-efgh5678`):
+    /// letters and digits in groups joined by `-`.
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$")
+    )]
     pub ca_tag: String,
 
     /// Private CA API endpoint. Default: the public endpoint `https://pca.apigw.ntruss.com`.

@@ -1,13 +1,17 @@
 //! `ncp-pca-issuer pca …`: a thin admin command per client operation, JSON on stdout.
 
-use crate::ncp::types::{CaStatus, CaType, KeyType, Period, X509Parameters};
+use crate::ncp::types::{CaDetail, CaStatus, CaType, KeyType, Period, X509Parameters};
 use crate::ncp::{
-    Client, ClientConfig, Credentials, NcpError, NewCa, PUBLIC_ENDPOINT, RetryPolicy,
+    CallObserver, Client, ClientConfig, Credentials, NcpError, NewCa, Operation, PUBLIC_ENDPOINT,
+    RetryPolicy,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 /// Connection options shared by every `pca` command.
 #[derive(Debug, Args)]
@@ -24,15 +28,29 @@ pub struct PcaArgs {
     /// Extra PEM trust anchors for the endpoint's TLS certificate.
     #[arg(long, global = true)]
     pub ca_bundle: Option<PathBuf>,
-    /// Timeout of one request, in seconds.
-    #[arg(long, default_value_t = 30, global = true)]
+    /// Timeout of one request, in seconds (at least 1).
+    #[arg(long, default_value_t = 30, global = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_secs: u64,
     /// Print PEM instead of JSON for commands that return certificates, chains, CRLs or CSRs.
     #[arg(long, global = true)]
     pub pem: bool,
+    /// Output format. `table` is for `list` (its default on a terminal); elsewhere JSON is the default.
+    #[arg(short = 'o', long = "output", value_enum, global = true)]
+    pub output: Option<OutputFormat>,
     /// The operation.
     #[command(subcommand)]
     pub command: PcaCommand,
+}
+
+/// How to print an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// One line per CA (`list` only).
+    Table,
+    /// Pretty-printed JSON.
+    Json,
+    /// YAML.
+    Yaml,
 }
 
 /// Key types, as accepted on the command line.
@@ -300,11 +318,29 @@ pub enum PcaError {
     /// The NCP call failed.
     #[error(transparent)]
     Ncp(#[from] NcpError),
-    /// Credentials were not given.
+    /// Every attempt of the call timed out.
+    #[error("{source}; gave up after {attempts} attempt(s) in {total_ms} ms in all")]
+    TimedOut {
+        /// The last attempt's timeout.
+        source: NcpError,
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent on the call, retries and backoff included.
+        total_ms: u128,
+    },
+    /// Credentials were not given (or are empty).
     #[error(
-        "missing credentials: set --access-key/--secret-key or NCLOUD_ACCESS_KEY/NCLOUD_SECRET_KEY"
+        "missing credentials: set --access-key/--secret-key or NCLOUD_ACCESS_KEY/NCLOUD_SECRET_KEY (empty values count as missing)"
     )]
     MissingCredentials,
+    /// The `--ca-bundle` file cannot be used.
+    #[error("--ca-bundle {path}: {message}")]
+    CaBundle {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     ReadFile {
@@ -313,9 +349,25 @@ pub enum PcaError {
         /// The cause.
         source: std::io::Error,
     },
+    /// `-o table` for a command that has no table.
+    #[error("-o table is only available for `list`; use -o json or -o yaml")]
+    NoTable,
     /// Output could not be encoded.
     #[error("cannot encode output: {0}")]
     Encode(#[from] serde_json::Error),
+    /// YAML output could not be encoded.
+    #[error("cannot encode output as yaml: {0}")]
+    Yaml(String),
+}
+
+/// Counts HTTP attempts, so that a timeout can say how many were made.
+#[derive(Debug, Default)]
+struct AttemptCounter(AtomicU32);
+
+impl CallObserver for AttemptCounter {
+    fn observe(&self, _op: Operation, _outcome: &str, _elapsed: Duration) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 fn read(path: &PathBuf) -> Result<String, PcaError> {
@@ -330,16 +382,19 @@ fn read(path: &PathBuf) -> Result<String, PcaError> {
     })
 }
 
-/// What a command prints: JSON, or with `--pem` the PEM text when the answer carries one.
+/// What a command prints: JSON (or YAML), with `--pem` the PEM text when the answer carries one,
+/// and for `list` a table.
 struct Output {
     json: serde_json::Value,
     pem: Option<String>,
+    table: Option<String>,
 }
 
 fn json(value: impl Serialize) -> Result<Output, PcaError> {
     Ok(Output {
         json: serde_json::to_value(value)?,
         pem: None,
+        table: None,
     })
 }
 
@@ -347,7 +402,71 @@ fn pem(text: String) -> Output {
     Output {
         json: serde_json::Value::String(text.clone()),
         pem: Some(text),
+        table: None,
     }
+}
+
+/// `list` output: the JSON, and a table of tag, alias, type, status, key, NotAfter, signingCount.
+fn ca_table(cas: &[CaDetail]) -> Result<Output, PcaError> {
+    let header = [
+        "TAG", "ALIAS", "TYPE", "STATUS", "KEY", "NOTAFTER", "SIGNED",
+    ]
+    .map(str::to_string);
+    let rows: Vec<[String; 7]> = cas
+        .iter()
+        .map(|c| {
+            [
+                c.ca_info.ca_tag.clone(),
+                c.ca_info.alias.clone(),
+                c.ca_info.ca_type.clone(),
+                c.ca_info.status.to_string(),
+                dash(&c.ca_cert_info.public_key_algorithm),
+                c.ca_cert_info
+                    .not_after_date
+                    .and_then(format_ms)
+                    .unwrap_or_else(|| "-".into()),
+                c.ca_info
+                    .signing_count
+                    .map_or_else(|| "-".into(), |n| n.to_string()),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        text.push_str(line.join("  ").trim_end());
+        text.push('\n');
+    }
+    Ok(Output {
+        json: serde_json::to_value(cas)?,
+        pem: None,
+        table: Some(text),
+    })
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC time, to the second.
+fn format_ms(ms: i64) -> Option<String> {
+    let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000)).ok()?;
+    t.format(&time::format_description::well_known::Rfc3339)
+        .ok()
 }
 
 /// A certificate answer: JSON, or with `--pem` the certificate followed by its chain.
@@ -360,6 +479,7 @@ fn cert_output(cert: &str, chain: &[String], whole: &impl Serialize) -> Result<O
     Ok(Output {
         json: serde_json::to_value(whole)?,
         pem: Some(text),
+        table: None,
     })
 }
 
@@ -368,7 +488,10 @@ fn cert_output(cert: &str, chain: &[String], whole: &impl Serialize) -> Result<O
 /// # Errors
 /// When credentials are missing, a file cannot be read, or the call fails.
 pub async fn run(args: PcaArgs) -> Result<String, PcaError> {
-    let (Some(access_key), Some(secret_key)) = (args.access_key, args.secret_key) else {
+    let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let (Some(access_key), Some(secret_key)) =
+        (non_empty(args.access_key), non_empty(args.secret_key))
+    else {
         return Err(PcaError::MissingCredentials);
     };
     let mut config =
@@ -376,12 +499,52 @@ pub async fn run(args: PcaArgs) -> Result<String, PcaError> {
     config.request_timeout = Duration::from_secs(args.timeout_secs);
     config.retry = RetryPolicy::default();
     if let Some(path) = &args.ca_bundle {
-        config.ca_bundle_pem = Some(read(path)?.into_bytes());
+        let text = read(path).map_err(|e| match e {
+            PcaError::ReadFile { path, source } => PcaError::CaBundle {
+                path,
+                message: source.to_string(),
+            },
+            other => other,
+        })?;
+        config.ca_bundle_pem = Some(text.into_bytes());
     }
-    let client = Client::new(config)?;
-    let output = execute(&client, args.command).await?;
-    Ok(match output.pem {
-        Some(text) if args.pem => text,
+    let client = Client::new(config).map_err(|e| match (&e, &args.ca_bundle) {
+        (NcpError::InvalidRequest { message, .. }, Some(path)) if message.contains("caBundle") => {
+            PcaError::CaBundle {
+                path: path.clone(),
+                message: message.replace("caBundle", "the file"),
+            }
+        }
+        _ => PcaError::Ncp(e),
+    })?;
+    let counter = Arc::new(AttemptCounter::default());
+    let client = client.with_observer(Arc::clone(&counter) as Arc<dyn CallObserver>);
+    let is_list = matches!(args.command, PcaCommand::List { .. });
+    if args.output == Some(OutputFormat::Table) && !is_list {
+        return Err(PcaError::NoTable);
+    }
+    let started = Instant::now();
+    let output = execute(&client, args.command).await.map_err(|e| match e {
+        PcaError::Ncp(source @ NcpError::Timeout { .. }) => PcaError::TimedOut {
+            source,
+            attempts: counter.0.load(Ordering::Relaxed),
+            total_ms: started.elapsed().as_millis(),
+        },
+        other => other,
+    })?;
+    let format = args
+        .output
+        .unwrap_or(if is_list && std::io::stdout().is_terminal() {
+            OutputFormat::Table
+        } else {
+            OutputFormat::Json
+        });
+    Ok(match (output.pem, output.table, format) {
+        (Some(text), _, _) if args.pem => text,
+        (_, Some(table), OutputFormat::Table) => table,
+        (_, _, OutputFormat::Yaml) => {
+            serde_saphyr::to_string(&output.json).map_err(|e| PcaError::Yaml(e.to_string()))?
+        }
         _ => serde_json::to_string_pretty(&output.json)? + "\n",
     })
 }
@@ -390,8 +553,13 @@ async fn execute(client: &Client, command: PcaCommand) -> Result<Output, PcaErro
     use PcaCommand as C;
     let done = || json(serde_json::json!({"result": "ok"}));
     match command {
-        C::List { page: Some(p) } => json(client.get_ca_list(Some(p)).await?),
-        C::List { page: None } => json(client.list_all_cas().await?),
+        C::List { page: Some(p) } => {
+            let list = client.get_ca_list(Some(p)).await?;
+            let mut out = ca_table(&list.ca_info_list)?;
+            out.json = serde_json::to_value(&list)?;
+            Ok(out)
+        }
+        C::List { page: None } => ca_table(&client.list_all_cas().await?),
         C::Get { ca_tag } => json(client.get_ca(&ca_tag).await?),
         C::Create {
             alias,

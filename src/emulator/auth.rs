@@ -4,9 +4,11 @@
 //! clock → known access key → HMAC over `METHOD SP request-target LF timestamp LF access-key`. Every
 //! failure is 401 errorCode 200. A viewer key that tries to write gets 401 errorCode 210.
 //!
-//! Accepted signatures: header `x-ncp-apigw-signature-v2` (documented) or `x-ncp-apigw-signature-v1`
+//! Lenient (the default): header `x-ncp-apigw-signature-v2` (documented) or `x-ncp-apigw-signature-v1`
 //! (NAVER's Go SDK), each computed over the raw path and query as received, or over the path alone
 //! (the Go SDK signs the path before appending the query).
+//!
+//! Strict (`strict_signing`): only `x-ncp-apigw-signature-v2`, only over the exact request-target.
 
 use super::config::EmulatorConfig;
 use super::response::GatewayError;
@@ -43,10 +45,12 @@ pub(crate) fn authenticate(
 ) -> Result<Access, GatewayError> {
     let timestamp = header(headers, HEADER_TIMESTAMP);
     let access_key = header(headers, HEADER_ACCESS_KEY);
-    let signatures: Vec<&str> = [HEADER_SIGNATURE_V2, HEADER_SIGNATURE_V1]
-        .iter()
-        .filter_map(|h| header(headers, h))
-        .collect();
+    let accepted: &[&str] = if config.strict_signing {
+        &[HEADER_SIGNATURE_V2]
+    } else {
+        &[HEADER_SIGNATURE_V2, HEADER_SIGNATURE_V1]
+    };
+    let signatures: Vec<&str> = accepted.iter().filter_map(|h| header(headers, h)).collect();
     let (Some(timestamp), Some(access_key)) = (timestamp, access_key) else {
         let missing = if timestamp.is_none() {
             HEADER_TIMESTAMP
@@ -66,10 +70,12 @@ pub(crate) fn authenticate(
     let ts: i64 = timestamp
         .parse()
         .map_err(|_| GatewayError::authentication_failed("timestamp is not an integer"))?;
-    if now_ms.abs_diff(ts) > config.clock_skew_ms.unsigned_abs() {
-        return Err(GatewayError::authentication_failed(
-            "timestamp differs from the server time by more than the allowed skew",
-        ));
+    let skew = now_ms.abs_diff(ts);
+    if skew > config.clock_skew_ms.unsigned_abs() {
+        return Err(GatewayError::authentication_failed(format!(
+            "clock skew: the timestamp differs from the server time by {skew} ms, more than the allowed {} ms; check this machine's clock",
+            config.clock_skew_ms
+        )));
     }
 
     let (creds, access): (&Credentials, Access) = if access_key == config.credentials.access_key {
@@ -85,7 +91,12 @@ pub(crate) fn authenticate(
     };
 
     let path_only = target.split_once('?').map_or(target, |(p, _)| p);
-    let expected: Vec<String> = [target, path_only]
+    let signed_targets: &[&str] = if config.strict_signing {
+        &[target]
+    } else {
+        &[target, path_only]
+    };
+    let expected: Vec<String> = signed_targets
         .iter()
         .map(|t| creds.sign(method, t, timestamp))
         .collect();
@@ -95,7 +106,9 @@ pub(crate) fn authenticate(
             .any(|e| signing::signatures_match(e, presented))
     });
     if !valid {
-        return Err(GatewayError::authentication_failed("signature mismatch"));
+        return Err(GatewayError::authentication_failed(
+            "signature mismatch: the signature does not match METHOD, the request-target (path and query) and the timestamp under this access key's secret",
+        ));
     }
 
     if is_write && access == Access::ReadOnly {
@@ -170,6 +183,30 @@ mod tests {
         );
         assert_eq!(
             check(&h, "/api/v1/ca?pageNo=2", false).unwrap(),
+            Access::Full
+        );
+    }
+
+    #[test]
+    fn strict_mode_refuses_a_path_only_signature_on_a_query_request_and_the_v1_header() {
+        let strict = config().strict();
+        let t = "/api/v1/ca?pageNo=2";
+        let path_only = headers(
+            AK,
+            SK,
+            "GET",
+            "/api/v1/ca",
+            "1700000000000",
+            HEADER_SIGNATURE_V2,
+        );
+        assert!(authenticate(&config(), "GET", t, &path_only, NOW, false).is_ok());
+        assert_auth_failed(authenticate(&strict, "GET", t, &path_only, NOW, false));
+        let v1 = headers(AK, SK, "GET", t, "1700000000000", HEADER_SIGNATURE_V1);
+        assert!(authenticate(&config(), "GET", t, &v1, NOW, false).is_ok());
+        assert_auth_failed(authenticate(&strict, "GET", t, &v1, NOW, false));
+        let exact = headers(AK, SK, "GET", t, "1700000000000", HEADER_SIGNATURE_V2);
+        assert_eq!(
+            authenticate(&strict, "GET", t, &exact, NOW, false).unwrap(),
             Access::Full
         );
     }

@@ -2,6 +2,7 @@
 
 use crate::ncp::signing::Credentials;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Default limit of CAs per account (NCP: 10).
 pub const DEFAULT_MAX_CAS: usize = 10;
@@ -13,6 +14,9 @@ pub const DEFAULT_PAGE_SIZE: usize = 10;
 pub const DEFAULT_CLOCK_SKEW_MS: i64 = 300_000;
 /// Default largest accepted request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Default bound on a connection that sends nothing: half a request header, or an idle keep-alive.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How an emulator behaves.
 #[derive(Debug, Clone)]
@@ -39,6 +43,14 @@ pub struct EmulatorConfig {
     pub public_base_url: Option<String>,
     /// Largest accepted request body; larger ones get the gateway's 413.
     pub max_body_bytes: usize,
+    /// Strict signing: only `x-ncp-apigw-signature-v2`, computed over the exact request-target (path
+    /// and query as received). Off (the default), the emulator is lenient as NAVER's gateway is
+    /// towards NAVER's SDKs: the `-v1` header is accepted too, and so is a signature over the path
+    /// alone. Our own client's and controller's tests run strict, so that a client that dropped the
+    /// query from its signature fails them.
+    pub strict_signing: bool,
+    /// A connection that sends nothing for this long (half a header, an idle keep-alive) is closed.
+    pub idle_timeout: Duration,
 }
 
 impl EmulatorConfig {
@@ -56,6 +68,15 @@ impl EmulatorConfig {
             test_controls: false,
             public_base_url: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            strict_signing: false,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
+    }
+
+    /// The same configuration with strict signing (see [`EmulatorConfig::strict_signing`]).
+    #[must_use]
+    pub fn strict(mut self) -> Self {
+        self.strict_signing = true;
+        self
     }
 }

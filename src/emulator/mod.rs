@@ -15,10 +15,21 @@
 //! - Get CRL Config answers "The crl configuration doesn't exist." until Update CRL Config is called;
 //!   CRLs are renewed every 3 days meanwhile. Revocation, rotation, trimming and config updates rebuild
 //!   the CRL at once; Get CA CRL rebuilds it when past its nextUpdate.
-//! - Update CA answers the nested `{caInfo, caCertInfo}` form; the same status is a no-op; DESTROYING
+//! - Update CA answers a superset of both documented forms: the flat `CaInfo` fields (2022 docs,
+//!   NAVER's client) with `caInfo` and `caCertInfo` beside them (current docs); the same status is a no-op; DESTROYING
 //!   → ACTIVE cancels (back to PENDING for a CA that never got its certificate); DESTROYING →
 //!   DEACTIVATED and PENDING → ACTIVE/DEACTIVATED are "Invalid ca status.".
-//! - CSRs must carry one of the four NCP key types ("Invalid key type." otherwise).
+//! - CSRs must carry one of the four NCP key types: any other key (RSA-1024, RSA-3072, P-384,
+//!   Ed25519) is "Invalid key type.", checked before the CSR's signature; "Invalid csr." is for a
+//!   CSR with a supported key that cannot be read or whose signature does not verify.
+//! - Messages come only from NCP's documented table. Where it has none: a missing `keyType` in
+//!   Create CA is "Invalid keyType.", a missing `period` (Create CA, Sign Sub Csr) "Invalid period
+//!   value."; NUL, LF or another control character in a subject field is "Invalid input.".
+//! - Gateway: a body longer than the limit (declared or sent) is 413 "Request Entity Too Large",
+//!   answered before authentication and before `100 Continue`; a body cut short is 400 "Bad
+//!   Request Exception"; a connection that sends nothing for `idle_timeout` (60 s) is closed.
+//! - Signing is lenient by default (`-v1` or `-v2` header, signature over path and query or path
+//!   alone, as NAVER's SDKs sign); `strict_signing` accepts only `-v2` over the exact target.
 //! - Page size 10 (configurable); lists include DESTROYING CAs, revoked and expired certificates.
 //! - Adding a user twice or deleting an absent user → "Invalid user."; memo limit 256 characters.
 //! - Authentication uses the real wall clock; everything else uses the emulator's (offsettable) clock.
@@ -27,6 +38,7 @@ mod auth;
 mod clock;
 mod config;
 mod faults;
+mod listener;
 mod ops;
 mod persist;
 mod request;
@@ -38,14 +50,14 @@ mod stats;
 mod validate;
 
 pub use config::{
-    DEFAULT_CLOCK_SKEW_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CAS, DEFAULT_MAX_ISSUANCES_PER_CA,
-    DEFAULT_PAGE_SIZE, EmulatorConfig,
+    DEFAULT_CLOCK_SKEW_MS, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CAS,
+    DEFAULT_MAX_ISSUANCES_PER_CA, DEFAULT_PAGE_SIZE, EmulatorConfig,
 };
 pub use faults::{FaultKind, FaultRule};
 pub use stats::{CallCounts, Stats};
 
 use crate::ncp::types::CaStatus;
-use server::Shared;
+use state::Shared;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -78,7 +90,7 @@ fn build(listener: &TcpListener, config: EmulatorConfig) -> io::Result<Arc<Share
         }
     };
     let state = match &config.state_file {
-        Some(path) => persist::load(path)?,
+        Some(path) => persist::load::<state::State>(path)?,
         None => state::State::default(),
     };
     Ok(Arc::new(Shared::new(config, base_url, state)))
@@ -100,6 +112,7 @@ async fn run(
     );
     let app = server::router(Arc::clone(&shared));
     let stopping = Arc::clone(&shared);
+    let listener = listener::IdleListener::new(listener, shared.config.idle_timeout);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             signal.await;

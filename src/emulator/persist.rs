@@ -1,7 +1,11 @@
 //! The optional state file: JSON, written atomically (temporary file + rename) with mode 0600,
 //! because it holds the CAs' private keys.
 
-use super::state::State;
+//!
+//! Generic over the state type, so that this module does not depend on `state` (which saves through
+//! it): no use cycle.
+
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -9,25 +13,25 @@ use std::path::{Path, PathBuf};
 const VERSION: u32 = 1;
 
 #[derive(Deserialize)]
-struct StateFile {
+struct StateFile<S> {
     version: u32,
-    state: State,
+    state: S,
 }
 
 #[derive(Serialize)]
-struct StateFileRef<'a> {
+struct StateFileRef<'a, S> {
     version: u32,
-    state: &'a State,
+    state: &'a S,
 }
 
 /// Loads the state; a missing file is an empty account.
-pub(crate) fn load(path: &Path) -> io::Result<State> {
+pub(crate) fn load<S: DeserializeOwned + Default>(path: &Path) -> io::Result<S> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(S::default()),
         Err(e) => return Err(e),
     };
-    let file: StateFile = serde_json::from_slice(&bytes).map_err(|e| {
+    let file: StateFile<S> = serde_json::from_slice(&bytes).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("cannot read emulator state file {}: {e}", path.display()),
@@ -56,7 +60,7 @@ fn temp_path(path: &Path) -> PathBuf {
 }
 
 /// Saves the state: writes a temporary file next to `path` (mode 0600), syncs it, renames it over.
-pub(crate) fn save(path: &Path, state: &State) -> io::Result<()> {
+pub(crate) fn save<S: Serialize>(path: &Path, state: &S) -> io::Result<()> {
     let json = serde_json::to_vec(&StateFileRef {
         version: VERSION,
         state,
@@ -86,18 +90,19 @@ pub(crate) fn save(path: &Path, state: &State) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::emulator::state::State;
 
     #[test]
     fn state_survives_a_round_trip_and_the_file_is_private() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        assert_eq!(load(&path).unwrap().cas.len(), 0);
+        assert_eq!(load::<State>(&path).unwrap().cas.len(), 0);
         let state = State {
             last_id: 7,
             ..State::default()
         };
         save(&path, &state).unwrap();
-        assert_eq!(load(&path).unwrap().last_id, 7);
+        assert_eq!(load::<State>(&path).unwrap().last_id, 7);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
@@ -106,6 +111,9 @@ mod tests {
         }
         assert!(!temp_path(&path).exists());
         std::fs::write(&path, b"{not json").unwrap();
-        assert_eq!(load(&path).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        assert_eq!(
+            load::<State>(&path).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 }

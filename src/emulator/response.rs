@@ -85,6 +85,16 @@ impl GatewayError {
         )
     }
 
+    /// 400 / 100 Bad Request Exception (a malformed request, e.g. a body cut short).
+    pub(crate) fn bad_request(details: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "100",
+            "Bad Request Exception",
+            details,
+        )
+    }
+
     /// 413 / 430 Request Entity Too Large.
     pub(crate) fn too_large() -> Self {
         Self::new(

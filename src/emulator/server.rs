@@ -2,88 +2,23 @@
 //! counters; plus the test-control endpoints and the unauthenticated `/ext/` downloads.
 
 use super::auth;
-use super::clock::{Clock, wall_ms};
-use super::config::EmulatorConfig;
-use super::faults::{FaultKind, FaultRule, Faults};
+use super::clock::wall_ms;
+use super::faults::{FaultKind, FaultRule};
 use super::ops;
-use super::persist;
 use super::request::{Call, parse_query};
 use super::response::{GatewayError, service_error, success};
 use super::routes::{self, Route};
-use super::state::{State, internal};
-use super::stats::Stats;
+use super::state::{Shared, internal};
 use crate::ncp::messages;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
-
-/// Everything the handlers share.
-pub(crate) struct Shared {
-    pub config: EmulatorConfig,
-    pub base_url: String,
-    pub state: Mutex<State>,
-    pub stats: Mutex<Stats>,
-    pub faults: Faults,
-    pub clock: Clock,
-    /// Flips to `true` when the server stops: releases the requests held by timeout faults.
-    pub shutdown: watch::Sender<bool>,
-}
-
-impl Shared {
-    pub(crate) fn new(config: EmulatorConfig, base_url: String, state: State) -> Self {
-        Self {
-            config,
-            base_url,
-            state: Mutex::new(state),
-            stats: Mutex::new(Stats::default()),
-            faults: Faults::default(),
-            clock: Clock::default(),
-            shutdown: watch::channel(false).0,
-        }
-    }
-
-    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn stats(&self) -> MutexGuard<'_, Stats> {
-        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Saves the state file when something changed. A failed save is logged, not reported to the
-    /// client: the change has happened in memory either way.
-    pub(crate) fn persist_if_dirty(&self) {
-        let mut st = self.state();
-        if !st.dirty {
-            return;
-        }
-        st.dirty = false;
-        if let Some(path) = &self.config.state_file
-            && let Err(e) = persist::save(path, &st)
-        {
-            tracing::error!(error = %e, path = %path.display(), "cannot save emulator state");
-        }
-    }
-
-    /// Forgets every CA, counter and fault, and resets the clock.
-    pub(crate) fn reset(&self) {
-        {
-            let mut st = self.state();
-            *st = State::default();
-            st.dirty = true;
-        }
-        self.persist_if_dirty();
-        *self.stats() = Stats::default();
-        self.faults.clear();
-        self.clock.reset();
-        tracing::info!("emulator reset");
-    }
-}
 
 /// The router: one fallback handler, so unknown paths get the gateway's 404 and the raw
 /// request-target is available for signature checks.
@@ -104,8 +39,42 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
     }
     match routes::match_route(req.method(), &path) {
         Some(route) => api(shared, route, req).await,
-        None => GatewayError::not_found().into_response(),
+        None => {
+            tracing::info!(method = %req.method(), %path, "no operation at this method and path; answering 404");
+            GatewayError::not_found().into_response()
+        }
     }
+}
+
+/// Why a request body could not be read.
+enum BodyError {
+    /// Longer than the limit.
+    TooLarge,
+    /// The connection broke or ended before the declared length.
+    Broken(String),
+}
+
+/// Reads a body of at most `limit` bytes, telling a body that is too long from one cut short.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
+        if out.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Whether the request declares a body longer than `limit` (answered at once, before `100 Continue`).
+fn declares_too_large(req: &Request, limit: usize) -> bool {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX))
 }
 
 /// Holds a request until the emulator stops (a client sees a timeout).
@@ -122,6 +91,13 @@ async fn api(shared: Arc<Shared>, route: Route, req: Request) -> Response {
         |pq| pq.as_str().to_string(),
     );
     shared.stats().entry(op).total += 1;
+
+    // Before authentication and before the body is read, so `Expect: 100-continue` gets no 100.
+    if declares_too_large(&req, shared.config.max_body_bytes) {
+        shared.stats().entry(op).rejected += 1;
+        tracing::info!(%op, "declared body over the limit; answering 413");
+        return GatewayError::too_large().into_response();
+    }
 
     if let Err(e) = auth::authenticate(
         &shared.config,
@@ -165,11 +141,18 @@ async fn api(shared: Arc<Shared>, route: Route, req: Request) -> Response {
     }
 
     let query = parse_query(req.uri().query());
-    let body = match axum::body::to_bytes(req.into_body(), shared.config.max_body_bytes).await {
-        Ok(b) => b.to_vec(),
-        Err(_) => {
+    let body = match read_body(req.into_body(), shared.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
             shared.stats().entry(op).rejected += 1;
+            tracing::info!(%op, "body over the limit; answering 413");
             return GatewayError::too_large().into_response();
+        }
+        Err(BodyError::Broken(cause)) => {
+            shared.stats().entry(op).rejected += 1;
+            tracing::info!(%op, error = %cause, "request body cut short; answering 400");
+            return GatewayError::bad_request("the request body ended before its declared length")
+                .into_response();
         }
     };
     let call = Call {

@@ -1,6 +1,10 @@
 //! The emulated account: its CAs, their keys, certificates, issued certificates, CRLs and users.
 
-use super::clock::to_ms;
+use super::clock::{Clock, to_ms};
+use super::config::EmulatorConfig;
+use super::faults::Faults;
+use super::persist;
+use super::stats::Stats;
 use crate::ncp::messages::{self, ServiceMessage};
 use crate::ncp::types::{
     CaCertInfo, CaDetail, CaInfo, CaStatus, CaType, KeyType, UrlInfo, X509Parameters,
@@ -9,6 +13,71 @@ use crate::pki::{CertInfo, NameAttr, PrivateKey, Signer};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use tokio::sync::watch;
+
+/// Everything the handlers share.
+pub(crate) struct Shared {
+    pub config: EmulatorConfig,
+    pub base_url: String,
+    pub state: Mutex<State>,
+    pub stats: Mutex<Stats>,
+    pub faults: Faults,
+    pub clock: Clock,
+    /// Flips to `true` when the server stops: releases the requests held by timeout faults.
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: EmulatorConfig, base_url: String, state: State) -> Self {
+        Self {
+            config,
+            base_url,
+            state: Mutex::new(state),
+            stats: Mutex::new(Stats::default()),
+            faults: Faults::default(),
+            clock: Clock::default(),
+            shutdown: watch::channel(false).0,
+        }
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn stats(&self) -> MutexGuard<'_, Stats> {
+        self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Saves the state file when something changed. A failed save is logged, not reported to the
+    /// client: the change has happened in memory either way.
+    pub(crate) fn persist_if_dirty(&self) {
+        let mut st = self.state();
+        if !st.dirty {
+            return;
+        }
+        st.dirty = false;
+        if let Some(path) = &self.config.state_file
+            && let Err(e) = persist::save(path, &*st)
+        {
+            tracing::error!(error = %e, path = %path.display(), "cannot save emulator state");
+        }
+    }
+
+    /// Forgets every CA, counter and fault, and resets the clock.
+    pub(crate) fn reset(&self) {
+        {
+            let mut st = self.state();
+            *st = State::default();
+            st.dirty = true;
+        }
+        self.persist_if_dirty();
+        *self.stats() = Stats::default();
+        self.faults.clear();
+        self.clock.reset();
+        tracing::info!("emulator reset");
+    }
+}
 
 /// Hours between Update CA to `DESTROYING` and the automatic deletion.
 pub(crate) const DESTROY_DELAY_MS: i64 = 72 * 3_600_000;

@@ -137,6 +137,25 @@ pub(crate) fn subject(p: &X509Parameters) -> Result<(Name, Vec<San>), ServiceMes
         .as_ref()
         .filter(|c| !c.trim().is_empty())
         .ok_or(messages::COMMON_NAME_MISSING)?;
+    // NUL, LF and other control characters would be written into the certificate's subject.
+    let fields = [
+        &p.common_name,
+        &p.alt_name,
+        &p.ip,
+        &p.uri,
+        &p.country,
+        &p.state_province,
+        &p.locality,
+        &p.organization,
+        &p.organization_unit,
+        &p.street_address,
+    ];
+    if fields.iter().any(|f| {
+        f.as_deref()
+            .is_some_and(|v| v.chars().any(char::is_control))
+    }) {
+        return Err(messages::INVALID_INPUT);
+    }
     let checks = [
         (
             too_long(Some(cn), CN_MAX_CHARS),
@@ -330,6 +349,14 @@ mod tests {
         );
         assert_eq!(
             with(|p| p.alt_name = Some("bad name".into())),
+            messages::INVALID_INPUT
+        );
+        assert_eq!(
+            with(|p| p.common_name = Some("a\0b".into())),
+            messages::INVALID_INPUT
+        );
+        assert_eq!(
+            with(|p| p.organization = Some("line\nbreak".into())),
             messages::INVALID_INPUT
         );
     }

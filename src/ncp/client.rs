@@ -5,7 +5,7 @@ use super::error::NcpError;
 use super::operation::Operation;
 use super::signing::{self, Credentials};
 use super::types::{
-    ActivateSubCaRequest, AddCaUserRequest, CaDetail, CaList, CaStatus, CaType, CaUser,
+    ActivateSubCaRequest, AddCaUserRequest, CaDetail, CaList, CaStatus, CaType, CaUser, Complete,
     CreateCaRequest, CreateOcspRequest, CrlConfig, EndCert, EndCertList, Envelope,
     GatewayErrorBody, IssueEndCertRequest, IssuedCert, KeyType, Period, SUCCESS, SignCsrRequest,
     SubCsr, UpdateCaRequest, UpdatedCa, X509Parameters,
@@ -164,6 +164,26 @@ pub struct NewCa {
     pub subject: X509Parameters,
 }
 
+/// Refuses a path parameter that would not reach its operation: empty, or a dot segment (`.` and `..`
+/// are removed by URL normalisation, here and in every proxy on the way, so the request would go to
+/// another operation; percent-encoding them does not help, `%2E` is normalised too).
+fn check_path_parameter(op: Operation, segment: &str) -> Result<(), NcpError> {
+    match segment {
+        "" => Err(invalid(op, "empty path parameter")),
+        "." | ".." => Err(invalid(
+            op,
+            format!(
+                "path parameter {segment:?} is a dot segment and would reach another operation"
+            ),
+        )),
+        s if s.chars().any(char::is_control) => Err(invalid(
+            op,
+            format!("path parameter {s:?} contains a control character"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Builds the client error for an unusable argument.
 fn invalid(op: Operation, message: impl Into<String>) -> NcpError {
     NcpError::InvalidRequest {
@@ -252,9 +272,7 @@ impl Client {
                 .path_segments_mut()
                 .map_err(|()| invalid(op, "endpoint cannot carry a path"))?;
             for seg in segments {
-                if seg.is_empty() {
-                    return Err(invalid(op, "empty path parameter"));
-                }
+                check_path_parameter(op, seg)?;
                 path.push(seg);
             }
         }
@@ -364,6 +382,12 @@ impl Client {
             message = format!("{message}: {s}");
             source = s.source();
         }
+        if self.base.scheme() == "https" && looks_like_plain_http(&message) {
+            message = format!(
+                "the endpoint did not answer in TLS; is {} a plain http:// endpoint? ({message})",
+                self.base.origin().ascii_serialization()
+            );
+        }
         if e.is_connect() {
             NcpError::Connect { op, message }
         } else if e.is_timeout() {
@@ -376,20 +400,31 @@ impl Client {
         }
     }
 
-    async fn call_data<T: DeserializeOwned>(
+    async fn call_data<T: DeserializeOwned + Complete>(
         &self,
         op: Operation,
         segments: &[&str],
         query: &[(&str, String)],
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<T, NcpError> {
-        self.call(op, segments, query, body)
-            .await?
-            .ok_or_else(|| NcpError::Decode {
+        let data: T =
+            self.call(op, segments, query, body)
+                .await?
+                .ok_or_else(|| NcpError::Decode {
+                    op,
+                    http_status: 200,
+                    message: "successful answer without data".into(),
+                })?;
+        // An answer without what the operation must return is not an empty object: it is most likely
+        // the answer of another operation, or a broken one.
+        match data.missing() {
+            None => Ok(data),
+            Some(field) => Err(NcpError::Decode {
                 op,
                 http_status: 200,
-                message: "successful answer without data".into(),
-            })
+                message: format!("successful answer without {field}"),
+            }),
+        }
     }
 
     async fn call_unit(
@@ -820,6 +855,17 @@ impl Client {
     }
 }
 
+/// Whether a TLS failure is what rustls reports when the server answers in plain HTTP.
+fn looks_like_plain_http(message: &str) -> bool {
+    [
+        "InvalidContentType",
+        "corrupt message",
+        "wrong version number",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
 /// Turns an HTTP answer into the envelope's data or a typed error.
 fn decode_answer<T: DeserializeOwned>(
     op: Operation,
@@ -935,6 +981,51 @@ mod tests {
         assert_eq!(url.path(), "/api/v1/ca/a%2Fb/cert/0a:1b");
         assert_eq!(url.query(), Some("pageNo=2"));
         assert!(c.url(Operation::GetCa, &["ca", ""], &[]).is_err());
+    }
+
+    #[test]
+    fn dot_segments_and_control_characters_are_refused_in_every_path_parameter() {
+        let c = client("http://127.0.0.1:1").unwrap();
+        for bad in [".", "..", "a\nb"] {
+            let err = c.url(Operation::GetCa, &["ca", bad], &[]).unwrap_err();
+            assert!(matches!(err, NcpError::InvalidRequest { .. }), "{bad:?}");
+            assert!(!err.is_retryable());
+            let err = c
+                .url(Operation::GetEndCert, &["ca", "t", "cert", bad], &[])
+                .unwrap_err();
+            assert!(matches!(err, NcpError::InvalidRequest { .. }), "{bad:?}");
+        }
+        // Dots inside a parameter are fine.
+        assert_eq!(
+            c.url(Operation::GetCa, &["ca", "a..b"], &[])
+                .unwrap()
+                .path(),
+            "/api/v1/ca/a..b"
+        );
+    }
+
+    #[test]
+    fn a_success_answer_without_what_the_operation_returns_is_a_decode_error() {
+        let empty: Option<CaDetail> = decode_answer(
+            Operation::GetCa,
+            200,
+            None,
+            br#"{"code":"SUCCESS","msg":"Success","data":{"totalCnt":0,"caInfoList":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            empty.unwrap().missing(),
+            Some("caInfo.caTag"),
+            "a CA list decoded as a CA is incomplete"
+        );
+        let list: Option<super::super::types::EndCertList> = decode_answer(
+            Operation::GetEndCertList,
+            200,
+            None,
+            br#"{"code":"SUCCESS","msg":"Success","data":{"totalCnt":0,"listCerts":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(list.unwrap().missing(), None);
     }
 
     #[test]

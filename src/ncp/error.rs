@@ -22,7 +22,7 @@ pub enum NcpError {
         known: Option<MessageId>,
     },
     /// The API gateway rejected the request (authentication, throttling, routing).
-    #[error("{op}: ncp gateway error {error_code} (http {http_status}): {message}")]
+    #[error("{op}: ncp gateway error {error_code} (http {http_status}): {message}{}", details_suffix(details.as_deref()))]
     Gateway {
         /// The operation.
         op: Operation,
@@ -79,6 +79,14 @@ pub enum NcpError {
         /// What was wrong.
         message: String,
     },
+}
+
+/// ` (details)` when the gateway gave any: it tells a bad signature from a clock skew.
+fn details_suffix(details: Option<&str>) -> String {
+    match details.map(str::trim) {
+        Some(d) if !d.is_empty() => format!(" ({d})"),
+        _ => String::new(),
+    }
 }
 
 impl NcpError {

@@ -663,6 +663,98 @@ pub struct SubCsr {
     pub csr_pem: String,
 }
 
+// ---- what each answer must carry -------------------------------------------------------------
+
+/// What a successful answer must carry: the client refuses an answer without it (a decode error),
+/// rather than handing on an empty object.
+pub trait Complete {
+    /// The first required field that is absent or empty, by its wire name.
+    fn missing(&self) -> Option<&'static str>;
+}
+
+fn blank(s: &str) -> bool {
+    s.trim().is_empty()
+}
+
+impl Complete for CaDetail {
+    fn missing(&self) -> Option<&'static str> {
+        if blank(&self.ca_info.ca_tag) {
+            Some("caInfo.caTag")
+        } else if self.ca_info.status == CaStatus::default() {
+            Some("caInfo.status")
+        } else {
+            None
+        }
+    }
+}
+
+impl Complete for UpdatedCa {
+    fn missing(&self) -> Option<&'static str> {
+        if blank(&self.ca_info.ca_tag) {
+            Some("caTag")
+        } else if self.ca_info.status == CaStatus::default() {
+            Some("status")
+        } else {
+            None
+        }
+    }
+}
+
+impl Complete for CaList {
+    fn missing(&self) -> Option<&'static str> {
+        self.ca_info_list
+            .iter()
+            .find_map(Complete::missing)
+            .map(|_| "caInfoList[].caInfo.caTag")
+    }
+}
+
+impl Complete for EndCertList {
+    fn missing(&self) -> Option<&'static str> {
+        self.list_certs
+            .iter()
+            .any(|s| blank(s))
+            .then_some("listCerts[]")
+    }
+}
+
+impl Complete for IssuedCert {
+    fn missing(&self) -> Option<&'static str> {
+        if blank(&self.certificate) {
+            Some("certificate")
+        } else if blank(&self.serial_no) {
+            Some("serialNo")
+        } else {
+            None
+        }
+    }
+}
+
+impl Complete for EndCert {
+    fn missing(&self) -> Option<&'static str> {
+        blank(&self.cert_pem).then_some("certPem")
+    }
+}
+
+impl Complete for SubCsr {
+    fn missing(&self) -> Option<&'static str> {
+        blank(&self.csr_pem).then_some("csrPem")
+    }
+}
+
+impl Complete for CrlConfig {
+    fn missing(&self) -> Option<&'static str> {
+        self.expiry.as_deref().is_none_or(blank).then_some("expiry")
+    }
+}
+
+/// PEM answers (Get CA Chain, Get CA CRL).
+impl Complete for String {
+    fn missing(&self) -> Option<&'static str> {
+        (!self.contains("-----BEGIN ")).then_some("a PEM block")
+    }
+}
+
 // ---- tolerant deserialisers -------------------------------------------------------------------
 
 #[derive(Deserialize)]

@@ -113,8 +113,9 @@ fn parse_create(call: &Call) -> Result<NewCa, ServiceMessage> {
     let body = call.body()?;
     let alias = validate::alias(str_field(&body, "alias")?.as_deref())?;
     let memo = validate::memo(str_field(&body, "memo")?)?;
-    let key_type = validate::key_type(&required(&body, "keyType", messages::KEY_TYPE_MISSING)?)?;
-    let period = validate::period(&required(&body, "period", messages::PERIOD_MISSING)?, true)?;
+    // NCP documents no message for a missing keyType or period: the nearest documented ones.
+    let key_type = validate::key_type(&required(&body, "keyType", messages::INVALID_KEY_TYPE)?)?;
+    let period = validate::period(&required(&body, "period", messages::INVALID_PERIOD)?, true)?;
     let params = validate::x509_parameters(&body)?;
     let (subject, _sans) = validate::subject(&params)?;
     Ok(NewCa {
@@ -186,7 +187,7 @@ pub(super) fn list(ctx: &Ctx<'_>, call: &Call) -> OpResult {
     }))
 }
 
-/// `PUT /api/v1/ca/{caTag}`: status (and memo). Answers the nested `{caInfo, caCertInfo}` form.
+/// `PUT /api/v1/ca/{caTag}`: status (and memo). Answers both the flat and the nested form at once.
 pub(super) fn update(ctx: &Ctx<'_>, call: &Call) -> OpResult {
     let tag = call.tag()?;
     let body = call.body()?;
@@ -212,9 +213,20 @@ pub(super) fn update(ctx: &Ctx<'_>, call: &Call) -> OpResult {
     if let Some(memo) = memo {
         ca.memo = memo;
     }
-    let answer = to_value(&ca.detail(ctx.base()));
+    let answer = updated_answer(&ca.detail(ctx.base()));
     st.dirty = true;
     answer
+}
+
+/// Update CA's answer, a superset of both documented shapes: the flat `CaInfo` (the 2022 docs and
+/// NAVER's client) with `caInfo` and `caCertInfo` beside it (the current docs).
+fn updated_answer(detail: &crate::ncp::types::CaDetail) -> OpResult {
+    let Value::Object(mut answer) = to_value(&detail.ca_info)? else {
+        return Err(internal("serialising an answer", "caInfo is not an object"));
+    };
+    answer.insert("caInfo".into(), to_value(&detail.ca_info)?);
+    answer.insert("caCertInfo".into(), to_value(&detail.ca_cert_info)?);
+    Ok(Value::Object(answer))
 }
 
 /// The CA status machine: ACTIVE ⇄ DEACTIVATED; any → DESTROYING (deletion in 72 h); DESTROYING →

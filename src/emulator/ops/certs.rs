@@ -9,7 +9,9 @@ use crate::emulator::state::{Ca, internal};
 use crate::emulator::validate;
 use crate::ncp::messages::{self, ServiceMessage};
 use crate::ncp::types::{CaStatus, KeyType, Period};
-use crate::pki::{self, CertInfo, Csr, IssueOptions, KeyAlgorithm, PrivateKey};
+use crate::pki::{
+    self, CertInfo, Csr, IssueOptions, KeyAlgorithm, PkiError, PrivateKey, PublicKeyInfo,
+};
 use serde_json::{Value, json};
 
 /// Can `ca` sign one more certificate?
@@ -34,10 +36,22 @@ fn sign_answer(ca: &Ca, cert: &CertInfo) -> Value {
     })
 }
 
-/// Reads and checks the CSR of a sign request.
+/// Reads and checks the CSR of a sign request. The key is looked at before the signature: a key
+/// that is not one of NCP's four types (RSA-1024, RSA-3072, P-384, Ed25519, …) is "Invalid key
+/// type." whatever else is wrong, and only a CSR with a supported key can be "Invalid csr.".
 fn parse_csr(body: &Body) -> Result<Csr, ServiceMessage> {
     let pem = required(body, "csrPem", messages::CSR_MISSING)?;
+    if let Some(key) = csr_key(&pem)
+        && key.key_type().is_none()
+    {
+        tracing::info!(key = %key, "rejected CSR: unsupported key type");
+        return Err(messages::UNSUPPORTED_KEY_TYPE);
+    }
     let csr = Csr::from_pem(&pem).map_err(|e| {
+        if let PkiError::UnsupportedKey(what) = &e {
+            tracing::info!(key = %what, "rejected CSR: unsupported key type");
+            return messages::UNSUPPORTED_KEY_TYPE;
+        }
         tracing::info!(error = %e, "rejected CSR");
         messages::INVALID_CSR
     })?;
@@ -45,6 +59,18 @@ fn parse_csr(body: &Body) -> Result<Csr, ServiceMessage> {
         return Err(messages::UNSUPPORTED_KEY_TYPE);
     }
     Ok(csr)
+}
+
+/// The algorithm of a CSR's public key, read without checking the CSR's signature (`None` when the
+/// CSR cannot be read that far, or the key is of no algorithm we know: both are decided later).
+fn csr_key(pem: &str) -> Option<KeyAlgorithm> {
+    use x509_parser::certification_request::X509CertificationRequest;
+    use x509_parser::prelude::FromDer;
+    let der = pki::pem::decode_one(pem, pki::CSR_LABELS).ok()?;
+    let (_, csr) = X509CertificationRequest::from_der(&der).ok()?;
+    PublicKeyInfo::from_x509(&csr.certification_request_info.subject_pki)
+        .ok()
+        .map(|k| k.algorithm())
 }
 
 /// The legacy `keyType` / `keyBits` fields older issuers send with Sign End Csr: when given they must
@@ -109,7 +135,8 @@ pub(super) fn sign_end(ctx: &Ctx<'_>, call: &Call) -> OpResult {
 pub(super) fn sign_sub(ctx: &Ctx<'_>, call: &Call) -> OpResult {
     let tag = call.tag()?;
     let body = call.body()?;
-    let period = validate::period(&required(&body, "period", messages::PERIOD_MISSING)?, false)?;
+    // NCP documents no message for a missing period: the nearest documented one.
+    let period = validate::period(&required(&body, "period", messages::INVALID_PERIOD)?, false)?;
     let csr = parse_csr(&body)?;
     sign_csr(ctx, tag, &csr, Some(period), true)
 }

@@ -7,7 +7,7 @@ mod crl;
 
 use super::clock::from_ms;
 use super::request::Call;
-use super::server::Shared;
+use super::state::Shared;
 use super::state::State;
 use crate::ncp::messages::{self, ServiceMessage};
 use crate::ncp::operation::Operation;

@@ -3,7 +3,7 @@
 use super::*;
 use crate::emulator::config::EmulatorConfig;
 use crate::emulator::request::Call;
-use crate::emulator::server::Shared;
+use crate::emulator::state::Shared;
 use crate::emulator::state::State;
 use crate::ncp::signing::Credentials;
 use crate::ncp::types::{CaStatus, KeyType};
