@@ -16,7 +16,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 /// `200 {"code":"SUCCESS","msg":"Success","data":…}`.
-pub(crate) fn success(data: Value) -> Response {
+pub(crate) fn success(data: &Value) -> Response {
     json_response(
         StatusCode::OK,
         &json!({"code": crate::ncp::types::SUCCESS, "msg": "Success", "data": data}),

@@ -192,7 +192,7 @@ async fn api(shared: Arc<Shared>, route: Route, req: Request) -> Response {
         return hold(&shared).await;
     }
     match result {
-        Ok(data) => success(data),
+        Ok(data) => success(&data),
         Err(m) => service_error(m),
     }
 }

@@ -776,7 +776,11 @@ fn loose_to_i64<E: de::Error>(v: Loose) -> Result<Option<i64>, E> {
         Loose::Str(s) => s
             .trim()
             .parse::<i64>()
-            .or_else(|_| s.trim().parse::<f64>().map(|f| f as i64))
+            .or_else(|_| {
+                // A number sent as "1.7e12": milliseconds, whole by nature; the fraction is dropped.
+                #[allow(clippy::cast_possible_truncation)]
+                s.trim().parse::<f64>().map(|f| f as i64)
+            })
             .map(Some)
             .map_err(|_| E::custom(format!("expected a number, got {s:?}"))),
         Loose::Null => Ok(None),

@@ -277,8 +277,8 @@ fn emulator_runtime() -> &'static tokio::runtime::Handle {
     })
 }
 
-/// Starts an emulator (test controls on, no CA limit to speak of) that lives as long as the test
-/// binary.
+/// Starts an emulator (test controls on, no CA limit to speak of, strict signing: our client must sign
+/// the exact path and query with `-v2`) that lives as long as the test binary.
 fn start_emulator() -> &'static ncp_pca_issuer::emulator::EmulatorHandle {
     let (tx, rx) = std::sync::mpsc::channel();
     emulator_runtime().spawn(async move {
@@ -288,6 +288,7 @@ fn start_emulator() -> &'static ncp_pca_issuer::emulator::EmulatorHandle {
         );
         config.test_controls = true;
         config.max_cas = 10_000;
+        config.strict_signing = true;
         let _ = tx.send(ncp_pca_issuer::emulator::spawn(config).await);
     });
     let handle = rx

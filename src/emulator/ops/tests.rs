@@ -20,6 +20,7 @@ fn shared() -> Shared {
     shared_with(|_| {})
 }
 
+#[allow(clippy::needless_pass_by_value)] // calls read best with `json!` literals
 fn call(op: Operation, tag: Option<&str>, query: &str, body: Value) -> Call {
     Call {
         op,
