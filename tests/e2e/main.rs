@@ -11,9 +11,11 @@
 mod support;
 
 mod cluster_smoke;
+mod crd_validation;
 mod issuance;
 mod issuer;
 mod lease;
+mod migrate;
 mod recovery;
 mod subordinate;
 mod subordinate_outage;

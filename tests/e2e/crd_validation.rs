@@ -1,7 +1,7 @@
 //! The apiserver enforces the CRDs' schema: a `caTag` that cannot be an NCP tag (a dot segment, a
 //! path, spaces) is refused when the issuer is applied, before any controller sees it.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 

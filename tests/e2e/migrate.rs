@@ -1,7 +1,7 @@
 //! `migrate` on a real control plane with NAVER's CRDs installed: NAVER's issuer becomes a
 //! `PrivateCA` that turns Ready, and a Certificate re-pointed with the printed line is issued.
 
-mod support;
+use crate::support;
 
 use ncp_pca_issuer::cli::migrate::{self, MigrateArgs};
 use ncp_pca_issuer::ncp::types::KeyType;
@@ -9,7 +9,7 @@ use serde_json::json;
 
 /// NAVER's CRDs (the fixture's comment header dropped: `apply_crds` wants CRD documents only).
 fn naver_crds() -> String {
-    include_str!("fixtures/naver-pca-issuer-crds.yaml")
+    include_str!("../fixtures/naver-pca-issuer-crds.yaml")
         .lines()
         .filter(|l| !l.starts_with('#'))
         .collect::<Vec<_>>()
