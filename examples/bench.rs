@@ -903,10 +903,10 @@ impl Operator {
         let cr = r#"controller="CertificateRequest""#;
         let sign = r#"operation="sign_end_csr""#;
         Ok(OperatorCounters {
-            reconciles: sum("reconcile_total", cr),
-            reconcile_seconds: sum("reconcile_duration_seconds_sum", cr),
-            sign_calls: sum("ncp_request_duration_seconds_count", sign),
-            sign_seconds: sum("ncp_request_duration_seconds_sum", sign),
+            reconciles: sum("ncp_pca_issuer_reconcile_total", cr),
+            reconcile_seconds: sum("ncp_pca_issuer_reconcile_duration_seconds_sum", cr),
+            sign_calls: sum("ncp_pca_issuer_ncp_request_duration_seconds_count", sign),
+            sign_seconds: sum("ncp_pca_issuer_ncp_request_duration_seconds_sum", sign),
         })
     }
 

@@ -2,6 +2,8 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+// Development fixtures (feature `dev`): a local etcd, kube-apiserver and cert-manager.
+#[cfg(feature = "dev")]
 pub mod devcluster;
 pub mod emulator;
 pub mod lease;
@@ -10,3 +12,4 @@ pub mod ncp;
 pub mod pki;
 pub mod server;
 pub mod telemetry;
+pub mod watches;

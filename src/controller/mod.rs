@@ -190,15 +190,46 @@ impl IssuerError {
 }
 
 /// NCP clients, cached so a reconcile does not rebuild TLS configuration and connection pools.
+///
+/// Each issuer (its owner id, see [`subordinate::owner_id`]) holds exactly one client; issuers whose
+/// endpoint, trust, credentials and timeout are the same share it. A client is dropped, with its
+/// connection pool, as soon as no issuer holds it: when its issuer asks with something different
+/// (rotated credentials, a new endpoint), and when its issuer is deleted ([`NcpClientCache::remove`],
+/// [`NcpClientCache::retain`]).
 #[derive(Default)]
 pub struct NcpClientCache {
-    clients: Mutex<HashMap<[u8; 32], ncp::Client>>,
+    clients: Mutex<Clients>,
     observer: Option<Arc<dyn CallObserver>>,
+}
+
+/// The cache's maps: which digest each issuer holds, and each digest's client and holder count.
+#[derive(Default)]
+struct Clients {
+    by_owner: HashMap<String, [u8; 32]>,
+    by_digest: HashMap<[u8; 32], (ncp::Client, usize)>,
+}
+
+impl Clients {
+    /// `owner` lets go of its client; the client goes when nobody holds it.
+    fn release(&mut self, owner: &str) -> bool {
+        let Some(digest) = self.by_owner.remove(owner) else {
+            return false;
+        };
+        if let Some((_, holders)) = self.by_digest.get_mut(&digest) {
+            *holders -= 1;
+            if *holders == 0 {
+                self.by_digest.remove(&digest);
+            }
+        }
+        true
+    }
 }
 
 impl std::fmt::Debug for NcpClientCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NcpClientCache").finish_non_exhaustive()
+        f.debug_struct("NcpClientCache")
+            .field("clients", &self.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -212,12 +243,20 @@ impl NcpClientCache {
         }
     }
 
-    /// The client for an issuer spec and its credentials.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Clients> {
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The client of issuer `owner` (its [`subordinate::owner_id`]) for its spec and credentials;
+    /// the client it held before is let go when these differ.
     ///
     /// # Errors
     /// When `caBundle` is not base64 or the endpoint is unusable.
     pub fn get(
         &self,
+        owner: &str,
         spec: &IssuerSpec,
         credentials: &Credentials,
         request_timeout: Duration,
@@ -234,8 +273,8 @@ impl NcpClientCache {
             ),
             _ => None,
         };
-        // The key hashes everything that shapes the client, secrets included, so a rotated key gets a
-        // new client; only the digest is kept.
+        // The digest covers everything that shapes the client, secrets included, so a rotated key
+        // gets a new client; only the digest is kept.
         let mut h = Sha256::new();
         for part in [
             endpoint.as_bytes(),
@@ -247,23 +286,67 @@ impl NcpClientCache {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part);
         }
-        let key: [u8; 32] = h.finalize().into();
-        let mut clients = self
-            .clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(client) = clients.get(&key) {
+        let digest: [u8; 32] = h.finalize().into();
+        let mut clients = self.lock();
+        if clients.by_owner.get(owner) == Some(&digest)
+            && let Some((client, _)) = clients.by_digest.get(&digest)
+        {
             return Ok(client.clone());
         }
-        let mut config = ClientConfig::new(credentials.clone()).with_endpoint(endpoint);
-        config.ca_bundle_pem = bundle;
-        config.request_timeout = request_timeout;
-        let mut client = ncp::Client::new(config)?;
-        if let Some(observer) = &self.observer {
-            client = client.with_observer(observer.clone());
-        }
-        clients.insert(key, client.clone());
+        let client = match clients.by_digest.get(&digest) {
+            Some((client, _)) => client.clone(),
+            None => {
+                let mut config = ClientConfig::new(credentials.clone()).with_endpoint(endpoint);
+                config.ca_bundle_pem = bundle;
+                config.request_timeout = request_timeout;
+                let mut client = ncp::Client::new(config)?;
+                if let Some(observer) = &self.observer {
+                    client = client.with_observer(observer.clone());
+                }
+                client
+            }
+        };
+        clients.release(owner);
+        clients
+            .by_digest
+            .entry(digest)
+            .or_insert_with(|| (client.clone(), 0))
+            .1 += 1;
+        clients.by_owner.insert(owner.to_string(), digest);
         Ok(client)
+    }
+
+    /// Forgets the client of a deleted issuer; true if it held one.
+    pub fn remove(&self, owner: &str) -> bool {
+        self.lock().release(owner)
+    }
+
+    /// Forgets the clients of every issuer for which `keep(owner)` is false (after a re-list, for
+    /// issuers deleted while the watch was down); returns how many issuers were forgotten.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) -> usize {
+        let mut clients = self.lock();
+        let gone: Vec<String> = clients
+            .by_owner
+            .keys()
+            .filter(|owner| !keep(owner))
+            .cloned()
+            .collect();
+        for owner in &gone {
+            clients.release(owner);
+        }
+        gone.len()
+    }
+
+    /// How many distinct clients are cached.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().by_digest.len()
+    }
+
+    /// Whether no client is cached.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -355,27 +438,181 @@ pub fn context(
     })
 }
 
-/// Runs the PrivateCA, ClusterPrivateCA and CertificateRequest controllers until `shutdown` resolves.
+/// Runs the PrivateCA, ClusterPrivateCA and CertificateRequest controllers on the shared `watches`
+/// until `term` is cancelled (shutdown, or the end of a leadership term), and forgets the metrics and
+/// NCP clients of deleted issuers meanwhile.
 pub async fn run_all(
     ctx: Arc<Context>,
+    watches: &crate::watches::Watches,
     concurrency: u16,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    term: tokio_util::sync::CancellationToken,
 ) {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let signal = move || {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
-    let stopper = async move {
-        shutdown.await;
-        let _ = tx.send(true);
-    };
     tokio::join!(
-        stopper,
-        issuer::run::<crate::api::PrivateCA>(ctx.clone(), signal()),
-        issuer::run::<crate::api::ClusterPrivateCA>(ctx.clone(), signal()),
-        certificate_request::run(ctx, concurrency, signal()),
+        issuer::run::<crate::api::PrivateCA>(
+            ctx.clone(),
+            &watches.private_cas,
+            &watches.secrets,
+            term.clone()
+        ),
+        issuer::run::<crate::api::ClusterPrivateCA>(
+            ctx.clone(),
+            &watches.cluster_private_cas,
+            &watches.secrets,
+            term.clone()
+        ),
+        certificate_request::run(ctx.clone(), concurrency, watches, term.clone()),
+        forget_deleted_issuers(&ctx, watches, term),
     );
+}
+
+/// Whenever issuers may have been deleted, drops the `issuer_ready` series and NCP clients of those
+/// no longer in the stores.
+async fn forget_deleted_issuers(
+    ctx: &Context,
+    watches: &crate::watches::Watches,
+    term: tokio_util::sync::CancellationToken,
+) {
+    use crate::api::{ClusterPrivateCA, IssuerResource as _, PrivateCA};
+    use futures::StreamExt as _;
+    use kube::runtime::reflector::ObjectRef;
+    let removals = futures::stream::select(
+        watches.private_cas.removals(),
+        watches.cluster_private_cas.removals(),
+    );
+    let mut removals = std::pin::pin!(removals.take_until(term.cancelled_owned()));
+    let (private_cas, cluster_private_cas) = (
+        watches.private_cas.store(),
+        watches.cluster_private_cas.store(),
+    );
+    while removals.next().await.is_some() {
+        let series = ctx.metrics.retain_issuers(PrivateCA::KIND, |ns, name| {
+            private_cas.get(&ObjectRef::new(name).within(ns)).is_some()
+        }) + ctx
+            .metrics
+            .retain_issuers(ClusterPrivateCA::KIND, |_, name| {
+                cluster_private_cas.get(&ObjectRef::new(name)).is_some()
+            });
+        let live: std::collections::HashSet<String> = private_cas
+            .state()
+            .iter()
+            .map(|i| issuer_owner(&**i))
+            .chain(
+                cluster_private_cas
+                    .state()
+                    .iter()
+                    .map(|i| issuer_owner(&**i)),
+            )
+            .collect();
+        let clients = ctx.ncp_clients.retain(|owner| live.contains(owner));
+        if series + clients > 0 {
+            tracing::debug!(series, clients, "forgot deleted issuers");
+        }
+    }
+}
+
+/// The owner id of an issuer: how the client cache and subordinate Secrets name it.
+#[must_use]
+pub fn issuer_owner<K: crate::api::IssuerResource>(issuer: &K) -> String {
+    subordinate::owner_id(
+        K::KIND,
+        issuer.meta().namespace.as_deref(),
+        &kube::ResourceExt::name_any(issuer),
+    )
+}
+
+#[cfg(test)]
+mod client_cache_tests {
+    use super::*;
+
+    fn spec(endpoint: &str) -> IssuerSpec {
+        serde_json::from_value(serde_json::json!({
+            "caTag": "tag",
+            "endpoint": endpoint,
+            "credentials": {"secretRef": {"name": "creds"}}
+        }))
+        .expect("issuer spec")
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn an_issuer_keeps_one_client_and_rotated_credentials_replace_it() {
+        let cache = NcpClientCache::default();
+        let first = spec("http://127.0.0.1:1");
+        let old = Credentials::new("ak", "sk-1");
+        cache.get("PrivateCA/a/x", &first, &old, TIMEOUT).unwrap();
+        cache.get("PrivateCA/a/x", &first, &old, TIMEOUT).unwrap();
+        assert_eq!(cache.len(), 1);
+        cache
+            .get(
+                "PrivateCA/a/x",
+                &first,
+                &Credentials::new("ak", "sk-2"),
+                TIMEOUT,
+            )
+            .unwrap();
+        assert_eq!(cache.len(), 1, "the old client went with the rotation");
+        cache
+            .get("PrivateCA/a/x", &spec("http://127.0.0.1:2"), &old, TIMEOUT)
+            .unwrap();
+        assert_eq!(cache.len(), 1, "a new endpoint replaces the client too");
+    }
+
+    #[test]
+    fn issuers_with_the_same_settings_share_a_client_until_the_last_is_removed() {
+        let cache = NcpClientCache::default();
+        let spec = spec("http://127.0.0.1:1");
+        let creds = Credentials::new("ak", "sk");
+        cache.get("PrivateCA/a/x", &spec, &creds, TIMEOUT).unwrap();
+        cache
+            .get("ClusterPrivateCA/y", &spec, &creds, TIMEOUT)
+            .unwrap();
+        assert_eq!(cache.len(), 1);
+        assert!(cache.remove("PrivateCA/a/x"));
+        assert!(!cache.remove("PrivateCA/a/x"));
+        assert_eq!(cache.len(), 1, "still held by the other issuer");
+        assert!(cache.remove("ClusterPrivateCA/y"));
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn retain_forgets_the_clients_of_issuers_that_are_gone() {
+        let cache = NcpClientCache::default();
+        let creds = Credentials::new("ak", "sk");
+        cache
+            .get(
+                "PrivateCA/a/x",
+                &spec("http://127.0.0.1:1"),
+                &creds,
+                TIMEOUT,
+            )
+            .unwrap();
+        cache
+            .get(
+                "PrivateCA/a/y",
+                &spec("http://127.0.0.1:2"),
+                &creds,
+                TIMEOUT,
+            )
+            .unwrap();
+        assert_eq!(cache.retain(|owner| owner == "PrivateCA/a/y"), 1);
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.retain(|_| false), 1);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_bad_ca_bundle_is_an_error_and_leaves_the_held_client_alone() {
+        let cache = NcpClientCache::default();
+        let creds = Credentials::new("ak", "sk");
+        let good = spec("http://127.0.0.1:1");
+        cache.get("PrivateCA/a/x", &good, &creds, TIMEOUT).unwrap();
+        let mut bad = good.clone();
+        bad.ca_bundle = Some("not base64!".into());
+        assert!(matches!(
+            cache.get("PrivateCA/a/x", &bad, &creds, TIMEOUT),
+            Err(IssuerError::CaBundle(_))
+        ));
+        assert_eq!(cache.len(), 1);
+    }
 }

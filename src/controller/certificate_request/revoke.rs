@@ -170,7 +170,12 @@ async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Stri
                 .map_err(|e| e.to_string())?;
             let ncp = ctx
                 .ncp_clients
-                .get(&issuer.spec, &credentials, ctx.settings.ncp_request_timeout)
+                .get(
+                    &issuer.owner,
+                    &issuer.spec,
+                    &credentials,
+                    ctx.settings.ncp_request_timeout,
+                )
                 .map_err(|e| e.to_string())?;
             match ncp.revoke_end_cert(&ca_tag, &serial).await {
                 Ok(()) => Ok(Outcome::Revoked(serial)),
