@@ -25,7 +25,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::sync::Arc;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -59,6 +59,9 @@ pub struct Shared<K: kube::Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
     /// Weak, so subscriptions end when the root task (the only strong sender) stops.
     changes: broadcast::WeakSender<Change<K>>,
+    /// Turns true at the first list. Our own signal, because a kube `Store` wakes only one of its
+    /// concurrent `wait_until_ready` callers (the controller's own wait is that one).
+    synced: watch::Receiver<bool>,
 }
 
 impl<K: kube::Resource<DynamicType = ()> + 'static> Debug for Shared<K> {
@@ -79,6 +82,7 @@ where
         let (store, writer) = reflector::store();
         let (tx, _) = broadcast::channel(SUBSCRIBER_BUFFER);
         let changes = tx.downgrade();
+        let (synced_tx, synced) = watch::channel(false);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let events = reflector::reflector(writer, events.default_backoff());
@@ -97,6 +101,7 @@ where
                     Some(Ok(watcher::Event::Delete(_))) => tx.send(Change::Removed),
                     Some(Ok(watcher::Event::InitDone)) => {
                         debug!(kind, "watch listed");
+                        synced_tx.send_replace(true);
                         tx.send(Change::Relisted)
                     }
                     Some(Ok(watcher::Event::Init | watcher::Event::InitApply(_))) => continue,
@@ -107,7 +112,11 @@ where
                 };
             }
         });
-        Self { store, changes }
+        Self {
+            store,
+            changes,
+            synced,
+        }
     }
 
     /// A receiver of changes; closed at once when the watch has stopped.
@@ -118,7 +127,8 @@ where
         }
     }
 
-    /// The store (empty until the first list, see [`Store::wait_until_ready`]).
+    /// The store (empty until the first list, see [`Shared::synced`]). Do not wait on
+    /// [`Store::wait_until_ready`]: with more than one waiter, kube wakes only one.
     #[must_use]
     pub fn store(&self) -> Store<K> {
         self.store.clone()
@@ -127,8 +137,7 @@ where
     /// Resolves once the kind has been listed (never, when the watch cannot list it; at once when
     /// the watch has stopped).
     pub async fn synced(&self) {
-        // An error means the watch has stopped (shutdown): nothing left to wait for.
-        let _ = self.store.wait_until_ready().await;
+        wait_synced(self.synced.clone()).await;
     }
 
     /// Every object once the kind has been listed, then every object created or changed, and every
@@ -136,31 +145,37 @@ where
     pub fn objects(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
         // Subscribed before the snapshot is taken, so nothing falls between the two.
         let changes = self.subscribe();
+        let synced = self.synced.clone();
         let state = (changes, self.store.clone(), None::<VecDeque<Arc<K>>>);
-        futures::stream::unfold(state, |(mut changes, store, pending)| async move {
-            let mut pending = match pending {
-                Some(pending) => pending,
-                None => {
-                    store.wait_until_ready().await.ok()?;
-                    store.state().into()
-                }
-            };
-            loop {
-                if let Some(obj) = pending.pop_front() {
-                    return Some((obj, (changes, store, Some(pending))));
-                }
-                match changes.recv().await {
-                    Ok(Change::Applied(r)) => {
-                        // Gone again already: its deletion needs no reconcile.
-                        if let Some(obj) = store.get(&r) {
-                            return Some((obj, (changes, store, Some(pending))));
+        futures::stream::unfold(state, move |(mut changes, store, pending)| {
+            let synced = synced.clone();
+            async move {
+                let mut pending = match pending {
+                    Some(pending) => pending,
+                    None => {
+                        if !wait_synced(synced).await {
+                            return None;
                         }
+                        store.state().into()
                     }
-                    Ok(Change::Removed) => {}
-                    Ok(Change::Relisted) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        pending.extend(store.state());
+                };
+                loop {
+                    if let Some(obj) = pending.pop_front() {
+                        return Some((obj, (changes, store, Some(pending))));
                     }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    match changes.recv().await {
+                        Ok(Change::Applied(r)) => {
+                            // Gone again already: its deletion needs no reconcile.
+                            if let Some(obj) = store.get(&r) {
+                                return Some((obj, (changes, store, Some(pending))));
+                            }
+                        }
+                        Ok(Change::Removed) => {}
+                        Ok(Change::Relisted) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                            pending.extend(store.state());
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
                 }
             }
         })
@@ -181,6 +196,11 @@ where
             }
         })
     }
+}
+
+/// Waits for the first list; false when the watch stopped before it.
+async fn wait_synced(mut synced: watch::Receiver<bool>) -> bool {
+    synced.wait_for(|s| *s).await.is_ok() || *synced.borrow()
 }
 
 /// The watches behind the controllers.
@@ -297,6 +317,31 @@ mod tests {
         assert_eq!(next(&mut objects).await.metadata.name.as_deref(), Some("b"));
         tx.send(watcher::Event::Apply(cm("a", "3"))).unwrap();
         assert_eq!(value(&*next(&mut objects).await), "3");
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_waiting_for_the_first_list_is_woken() {
+        let (shared, tx, _shutdown) = fed();
+        let mut first = Box::pin(shared.objects());
+        let mut second = Box::pin(shared.objects());
+        let waiters = tokio::spawn({
+            let shared = shared.clone();
+            async move { tokio::join!(shared.synced(), shared.synced()) }
+        });
+        // Let all of them wait before the list arrives.
+        tokio::task::yield_now().await;
+        tx.send(watcher::Event::Init).unwrap();
+        tx.send(watcher::Event::InitApply(cm("a", "1"))).unwrap();
+        tx.send(watcher::Event::InitDone).unwrap();
+        let (a, b) = tokio::join!(next(&mut first), next(&mut second));
+        assert_eq!(
+            (a.metadata.name.as_deref(), b.metadata.name.as_deref()),
+            (Some("a"), Some("a"))
+        );
+        tokio::time::timeout(Duration::from_secs(5), waiters)
+            .await
+            .expect("every synced() resolves")
+            .unwrap();
     }
 
     #[tokio::test]
