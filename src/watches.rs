@@ -221,28 +221,36 @@ impl Watches {
     /// Starts every watch; they run until `shutdown` is cancelled.
     #[must_use]
     pub fn start(client: &kube::Client, shutdown: &CancellationToken) -> Self {
-        let any = || watcher::Config::default().any_semantic();
+        // Issuers and Secrets are few: listed consistently. Requests may be many: listed from the
+        // API server's watch cache.
+        let consistent = watcher::Config::default;
         Self {
             private_cas: Shared::start(
                 "PrivateCA",
-                watcher(Api::<PrivateCA>::all(client.clone()), any()),
+                watcher(Api::<PrivateCA>::all(client.clone()), consistent()),
                 shutdown,
             ),
             cluster_private_cas: Shared::start(
                 "ClusterPrivateCA",
-                watcher(Api::<ClusterPrivateCA>::all(client.clone()), any()),
+                watcher(Api::<ClusterPrivateCA>::all(client.clone()), consistent()),
                 shutdown,
             ),
             requests: Shared::start(
                 "CertificateRequest",
-                watcher(Api::<CertificateRequest>::all(client.clone()), any())
-                    .modify(crate::controller::certificate_request::prune),
+                watcher(
+                    Api::<CertificateRequest>::all(client.clone()),
+                    watcher::Config::default().any_semantic(),
+                )
+                .modify(crate::controller::certificate_request::prune),
                 shutdown,
             ),
             secrets: Shared::start(
                 "Secret",
                 // `PartialObjectMeta` makes the requests metadata-only.
-                watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), any()),
+                watcher(
+                    Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                    consistent(),
+                ),
                 shutdown,
             ),
         }
