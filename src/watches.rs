@@ -12,7 +12,9 @@
 //! and it stalls when an announced object was deleted before it was read. Subscriptions here start
 //! with a snapshot of the store once it has synced, skip objects that are gone, and turn a re-list or
 //! a lagging subscriber into a fresh snapshot; the root stream never waits for a slow subscriber.
-//! They feed kube's `Controller::for_shared_stream` and `watches_shared_stream`.
+//! They feed kube's `Controller::for_shared_stream` and `watches_shared_stream`. Nothing here waits
+//! on `Store::wait_until_ready`: a kube store wakes only one of its concurrent waiters, and the
+//! controller's own wait must be that one; we keep a first-list signal of our own.
 
 use crate::api::certmanager::CertificateRequest;
 use crate::api::{ClusterPrivateCA, PrivateCA};
