@@ -228,7 +228,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ];
     progress("starting the control plane");
     let started = Instant::now();
-    let cluster = tokio::task::spawn_blocking(move || Cluster::start(options))
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options))
         .await
         .context("control plane start task")??;
     progress(&format!(
@@ -903,10 +903,10 @@ impl Operator {
         let cr = r#"controller="CertificateRequest""#;
         let sign = r#"operation="sign_end_csr""#;
         Ok(OperatorCounters {
-            reconciles: sum("reconcile_total", cr),
-            reconcile_seconds: sum("reconcile_duration_seconds_sum", cr),
-            sign_calls: sum("ncp_request_duration_seconds_count", sign),
-            sign_seconds: sum("ncp_request_duration_seconds_sum", sign),
+            reconciles: sum("ncp_pca_issuer_reconcile_total", cr),
+            reconcile_seconds: sum("ncp_pca_issuer_reconcile_duration_seconds_sum", cr),
+            sign_calls: sum("ncp_pca_issuer_ncp_request_duration_seconds_count", sign),
+            sign_seconds: sum("ncp_pca_issuer_ncp_request_duration_seconds_sum", sign),
         })
     }
 
@@ -1488,6 +1488,8 @@ fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     if sorted.is_empty() {
         return None;
     }
+    // A rank between 1 and the number of values: a whole number that fits.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let rank = (p / 100.0 * sorted.len() as f64).ceil().max(1.0) as usize;
     sorted.get(rank.min(sorted.len()) - 1).copied()
 }
@@ -1752,7 +1754,7 @@ fn render(
             "NCP signing calls per certificate: {per_cert:.2}, per CertificateRequest: {per_request:.2} ({} signings, {} requests)  (target exactly 1.00: {})",
             ours.sign_end_csr_success,
             ours.requests_seen.0,
-            verdict(ours.sign_end_csr_success as usize == ours.requests_seen.0)
+            verdict(usize::try_from(ours.sign_end_csr_success).ok() == Some(ours.requests_seen.0))
         );
         if ours.requests_seen.0 > args.count {
             let _ = writeln!(

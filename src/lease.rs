@@ -21,9 +21,10 @@
 //! client-go does). The second rule keeps a candidate whose clock runs ahead, or a holder whose clock
 //! runs behind, from taking over a lease that is still being renewed.
 //!
-//! **Losing leadership.** [`LeaderElector::run`] gives the work a [`Leadership`] token. On loss
-//! (renewal deadline passed, lease taken over or deleted) the work future is dropped at once, the
-//! token fires (so tasks the work spawned stop writing too), the `is_leader` flag turns false and
+//! **Losing leadership.** [`LeaderElector::run`] gives the work a term token: a child of the
+//! process's shutdown [`CancellationToken`], so a graceful shutdown cancels it too. On loss (renewal
+//! deadline passed, lease taken over or deleted) the `is_leader` flag turns false, the term token is
+//! cancelled (so tasks the work spawned stop writing too), the work future is dropped at once and
 //! `run` returns [`LeaseError::Lost`]. An elector serves one term: the caller should exit the process
 //! (the pod restarts and rejoins as a fresh candidate with fresh caches), never resume writing.
 //!
@@ -41,6 +42,7 @@ use std::pin::pin;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until, timeout, timeout_at};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 /// Default time other candidates wait, after the last renewal, before taking over.
@@ -263,28 +265,6 @@ fn released(mut lease: Lease, now: Timestamp) -> Lease {
     lease
 }
 
-/// Handed to the leader's work: fires when the work must stop writing (leadership lost, or graceful
-/// shutdown requested). Cheap to clone; give one to every task that writes.
-#[derive(Debug, Clone)]
-pub struct Leadership {
-    stop: watch::Receiver<bool>,
-}
-
-impl Leadership {
-    /// Whether the work must stop now.
-    #[must_use]
-    pub fn is_cancelled(&self) -> bool {
-        *self.stop.borrow() || self.stop.has_changed().is_err()
-    }
-
-    /// Resolves once the work must stop.
-    pub async fn cancelled(&self) {
-        let mut stop = self.stop.clone();
-        // An error means the elector is gone, which also means stop.
-        let _ = stop.wait_for(|stop| *stop).await;
-    }
-}
-
 /// The `is_leader` flag; turns false when dropped, so a dropped or aborted elector never looks like
 /// a leader.
 #[derive(Debug)]
@@ -369,13 +349,14 @@ impl LeaderElector {
         &self.config
     }
 
-    /// Waits to become the leader, then runs `work` while renewing the lease.
+    /// Waits to become the leader, then runs `work` while renewing the lease. `work` gets the term
+    /// token, a child of `shutdown`: give it to every task that writes.
     ///
-    /// - `shutdown` before leadership → `Ok(None)`.
-    /// - `shutdown` while leading → the [`Leadership`] token fires, renewal continues until the work
-    ///   returns, then the lease is released → `Ok(Some(output))`.
+    /// - `shutdown` cancelled before leadership → `Ok(None)`.
+    /// - `shutdown` cancelled while leading → the term token is cancelled with it, renewal continues
+    ///   until the work returns, then the lease is released → `Ok(Some(output))`.
     /// - the work returns on its own → the lease is released → `Ok(Some(output))`.
-    /// - leadership lost → the work is dropped at once and the token fires →
+    /// - leadership lost → the term token is cancelled and the work dropped at once →
     ///   `Err(LeaseError::Lost)`; the caller should exit.
     ///
     /// API errors while competing are logged and retried every `retry_period`.
@@ -383,25 +364,24 @@ impl LeaderElector {
     /// # Errors
     ///
     /// [`LeaseError::Lost`] when leadership was lost; the work has been stopped.
-    pub async fn run<S, F, Fut>(
+    pub async fn run<F, Fut>(
         self,
-        shutdown: S,
+        shutdown: CancellationToken,
         work: F,
     ) -> Result<Option<Fut::Output>, LeaseError>
     where
-        S: Future<Output = ()>,
-        F: FnOnce(Leadership) -> Fut,
+        F: FnOnce(CancellationToken) -> Fut,
         Fut: Future,
     {
-        let mut shutdown = pin!(shutdown.fuse());
-        let Some(mut term) = self.acquire(shutdown.as_mut()).await else {
+        let mut stopping = pin!(shutdown.clone().cancelled_owned().fuse());
+        let Some(mut term) = self.acquire(stopping.as_mut()).await else {
             return Ok(None);
         };
         info!(lease = %self.config.lease_ref(), identity = %self.config.identity, "became the leader");
         self.leader.set(true);
 
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut work = pin!(work(Leadership { stop: stop_rx }));
+        let term_token = shutdown.child_token();
+        let mut work = pin!(work(term_token.clone()));
         loop {
             tokio::select! {
                 output = &mut work => {
@@ -409,10 +389,10 @@ impl LeaderElector {
                     self.release(term.lease).await;
                     return Ok(Some(output));
                 }
-                () = &mut shutdown, if !shutdown.is_terminated() => {
-                    // Keep renewing until the work has wound down, then release.
+                () = &mut stopping, if !stopping.is_terminated() => {
+                    // The term token is cancelled with `shutdown`; keep renewing until the work has
+                    // wound down, then release.
                     info!(lease = %self.config.lease_ref(), "shutting down: stopping the leader's work");
-                    stop_tx.send_replace(true);
                 }
                 renewal = self.renew(&term) => match renewal {
                     Renewal::Renewed(lease) => {
@@ -433,7 +413,7 @@ impl LeaderElector {
                     Renewal::Lost(reason) => {
                         // Order matters: nobody may believe we lead once the token fires.
                         self.leader.set(false);
-                        stop_tx.send_replace(true);
+                        term_token.cancel();
                         error!(lease = %self.config.lease_ref(), reason = %reason, "lost leadership; stopping the leader's work");
                         // Returning drops the work future: it stops at its current await point.
                         return Err(LeaseError::Lost { lease: self.config.lease_ref(), reason });
@@ -830,22 +810,6 @@ mod tests {
         let mut c = LeaseConfig::new("ns", "lease", "me");
         c.lease_duration = Duration::from_millis(2_500);
         assert_eq!(c.lease_duration_seconds(), 3);
-    }
-
-    #[tokio::test]
-    async fn the_leadership_token_fires_on_stop_and_when_the_elector_is_gone() {
-        let (tx, rx) = watch::channel(false);
-        let token = Leadership { stop: rx };
-        assert!(!token.is_cancelled());
-        tx.send_replace(true);
-        assert!(token.is_cancelled());
-        token.cancelled().await;
-
-        let (tx, rx) = watch::channel(false);
-        let token = Leadership { stop: rx };
-        drop(tx);
-        assert!(token.is_cancelled());
-        token.cancelled().await;
     }
 
     #[test]

@@ -4,6 +4,8 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+// Development fixtures (feature `dev`): a local etcd, kube-apiserver and cert-manager.
+#[cfg(feature = "dev")]
 pub mod devcluster;
 pub mod emulator;
 pub mod lease;
@@ -13,3 +15,4 @@ pub mod pki;
 pub mod reason;
 pub mod server;
 pub mod telemetry;
+pub mod watches;

@@ -1,17 +1,17 @@
 //! Prometheus metrics (`OpenMetrics` text on `/metrics`): NCP calls, certificates, reconciles, issuer
-//! readiness and leadership.
+//! readiness and leadership. Every name starts with [`PREFIX`] and an underscore.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `ncp_requests_total` | counter | `operation`, `outcome` (`success` or the error's reason) |
-//! | `ncp_request_duration_seconds` | histogram | `operation` |
-//! | `certificates_issued_total` | counter | `issuer_kind` |
-//! | `certificates_failed_total` | counter | `issuer_kind`, `reason` |
-//! | `certificates_revoked_total` | counter | `issuer_kind` |
-//! | `reconcile_total` | counter | `controller`, `result` |
-//! | `reconcile_duration_seconds` | histogram | `controller` |
-//! | `issuer_ready` | gauge (1/0) | `kind`, `namespace` (empty for cluster-scoped), `name` |
-//! | `leader` | gauge (1/0) | |
+//! | `ncp_pca_issuer_ncp_requests_total` | counter | `operation`, `outcome` (`success` or the error's reason) |
+//! | `ncp_pca_issuer_ncp_request_duration_seconds` | histogram | `operation` |
+//! | `ncp_pca_issuer_certificates_issued_total` | counter | `issuer_kind` |
+//! | `ncp_pca_issuer_certificates_failed_total` | counter | `issuer_kind`, `reason` |
+//! | `ncp_pca_issuer_certificates_revoked_total` | counter | `issuer_kind` |
+//! | `ncp_pca_issuer_reconcile_total` | counter | `controller`, `result` |
+//! | `ncp_pca_issuer_reconcile_duration_seconds` | histogram | `controller` |
+//! | `ncp_pca_issuer_issuer_ready` | gauge (1/0) | `kind`, `namespace` (empty for cluster-scoped), `name` |
+//! | `ncp_pca_issuer_leader` | gauge (1/0) | |
 
 use crate::ncp::{CallObserver, Operation};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -20,9 +20,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tracing::error;
+
+/// The prefix of every metric name (followed by `_`).
+pub const PREFIX: &str = "ncp_pca_issuer";
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -98,6 +102,9 @@ struct Inner {
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_duration: HistogramFamily<ControllerLabels>,
     issuer_ready: Family<IssuerLabels, Gauge>,
+    /// The issuers that have an `issuer_ready` series (a `Family` cannot be listed), for
+    /// [`Metrics::retain_issuers`].
+    issuers: Mutex<HashSet<IssuerLabels>>,
     leader: Gauge,
 }
 
@@ -114,10 +121,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered (`leader` starts at 0).
+    /// A fresh registry with every metric registered under [`PREFIX`] (`leader` starts at 0).
     #[must_use]
     pub fn new() -> Self {
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix(PREFIX);
         let ncp_requests = Family::<NcpCallLabels, Counter>::default();
         registry.register(
             "ncp_requests",
@@ -187,6 +194,7 @@ impl Metrics {
                 reconciles,
                 reconcile_duration,
                 issuer_ready,
+                issuers: Mutex::default(),
                 leader,
             }),
         }
@@ -263,17 +271,45 @@ impl Metrics {
     /// Sets whether the issuer `kind` `namespace/name` is Ready (`namespace` empty for a
     /// `ClusterPrivateCA`).
     pub fn set_issuer_ready(&self, kind: &str, namespace: &str, name: &str, ready: bool) {
+        let labels = issuer_labels(kind, namespace, name);
+        let mut issuers = self.issuers();
         self.inner
             .issuer_ready
-            .get_or_create(&issuer_labels(kind, namespace, name))
+            .get_or_create(&labels)
             .set(i64::from(ready));
+        issuers.insert(labels);
     }
 
-    /// Drops the readiness series of a deleted issuer; true if it existed.
+    /// Drops the series of a deleted issuer (its `issuer_ready` gauge); true if it existed.
     pub fn remove_issuer(&self, kind: &str, namespace: &str, name: &str) -> bool {
+        let labels = issuer_labels(kind, namespace, name);
+        let mut issuers = self.issuers();
+        issuers.remove(&labels);
+        self.inner.issuer_ready.remove(&labels)
+    }
+
+    /// Drops the series of every issuer of `kind` for which `keep(namespace, name)` is false (after
+    /// a re-list, for issuers deleted while the watch was down); returns how many were dropped.
+    pub fn retain_issuers(&self, kind: &str, keep: impl Fn(&str, &str) -> bool) -> usize {
+        let mut issuers = self.issuers();
+        let gone: Vec<IssuerLabels> = issuers
+            .iter()
+            .filter(|l| l.kind == kind && !keep(&l.namespace, &l.name))
+            .cloned()
+            .collect();
+        for labels in &gone {
+            issuers.remove(labels);
+            self.inner.issuer_ready.remove(labels);
+        }
+        gone.len()
+    }
+
+    /// The issuer set, locked; held across the matching `Family` update so the two agree.
+    fn issuers(&self) -> std::sync::MutexGuard<'_, HashSet<IssuerLabels>> {
         self.inner
-            .issuer_ready
-            .remove(&issuer_labels(kind, namespace, name))
+            .issuers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sets whether this replica is the leader.
@@ -330,7 +366,7 @@ mod tests {
         assert_eq!(
             line_value(
                 &text,
-                r#"ncp_requests_total{operation="sign_end_csr",outcome="success"}"#
+                r#"ncp_pca_issuer_ncp_requests_total{operation="sign_end_csr",outcome="success"}"#
             )
             .as_deref(),
             Some("2")
@@ -338,7 +374,7 @@ mod tests {
         assert_eq!(
             line_value(
                 &text,
-                r#"ncp_requests_total{operation="get_ca",outcome="NcpThrottled"}"#
+                r#"ncp_pca_issuer_ncp_requests_total{operation="get_ca",outcome="NcpThrottled"}"#
             )
             .as_deref(),
             Some("1")
@@ -346,7 +382,7 @@ mod tests {
         assert_eq!(
             line_value(
                 &text,
-                r#"ncp_request_duration_seconds_count{operation="sign_end_csr"}"#
+                r#"ncp_pca_issuer_ncp_request_duration_seconds_count{operation="sign_end_csr"}"#
             )
             .as_deref(),
             Some("2")
@@ -354,13 +390,13 @@ mod tests {
         assert_eq!(
             line_value(
                 &text,
-                r#"ncp_request_duration_seconds_bucket{le="0.05",operation="sign_end_csr"}"#
+                r#"ncp_pca_issuer_ncp_request_duration_seconds_bucket{le="0.05",operation="sign_end_csr"}"#
             )
             .as_deref(),
             Some("1")
         );
-        assert!(text.contains("# TYPE ncp_request_duration_seconds histogram"));
-        assert!(text.contains("# UNIT ncp_request_duration_seconds seconds"));
+        assert!(text.contains("# TYPE ncp_pca_issuer_ncp_request_duration_seconds histogram"));
+        assert!(text.contains("# UNIT ncp_pca_issuer_ncp_request_duration_seconds seconds"));
     }
 
     #[test]
@@ -374,23 +410,23 @@ mod tests {
         let text = m.encode();
         for (series, value) in [
             (
-                r#"certificates_issued_total{issuer_kind="ClusterPrivateCA"}"#,
+                r#"ncp_pca_issuer_certificates_issued_total{issuer_kind="ClusterPrivateCA"}"#,
                 "2",
             ),
             (
-                r#"certificates_failed_total{issuer_kind="PrivateCA",reason="UnsupportedKey"}"#,
+                r#"ncp_pca_issuer_certificates_failed_total{issuer_kind="PrivateCA",reason="UnsupportedKey"}"#,
                 "1",
             ),
             (
-                r#"certificates_revoked_total{issuer_kind="PrivateCA"}"#,
+                r#"ncp_pca_issuer_certificates_revoked_total{issuer_kind="PrivateCA"}"#,
                 "1",
             ),
             (
-                r#"reconcile_total{controller="certificaterequest",result="success"}"#,
+                r#"ncp_pca_issuer_reconcile_total{controller="certificaterequest",result="success"}"#,
                 "1",
             ),
             (
-                r#"reconcile_duration_seconds_count{controller="certificaterequest"}"#,
+                r#"ncp_pca_issuer_reconcile_duration_seconds_count{controller="certificaterequest"}"#,
                 "1",
             ),
         ] {
@@ -405,7 +441,8 @@ mod tests {
     #[test]
     fn issuer_readiness_is_a_gauge_that_disappears_when_the_issuer_is_removed() {
         let m = Metrics::new();
-        let series = r#"issuer_ready{kind="PrivateCA",namespace="team-a",name="ca"}"#;
+        let series =
+            r#"ncp_pca_issuer_issuer_ready{kind="PrivateCA",namespace="team-a",name="ca"}"#;
         m.set_issuer_ready("PrivateCA", "team-a", "ca", true);
         assert_eq!(line_value(&m.encode(), series).as_deref(), Some("1"));
         m.set_issuer_ready("PrivateCA", "team-a", "ca", false);
@@ -416,19 +453,80 @@ mod tests {
     }
 
     #[test]
+    fn retain_issuers_drops_only_the_unkept_issuers_of_that_kind() {
+        let m = Metrics::new();
+        m.set_issuer_ready("PrivateCA", "a", "kept", true);
+        m.set_issuer_ready("PrivateCA", "a", "gone", true);
+        m.set_issuer_ready("ClusterPrivateCA", "", "gone", false);
+        assert_eq!(
+            m.retain_issuers("PrivateCA", |ns, name| ns == "a" && name == "kept"),
+            1
+        );
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"ncp_pca_issuer_issuer_ready{kind="PrivateCA",namespace="a",name="kept"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(r#"name="gone"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"ncp_pca_issuer_issuer_ready{kind="ClusterPrivateCA",namespace="",name="gone"} 0"#
+            ),
+            "{text}"
+        );
+        // A removed issuer is no longer known, so it is not counted twice.
+        assert_eq!(m.retain_issuers("PrivateCA", |_, _| false), 1);
+        assert_eq!(m.retain_issuers("PrivateCA", |_, _| false), 0);
+    }
+
+    #[test]
+    fn every_metric_name_carries_the_prefix() {
+        let m = Metrics::new();
+        m.observe_ncp_call(Operation::GetCa, "success", Duration::from_millis(1));
+        m.certificate_issued("PrivateCA");
+        m.certificate_failed("PrivateCA", "Denied");
+        m.certificate_revoked("PrivateCA");
+        m.observe_reconcile("PrivateCA", "ok", Duration::from_millis(1));
+        m.set_issuer_ready("PrivateCA", "a", "b", true);
+        let text = m.encode();
+        let mut families = 0;
+        for line in text.lines().filter(|l| !l.is_empty() && *l != "# EOF") {
+            let name = line
+                .strip_prefix("# TYPE ")
+                .or_else(|| line.strip_prefix("# HELP "))
+                .or_else(|| line.strip_prefix("# UNIT "))
+                .unwrap_or(line);
+            families += usize::from(line.starts_with("# TYPE "));
+            assert!(name.starts_with("ncp_pca_issuer_"), "{line}");
+        }
+        assert_eq!(families, 9, "{text}");
+    }
+
+    #[test]
     fn the_leader_gauge_starts_at_zero_and_follows_leadership() {
         let m = Metrics::new();
-        assert_eq!(line_value(&m.encode(), "leader ").as_deref(), Some("0"));
+        assert_eq!(
+            line_value(&m.encode(), "ncp_pca_issuer_leader ").as_deref(),
+            Some("0")
+        );
         m.set_leader(true);
-        assert_eq!(line_value(&m.encode(), "leader ").as_deref(), Some("1"));
+        assert_eq!(
+            line_value(&m.encode(), "ncp_pca_issuer_leader ").as_deref(),
+            Some("1")
+        );
     }
 
     #[test]
     fn clones_share_one_registry_and_the_text_is_openmetrics() {
         let m = Metrics::new();
+        #[allow(clippy::redundant_clone)] // the point: a clone writes to the same registry
         m.clone().certificate_issued("PrivateCA");
         let text = m.encode();
-        assert!(text.contains(r#"certificates_issued_total{issuer_kind="PrivateCA"} 1"#));
+        assert!(
+            text.contains(r#"ncp_pca_issuer_certificates_issued_total{issuer_kind="PrivateCA"} 1"#)
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

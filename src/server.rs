@@ -1,5 +1,13 @@
 //! The operator's HTTP endpoints: `/livez`, `/readyz` and `/metrics`.
 //!
+//! - `/livez` answers 200 while the process runs.
+//! - `/readyz` answers 503 until every watch behind the controllers (`PrivateCA`,
+//!   `ClusterPrivateCA`, `CertificateRequest`, Secret metadata; see [`crate::watches`]) has listed
+//!   its kind, then 200 for good. Every replica runs those watches, the follower included, so a
+//!   follower is ready on the same terms as the leader; an identity that may not list one of the
+//!   kinds never becomes ready.
+//! - `/metrics` serves [`Metrics`] as `OpenMetrics` text.
+//!
 //! Probes never depend on NCP: an unreachable NCP endpoint makes issuers not Ready, it must not make
 //! Kubernetes restart the pod or pull it out of service.
 
@@ -14,8 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 
-/// Whether the process is ready to serve: set once the controllers' watches have synced. Cheap to
-/// clone; clones share the flag.
+/// Whether the process is ready to serve: set once the watches behind the controllers have all
+/// listed their kinds (by the `controller` subcommand). Cheap to clone; clones share the flag.
 #[derive(Debug, Clone, Default)]
 pub struct Readiness(Arc<AtomicBool>);
 
@@ -175,7 +183,9 @@ mod tests {
             "application/openmetrics-text; version=1.0.0; charset=utf-8"
         );
         let body = response.text().await.unwrap();
-        assert!(body.contains(r#"certificates_issued_total{issuer_kind="PrivateCA"} 1"#));
+        assert!(
+            body.contains(r#"ncp_pca_issuer_certificates_issued_total{issuer_kind="PrivateCA"} 1"#)
+        );
         assert!(body.ends_with("# EOF\n"));
     }
 

@@ -1,4 +1,195 @@
-//! Command-line front ends that live in the library so `main.rs` stays thin.
+//! The command line: every subcommand's arguments and what it runs, so `main.rs` only parses, runs
+//! and prints one error.
 
+pub mod controller;
+#[cfg(feature = "dev")]
+pub mod dev_cluster;
+pub mod emulator;
 pub mod migrate;
 pub mod pca;
+
+use crate::telemetry;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// `ncp-pca-issuer`'s arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ncp-pca-issuer",
+    version,
+    about = "cert-manager external issuer for NAVER Cloud Platform Private CA"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t, global = true, env = "LOG_FORMAT")]
+    log_format: telemetry::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the operator: the PrivateCA, ClusterPrivateCA and CertificateRequest controllers.
+    Controller(controller::ControllerArgs),
+    /// Admin commands against a Private CA endpoint (or the emulator), JSON on stdout.
+    Pca(pca::PcaArgs),
+    /// Serve a local emulator of the NCP Private CA API.
+    Emulator(emulator::EmulatorArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crdgen,
+    /// Print (or `--apply`) the PrivateCA/ClusterPrivateCA equivalents of NAVER's issuers, and the
+    /// lines that re-point Certificates and Ingresses.
+    Migrate(migrate::MigrateArgs),
+    /// Remove our revocation finalizer from every CertificateRequest (before uninstalling; revokes
+    /// nothing).
+    RemoveFinalizers {
+        /// Kubeconfig file (default: in-cluster configuration, then $KUBECONFIG / ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<std::path::PathBuf>,
+    },
+    /// Start a local control plane (etcd, kube-apiserver, kube-controller-manager, cert-manager) on
+    /// 127.0.0.1 for development; stops on Ctrl-C.
+    #[cfg(feature = "dev")]
+    DevCluster(dev_cluster::DevClusterArgs),
+}
+
+/// Runs the parsed command line (after installing logging and the crypto provider).
+///
+/// # Errors
+///
+/// Whatever stopped the subcommand, for `main` to print.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    telemetry::install_crypto_provider();
+    let log = |default_filter| telemetry::init(cli.log_format, default_filter);
+    match cli.command {
+        Command::Controller(args) => {
+            log("info,kube=warn");
+            controller::run(args).await
+        }
+        Command::Pca(args) => {
+            log("warn");
+            // The admin commands' errors read as they are, without a cause chain.
+            let out = pca::run(args)
+                .await
+                .map_err(|e| anyhow::Error::msg(e.to_string()))?;
+            print!("{out}");
+            Ok(())
+        }
+        Command::Emulator(args) => {
+            log("info");
+            emulator::run(args).await
+        }
+        Command::Migrate(args) => {
+            log("warn");
+            let out = migrate::run(args)
+                .await
+                .map_err(|e| anyhow::Error::msg(e.to_string()))?;
+            print!("{out}");
+            Ok(())
+        }
+        Command::Crdgen => {
+            let yaml =
+                crate::api::crd_yaml().map_err(|e| anyhow::anyhow!("cannot render CRDs: {e}"))?;
+            print!("{yaml}");
+            Ok(())
+        }
+        Command::RemoveFinalizers { kubeconfig } => {
+            log("warn");
+            remove_finalizers(kubeconfig).await
+        }
+        #[cfg(feature = "dev")]
+        Command::DevCluster(args) => {
+            log("info");
+            dev_cluster::run(args).await
+        }
+    }
+}
+
+/// A Kubernetes client from `kubeconfig`, or inferred (in-cluster, then `$KUBECONFIG` /
+/// `~/.kube/config`).
+async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn remove_finalizers(kubeconfig: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let client = kube_client(kubeconfig.as_deref()).await?;
+    let released =
+        crate::controller::certificate_request::revoke::remove_all_finalizers(&client).await?;
+    for name in &released {
+        println!("released {name}");
+    }
+    eprintln!("{} CertificateRequest(s) released", released.len());
+    Ok(())
+}
+
+/// A token cancelled on SIGTERM (Kubernetes) or Ctrl-C: the root of every shutdown.
+fn cancelled_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}
+
+/// SIGTERM or Ctrl-C.
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    fn has_subcommand(name: &str) -> bool {
+        Cli::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == name)
+    }
+
+    #[test]
+    fn the_arguments_are_consistent() {
+        Cli::command().debug_assert();
+        assert!(has_subcommand("controller"));
+    }
+
+    #[cfg(not(feature = "dev"))]
+    #[test]
+    fn without_the_dev_feature_there_is_no_dev_cluster_subcommand() {
+        assert!(!has_subcommand("dev-cluster"));
+        assert!(
+            Cli::try_parse_from(["ncp-pca-issuer", "dev-cluster"]).is_err(),
+            "dev-cluster parses"
+        );
+    }
+
+    #[cfg(feature = "dev")]
+    #[test]
+    fn with_the_dev_feature_there_is_a_dev_cluster_subcommand() {
+        assert!(has_subcommand("dev-cluster"));
+    }
+}

@@ -12,18 +12,19 @@ use crate::api::issuer::CaSummary;
 use crate::api::{IssuerResource, IssuerStatus, SubordinateStatus};
 use crate::ncp::types::{CaDetail, CaStatus, split_pem_blocks};
 use crate::reason::Reason;
+use crate::watches::Shared;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// NCP's limit of issuances per CA.
 pub const NCP_SIGNING_LIMIT: i64 = 30_000;
@@ -147,9 +148,12 @@ async fn check<K: IssuerResource>(
     let spec = issuer.issuer_spec();
     let namespace = issuer.secret_namespace(&ctx.settings.cluster_resource_namespace);
     let credentials = read_credentials(&ctx.client, &namespace, spec).await?;
-    let ncp = ctx
-        .ncp_clients
-        .get(spec, &credentials, ctx.settings.ncp_request_timeout)?;
+    let ncp = ctx.ncp_clients.get(
+        &issuer.owner_id(),
+        spec,
+        &credentials,
+        ctx.settings.ncp_request_timeout,
+    )?;
     let detail = ncp.get_ca(&spec.ca_tag).await?;
     let chain = ncp.get_ca_chain(&spec.ca_tag).await?;
     Ok((detail, chain, ncp))
@@ -334,6 +338,8 @@ async fn write_status<K: IssuerResource>(
     })
 }
 
+// The signature is kube's `Controller::run` error policy.
+#[allow(clippy::needless_pass_by_value)]
 fn error_policy<K: IssuerResource>(
     issuer: Arc<K>,
     error: &ReconcileError,
@@ -343,23 +349,22 @@ fn error_policy<K: IssuerResource>(
     Action::requeue(TRANSIENT_RETRY)
 }
 
-/// Runs the controller for one issuer kind until `shutdown` resolves.
+/// Runs the controller for one issuer kind on the shared `issuers` and `secrets` watches until
+/// `shutdown` is cancelled.
 pub async fn run<K: IssuerResource>(
     ctx: Arc<Context>,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    issuers: &Shared<K>,
+    secrets: &Shared<PartialObjectMeta<Secret>>,
+    shutdown: CancellationToken,
 ) {
-    let client = ctx.client.clone();
-    let controller = Controller::new(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    );
-    let store = controller.store();
+    let store = issuers.store();
     let crn = ctx.settings.cluster_resource_namespace.clone();
-    // Secrets are watched by metadata only (no key material cached); a change re-checks the issuers
-    // that reference the Secret from the namespace they are allowed to read.
-    let secrets = Api::<PartialObjectMeta<Secret>>::all(client);
+    let controller = Controller::for_shared_stream(issuers.objects(), store.clone());
+    let live = store.clone();
+    // A Secret change (metadata only: no key material is cached) re-checks the issuers that
+    // reference the Secret from the namespace they are allowed to read.
     controller
-        .watches(secrets, watcher::Config::default(), move |secret| {
+        .watches_shared_stream(secrets.objects(), move |secret| {
             let ns = secret.namespace().unwrap_or_default();
             let name = secret.name_any();
             store
@@ -377,15 +382,27 @@ pub async fn run<K: IssuerResource>(
                 .map(|i| ObjectRef::from_obj(&*i))
                 .collect::<Vec<_>>()
         })
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(
-            |issuer, ctx| async move {
-                let started = std::time::Instant::now();
-                let result = reconcile::<K>(issuer, ctx.clone()).await;
-                let outcome = if result.is_ok() { "ok" } else { "error" };
-                ctx.metrics
-                    .observe_reconcile(K::KIND, outcome, started.elapsed());
-                result
+            move |issuer, ctx| {
+                let live = live.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let result = reconcile::<K>(issuer.clone(), ctx.clone()).await;
+                    let outcome = if result.is_ok() { "ok" } else { "error" };
+                    ctx.metrics
+                        .observe_reconcile(K::KIND, outcome, started.elapsed());
+                    if live.get(&ObjectRef::from_obj(&*issuer)).is_none() {
+                        // Deleted while this reconcile ran: undo what it recorded.
+                        ctx.metrics.remove_issuer(
+                            K::KIND,
+                            issuer.meta().namespace.as_deref().unwrap_or_default(),
+                            &issuer.name_any(),
+                        );
+                        ctx.ncp_clients.remove(&issuer.owner_id());
+                    }
+                    result
+                }
             },
             error_policy::<K>,
             ctx,

@@ -178,7 +178,7 @@ impl Cluster {
     ///
     /// # Errors
     /// When any component fails to start; the error carries the tail of its log.
-    pub fn start(options: ClusterOptions) -> Result<Self, ClusterError> {
+    pub fn start(options: &ClusterOptions) -> Result<Self, ClusterError> {
         let started = Instant::now();
         let dir = options.work_dir.clone();
         std::fs::create_dir_all(dir.join("logs"))

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
+use tokio_util::sync::CancellationToken;
 
 const LEASE_NAME: &str = "ncp-pca-issuer-test";
 const LEASE_DURATION: Duration = Duration::from_secs(3);
@@ -106,7 +107,7 @@ impl Drop for Working {
 struct Candidate {
     identity: String,
     is_leader: watch::Receiver<bool>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     task: JoinHandle<RunResult>,
 }
 
@@ -115,22 +116,17 @@ impl Candidate {
         let elector =
             LeaderElector::new(client.clone(), config(ns, identity)).expect("valid config");
         let is_leader = elector.subscribe();
-        let (stop, stopped) = oneshot::channel::<()>();
+        let stop = CancellationToken::new();
         let exclusive = exclusive.clone();
         let id = identity.to_string();
-        let task = tokio::spawn(elector.run(
-            async {
-                let _ = stopped.await;
-            },
-            move |leadership| async move {
-                let _working = exclusive.enter(&id);
-                leadership.cancelled().await;
-            },
-        ));
+        let task = tokio::spawn(elector.run(stop.clone(), move |term| async move {
+            let _working = exclusive.enter(&id);
+            term.cancelled().await;
+        }));
         Self {
             identity: identity.to_string(),
             is_leader,
-            stop: Some(stop),
+            stop,
             task,
         }
     }
@@ -158,10 +154,8 @@ impl Candidate {
     }
 
     /// Graceful stop: returns what `run` returned.
-    async fn stop(mut self) -> RunResult {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    async fn stop(self) -> RunResult {
+        self.stop.cancel();
         timeout(RENEW_DEADLINE + SLACK * 5, self.task)
             .await
             .expect("run returns after shutdown")

@@ -9,6 +9,7 @@
 mod support;
 
 mod chart;
+mod lifecycle;
 mod process;
 
 /// Held by every test while an operator process of its runs.

@@ -194,7 +194,7 @@ impl OperatorProcess {
             .await
             .ok()?;
         text.lines()
-            .find(|l| l.starts_with("leader "))
+            .find(|l| l.starts_with("ncp_pca_issuer_leader "))
             .and_then(|l| l.rsplit(' ').next())
             .map(str::to_string)
     }

@@ -40,7 +40,7 @@ pub fn cluster() -> &'static Cluster {
                     o.cert_manager_args = CERT_MANAGER_ARGS.get().cloned().unwrap_or_default();
                     o
                 })
-                .and_then(Cluster::start)
+                .and_then(|o| Cluster::start(&o))
                 .map_err(|e| e.to_string())
         })
         .join()
@@ -161,6 +161,9 @@ pub fn operator() {
                         ncp_request_timeout: Duration::from_secs(2),
                         max_retry_duration: Duration::from_secs(60),
                     };
+                    // Never cancelled: the operator lives as long as the test binary.
+                    let shutdown = tokio_util::sync::CancellationToken::new();
+                    let watches = ncp_pca_issuer::watches::Watches::start(&client, &shutdown);
                     let ctx = ncp_pca_issuer::controller::context(
                         client,
                         settings,
@@ -168,7 +171,7 @@ pub fn operator() {
                         Some("tests".into()),
                     );
                     let _ = tx.send(Ok(()));
-                    ncp_pca_issuer::controller::run_all(ctx, 8, std::future::pending()).await;
+                    ncp_pca_issuer::controller::run_all(ctx, &watches, 8, shutdown).await;
                 });
             })
             .map_err(|e| e.to_string())?;

@@ -31,7 +31,6 @@ use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt as _, watcher};
 use metadata::request_name;
 use std::sync::Arc;
 
@@ -136,31 +135,24 @@ pub fn prune(cr: &mut CertificateRequest) {
     }
 }
 
+// The signature is kube's `Controller::run` error policy.
+#[allow(clippy::needless_pass_by_value)]
 fn error_policy(cr: Arc<CertificateRequest>, error: &RequestError, _ctx: Arc<Context>) -> Action {
     tracing::warn!(namespace = %cr.namespace().unwrap_or_default(), name = %cr.name_any(), error = %error, "reconcile failed");
     Action::requeue(MIN_BACKOFF)
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller on the shared `watches` (requests, and both issuer kinds, which wake the
+/// requests waiting on them and keep the issuer cache) until `shutdown` is cancelled.
 pub async fn run(
     ctx: Arc<Context>,
     concurrency: u16,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    watches: &crate::watches::Watches,
+    shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let client = ctx.client.clone();
-    // `Controller::new`, with the cached requests pruned (see `prune`).
-    let (reader, writer) = kube::runtime::reflector::store();
-    let requests = kube::runtime::reflector(
-        writer,
-        watcher(
-            Api::<CertificateRequest>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
-        )
-        .modify(prune),
-    )
-    .applied_objects();
-    let controller = Controller::for_stream(requests, reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    let controller =
+        Controller::for_shared_stream(watches.requests.objects(), watches.requests.store())
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let store = controller.store();
     let store2 = store.clone();
     // An issuer change (e.g. it turned Ready) wakes the requests waiting on it.
@@ -182,37 +174,18 @@ pub async fn run(
             .collect::<Vec<_>>()
     };
     let waiting_on2 = waiting_on;
-    // The issuer watches both wake waiting requests and keep the issuer cache.
-    let (pca_reader, pca_writer) = kube::runtime::reflector::store();
-    let private_cas = kube::runtime::reflector(
-        pca_writer,
-        watcher(
-            Api::<PrivateCA>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .applied_objects();
-    let (cpca_reader, cpca_writer) = kube::runtime::reflector::store();
-    let cluster_private_cas = kube::runtime::reflector(
-        cpca_writer,
-        watcher(
-            Api::<ClusterPrivateCA>::all(client),
-            watcher::Config::default(),
-        ),
-    )
-    .applied_objects();
     let issuers = IssuerCache {
-        private_cas: Some(pca_reader),
-        cluster_private_cas: Some(cpca_reader),
+        private_cas: Some(watches.private_cas.store()),
+        cluster_private_cas: Some(watches.cluster_private_cas.store()),
     };
     controller
-        .watches_stream(private_cas, move |i| {
+        .watches_shared_stream(watches.private_cas.objects(), move |i| {
             waiting_on(&store, PrivateCA::KIND, i.namespace(), i.name_any())
         })
-        .watches_stream(cluster_private_cas, move |i| {
+        .watches_shared_stream(watches.cluster_private_cas.objects(), move |i| {
             waiting_on2(&store2, ClusterPrivateCA::KIND, None, i.name_any())
         })
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(
             move |cr, ctx| {
                 let issuers = issuers.clone();

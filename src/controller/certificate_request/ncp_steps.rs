@@ -145,8 +145,12 @@ pub(super) async fn run(
 /// The NCP client for the issuer, with the credentials its Secret holds now.
 async fn client_for(ctx: &Context, issuer: &IssuerView) -> Result<ncp::Client, IssuerError> {
     let credentials = read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec).await?;
-    ctx.ncp_clients
-        .get(&issuer.spec, &credentials, ctx.settings.ncp_request_timeout)
+    ctx.ncp_clients.get(
+        &issuer.owner,
+        &issuer.spec,
+        &credentials,
+        ctx.settings.ncp_request_timeout,
+    )
 }
 
 async fn sign(

@@ -196,6 +196,7 @@ async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Bloc
             let credentials =
                 read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec).await?;
             let ncp = ctx.ncp_clients.get(
+                &issuer.owner,
                 &issuer.spec,
                 &credentials,
                 ctx.settings.ncp_request_timeout,
