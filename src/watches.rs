@@ -213,7 +213,7 @@ pub struct Watches {
     /// Every `ClusterPrivateCA`.
     pub cluster_private_cas: Shared<ClusterPrivateCA>,
     /// Every `CertificateRequest`, pruned of what the controller never reads (see
-    /// [`crate::controller::certificate_request::prune`]).
+    /// [`prune`]).
     pub requests: Shared<CertificateRequest>,
     /// The metadata of every Secret (no key material is fetched or cached).
     pub secrets: Shared<PartialObjectMeta<Secret>>,
@@ -243,7 +243,7 @@ impl Watches {
                     Api::<CertificateRequest>::all(client.clone()),
                     watcher::Config::default().any_semantic(),
                 )
-                .modify(crate::controller::certificate_request::prune),
+                .modify(prune),
                 shutdown,
             ),
             secrets: Shared::start(
@@ -266,6 +266,20 @@ impl Watches {
             self.requests.synced(),
             self.secrets.synced(),
         );
+    }
+}
+
+/// Drops from the cached copy of a request what no reconcile reads, so that the cache of every
+/// CertificateRequest in the cluster stays small: `managedFields` always (a JSON tree per field manager,
+/// the largest part of a request), and for requests of other issuers everything but their identity and
+/// `issuerRef` (their CSR, annotations and status, with the issued certificate).
+pub fn prune(cr: &mut CertificateRequest) {
+    cr.metadata.managed_fields = None;
+    if !cr.names_our_issuer() {
+        cr.metadata.annotations = None;
+        cr.metadata.labels = None;
+        cr.spec.request = k8s_openapi::ByteString(Vec::new());
+        cr.status = None;
     }
 }
 

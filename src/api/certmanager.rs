@@ -90,6 +90,19 @@ pub struct CertificateRequestStatus {
 }
 
 impl CertificateRequest {
+    /// Whether the request names one of our issuer kinds (group `pca.ncp-issuer.dev`, kind
+    /// `PrivateCA` or `ClusterPrivateCA`).
+    #[must_use]
+    pub fn names_our_issuer(&self) -> bool {
+        use super::IssuerResource as _;
+        let r = &self.spec.issuer_ref;
+        r.group.as_deref() == Some(super::issuer::GROUP)
+            && matches!(
+                r.kind.as_deref(),
+                Some(super::PrivateCA::KIND | super::ClusterPrivateCA::KIND)
+            )
+    }
+
     /// The condition of `type_`, if present.
     #[must_use]
     pub fn condition(&self, type_: &str) -> Option<&RequestCondition> {

@@ -62,7 +62,7 @@ pub struct ControllerArgs {
 /// When the client or the HTTP listener cannot be set up, the leader election config is invalid,
 /// or leadership was lost.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
-    let client = super::kube_client(args.kubeconfig.as_deref()).await?;
+    let client = super::runtime::kube_client(args.kubeconfig.as_deref()).await?;
     let crn = args
         .cluster_resource_namespace
         .clone()
@@ -75,7 +75,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         rand::random::<u32>()
     );
     tracing::info!(cluster_resource_namespace = %crn, identity = %identity, "starting");
-    let shutdown = super::cancelled_on_signal();
+    let shutdown = super::runtime::cancelled_on_signal();
 
     let metrics = metrics::Metrics::new();
     let readiness = server::Readiness::new();

@@ -38,7 +38,7 @@ pub async fn run(args: DevClusterArgs) -> anyhow::Result<()> {
         cluster.api_url(),
         cluster.work_dir().display()
     );
-    super::wait_for_signal().await;
+    super::runtime::wait_for_signal().await;
     eprintln!("stopping");
     tokio::task::spawn_blocking(move || drop(cluster)).await?;
     Ok(())

@@ -67,6 +67,6 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     tracing::info!(listen = %listener.local_addr()?, test_controls = config.test_controls, "emulator serving");
-    serve_with_shutdown(listener, config, super::wait_for_signal()).await?;
+    serve_with_shutdown(listener, config, super::runtime::wait_for_signal()).await?;
     Ok(())
 }

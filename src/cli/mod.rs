@@ -7,10 +7,10 @@ pub mod dev_cluster;
 pub mod emulator;
 pub mod migrate;
 pub mod pca;
+mod runtime;
 
 use crate::telemetry;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 /// `ncp-pca-issuer`'s arguments.
 #[derive(Debug, Parser)]
@@ -105,25 +105,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// A Kubernetes client from `kubeconfig`, or inferred (in-cluster, then `$KUBECONFIG` /
-/// `~/.kube/config`).
-async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
-            kube::Config::from_custom_kubeconfig(
-                kubeconfig,
-                &kube::config::KubeConfigOptions::default(),
-            )
-            .await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
-}
-
 async fn remove_finalizers(kubeconfig: Option<std::path::PathBuf>) -> anyhow::Result<()> {
-    let client = kube_client(kubeconfig.as_deref()).await?;
+    let client = runtime::kube_client(kubeconfig.as_deref()).await?;
     let released =
         crate::controller::certificate_request::revoke::remove_all_finalizers(&client).await?;
     for name in &released {
@@ -131,33 +114,6 @@ async fn remove_finalizers(kubeconfig: Option<std::path::PathBuf>) -> anyhow::Re
     }
     eprintln!("{} CertificateRequest(s) released", released.len());
     Ok(())
-}
-
-/// A token cancelled on SIGTERM (Kubernetes) or Ctrl-C: the root of every shutdown.
-fn cancelled_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        cancel.cancel();
-    });
-    token
-}
-
-/// SIGTERM or Ctrl-C.
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use super::clients::NcpClientCache;
 use super::events;
-use super::subordinate;
+use super::signers::SignerCache;
 use crate::ncp::CallObserver;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +48,7 @@ pub struct Context {
     /// Metrics.
     pub metrics: crate::metrics::Metrics,
     /// Intermediates of subordinate issuers.
-    pub subordinates: subordinate::SignerCache,
+    pub subordinates: SignerCache,
 }
 
 impl std::fmt::Debug for Context {
@@ -98,6 +98,6 @@ pub fn context(
         settings,
         ncp_clients: NcpClientCache::with_observer(Some(observer)),
         metrics,
-        subordinates: subordinate::SignerCache::default(),
+        subordinates: SignerCache::default(),
     })
 }

@@ -12,6 +12,7 @@ pub mod failure;
 pub mod issuer;
 pub mod period;
 pub mod recovery;
+mod signers;
 pub mod subordinate;
 
 pub use clients::NcpClientCache;

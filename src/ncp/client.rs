@@ -1,6 +1,7 @@
 //! The typed async client: one method per Private CA operation, signed with HMAC v2, with bounded
 //! retries that never repeat a call which may already have created something.
 
+use super::endpoint::{API_PREFIX, PUBLIC_ENDPOINT};
 use super::error::NcpError;
 use super::operation::Operation;
 use super::signing::{self, Credentials};
@@ -10,7 +11,6 @@ use super::types::{
     GatewayErrorBody, IssueEndCertRequest, IssuedCert, KeyType, Period, SUCCESS, SignCsrRequest,
     SubCsr, UpdateCaRequest, UpdatedCa, X509Parameters,
 };
-use super::{API_PREFIX, PUBLIC_ENDPOINT};
 use rand::Rng as _;
 use reqwest::Url;
 use serde::Serialize;

@@ -21,7 +21,6 @@ pub mod status;
 
 use super::Context;
 use crate::api::certmanager::CertificateRequest;
-use crate::api::issuer::GROUP;
 use crate::api::{ClusterPrivateCA, IssuerResource, PrivateCA};
 use decide::{IssuerNeed, Next, Observed, Plan};
 pub use error::RequestError;
@@ -36,17 +35,6 @@ use std::sync::Arc;
 
 use crate::controller::delays::MIN_BACKOFF;
 
-/// Whether the request names one of our issuer kinds.
-#[must_use]
-pub fn is_ours(cr: &CertificateRequest) -> bool {
-    let r = &cr.spec.issuer_ref;
-    r.group.as_deref() == Some(GROUP)
-        && matches!(
-            r.kind.as_deref(),
-            Some(PrivateCA::KIND | ClusterPrivateCA::KIND)
-        )
-}
-
 /// Reconciles one request, with issuers looked up in `issuers` first.
 ///
 /// # Errors
@@ -56,7 +44,7 @@ pub async fn reconcile_with(
     ctx: Arc<Context>,
     issuers: &IssuerCache,
 ) -> Result<Action, RequestError> {
-    if !is_ours(&cr) {
+    if !cr.names_our_issuer() {
         // Not ours: ignored silently (the watch filter makes this rare).
         return Ok(Action::await_change());
     }
@@ -121,20 +109,6 @@ async fn read_fresh(
         })
 }
 
-/// Drops from the cached copy of a request what no reconcile reads, so that the cache of every
-/// CertificateRequest in the cluster stays small: `managedFields` always (a JSON tree per field manager,
-/// the largest part of a request), and for requests of other issuers everything but their identity and
-/// `issuerRef` (their CSR, annotations and status, with the issued certificate).
-pub fn prune(cr: &mut CertificateRequest) {
-    cr.metadata.managed_fields = None;
-    if !is_ours(cr) {
-        cr.metadata.annotations = None;
-        cr.metadata.labels = None;
-        cr.spec.request = k8s_openapi::ByteString(Vec::new());
-        cr.status = None;
-    }
-}
-
 // The signature is kube's `Controller::run` error policy.
 #[allow(clippy::needless_pass_by_value)]
 fn error_policy(cr: Arc<CertificateRequest>, error: &RequestError, _ctx: Arc<Context>) -> Action {
@@ -164,7 +138,7 @@ pub async fn run(
             .state()
             .into_iter()
             .filter(|cr| {
-                is_ours(cr)
+                cr.names_our_issuer()
                     && cr.spec.issuer_ref.kind.as_deref() == Some(kind)
                     && cr.spec.issuer_ref.name == name
                     && (ns.is_none() || cr.namespace() == ns)

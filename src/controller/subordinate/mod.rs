@@ -20,108 +20,30 @@ pub mod error;
 mod outcome;
 mod plan;
 mod provision;
+mod report;
+mod secret;
 #[cfg(test)]
 mod testing;
 
 use super::Context;
-use super::conditions::Desired;
 use super::delays::TRANSIENT_RETRY;
 use super::events::{EventType, Note};
-use crate::api::annotations::{ANNOTATION_OWNER, ANNOTATION_RENEW};
-use crate::api::{IssuerResource, SubordinateSpec, SubordinateStatus};
-use crate::ncp::{self, types::CaDetail};
+use crate::api::annotations::ANNOTATION_RENEW;
+use crate::api::{IssuerResource, SubordinateSpec};
+pub use crate::controller::signers::{LocalSigner, SignerCache};
 use crate::pki::CertInfo;
-use decide::{Intermediate, KEY_CA_CRT, KEY_TLS_CRT, KEY_TLS_KEY, SecretProblem};
 pub use error::{SignerError, SubordinateError};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt as _;
 use kube::api::Api;
 use plan::{NcpView, Observed, Step};
 use provision::{Provision, Provisioned, SecretWriter};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+pub use report::{Outcome, Upstream};
+use secret::{intermediate_in, is_owned_by};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
-
-/// An intermediate ready to sign, with the Secret it came from.
-#[derive(Debug)]
-pub struct LocalSigner {
-    /// Name of the Secret.
-    pub secret_name: String,
-    /// The checked intermediate.
-    pub intermediate: Intermediate,
-}
-
-/// The intermediates of the subordinate issuers, by issuer.
-#[derive(Default)]
-pub struct SignerCache {
-    signers: Mutex<HashMap<String, Arc<LocalSigner>>>,
-}
-
-impl std::fmt::Debug for SignerCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignerCache").finish_non_exhaustive()
-    }
-}
-
-impl SignerCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LocalSigner>>> {
-        self.signers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The signer of issuer `owner` (see `IssuerResource::owner_id`), if loaded.
-    #[must_use]
-    pub fn get(&self, owner: &str) -> Option<Arc<LocalSigner>> {
-        self.lock().get(owner).cloned()
-    }
-
-    fn put(&self, owner: &str, signer: Arc<LocalSigner>) {
-        self.lock().insert(owner.to_string(), signer);
-    }
-
-    /// Holds `signer` for `owner`, or nothing.
-    fn set(&self, owner: &str, signer: Option<Arc<LocalSigner>>) {
-        match signer {
-            Some(s) => self.put(owner, s),
-            None => {
-                self.lock().remove(owner);
-            }
-        }
-    }
-}
-
-fn data<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .map(|b| b.0.as_slice())
-}
-
-fn intermediate_in(
-    secret: Option<&Secret>,
-    now: OffsetDateTime,
-) -> Result<Intermediate, SecretProblem> {
-    let Some(secret) = secret else {
-        return Err(SecretProblem::Empty);
-    };
-    decide::read_intermediate(
-        data(secret, KEY_TLS_KEY),
-        data(secret, KEY_TLS_CRT),
-        data(secret, KEY_CA_CRT),
-        now,
-    )
-}
-
-fn is_owned_by(secret: &Secret, owner: &str) -> bool {
-    secret
-        .annotations()
-        .get(ANNOTATION_OWNER)
-        .map(String::as_str)
-        == Some(owner)
-}
 
 /// The signer of a subordinate issuer, for the CertificateRequest controller: from the cache, else read
 /// and checked from its Secret.
@@ -180,34 +102,6 @@ pub async fn signer_for(
     });
     ctx.subordinates.put(owner, signer.clone());
     Ok(signer)
-}
-
-/// What NCP said in this reconcile, when it answered.
-#[derive(Debug)]
-pub struct Upstream<'a> {
-    /// The client that reached it.
-    pub ncp: &'a ncp::Client,
-    /// Get CA.
-    pub detail: &'a CaDetail,
-    /// Get CA Chain.
-    pub chain: &'a str,
-    /// Whether NCP says the CA is out of service (not ACTIVE, or expired): local signing stops too.
-    pub out_of_service: bool,
-    /// NCP's verdict on the CA.
-    pub verdict: &'a Desired,
-}
-
-/// What subordinate mode concluded for the issuer's status.
-#[derive(Debug)]
-pub struct Outcome {
-    /// The Ready condition (about the intermediate).
-    pub ready: Desired,
-    /// The intermediate's status.
-    pub status: Option<SubordinateStatus>,
-    /// When to look again.
-    pub requeue: Duration,
-    /// What signs from now on (what the cache holds).
-    signer: Option<Arc<LocalSigner>>,
 }
 
 /// Checks the issuer's intermediate and provisions or renews it when needed.
@@ -292,7 +186,7 @@ async fn provision<K: IssuerResource>(
     issuer: &K,
     ctx: &Context,
     writer: SecretWriter<'_>,
-    mut job: plan::Job,
+    mut job: report::Job,
     u: &Upstream<'_>,
     recheck: Duration,
 ) -> Outcome {

@@ -1,16 +1,17 @@
 //! What the issuer says: `Ready` and the intermediate's status for what signs ([`signing`]) or why
 //! nothing does, and after a provisioning attempt ([`conclude`], pure), with its events.
 
+use super::decide;
 use super::decide::Wanted;
 use super::error::SubordinateError;
-use super::plan::Job;
 use super::provision::{Provisioned, sign_backoff};
-use super::{LocalSigner, Outcome, decide};
+use super::report::{Job, Outcome};
 use crate::api::SubordinateStatus;
 use crate::controller::IssuerError;
 use crate::controller::conditions::Desired;
 use crate::controller::delays::{RENEWAL_FLOOR, TRANSIENT_RETRY};
 use crate::controller::events::{EventAction, Note};
+use crate::controller::signers::LocalSigner;
 use crate::reason::Reason;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::jiff::Timestamp;

@@ -6,7 +6,8 @@ use super::decide::{self, Intermediate, SecretProblem, Wanted, Why, attempt_key,
 use super::error::SubordinateError;
 use super::outcome::{conclude, failed, jiff, not_ready, note, signing};
 use super::provision::{Provisioned, owner_ref_current};
-use super::{LocalSigner, Outcome, intermediate_in, is_owned_by};
+use super::report::{Job, Outcome};
+use super::secret::{intermediate_in, is_owned_by};
 use crate::api::annotations::{
     ANNOTATION_CA_TAG, ANNOTATION_RENEW_HANDLED, ANNOTATION_RETRY_AFTER, ANNOTATION_SPEC_HASH,
 };
@@ -14,6 +15,7 @@ use crate::api::{SubordinateSpec, SubordinateStatus};
 use crate::controller::conditions::{Desired, UPSTREAM_READY};
 use crate::controller::delays::TRANSIENT_RETRY;
 use crate::controller::events::Note;
+use crate::controller::signers::LocalSigner;
 use crate::pki::CertInfo;
 use crate::reason::Reason;
 use k8s_openapi::api::core::v1::Secret;
@@ -102,35 +104,6 @@ impl Plan {
             step: Step::Report(outcome),
         }
     }
-}
-
-/// A provisioning to do, and what the issuer says meanwhile.
-#[derive(Debug)]
-pub struct Job {
-    /// Why a new intermediate is needed.
-    pub why: Why,
-    /// Its settings.
-    pub wanted: Wanted,
-    /// The Secret as read (the base of every write).
-    pub secret: Option<Secret>,
-    /// The intermediate that goes on signing until its replacement is stored, if any.
-    pub current: Option<Arc<LocalSigner>>,
-    /// The renew annotation value `current` satisfies.
-    pub renew_handled: Option<String>,
-    /// The issuer's renew annotation (a new intermediate satisfies it).
-    pub renew_request: Option<String>,
-    /// The NCP CA's certificate, to check the new intermediate against.
-    pub ncp_ca: Option<CertInfo>,
-    /// The Secret's name before `spec.subordinate.secretName` changed.
-    pub renamed_from: Option<String>,
-    /// `status.subordinate` as last written (kept while there is no intermediate).
-    pub previous: Option<SubordinateStatus>,
-    /// Namespace of the Secret.
-    pub namespace: String,
-    /// Name of the Secret.
-    pub name: String,
-    /// `spec.caTag`.
-    pub ca_tag: String,
 }
 
 /// Decides what the reconcile does.

@@ -3,12 +3,12 @@
 //! Failed attempts are spaced out (`retry-after` on the Secret, waited out by the plan), so that no
 //! watch event or requeue can turn into a burst of Sign Sub Csr calls.
 
-use super::data;
 use super::decide::{
     Intermediate, KEY_CA_CRT, KEY_PENDING_KEY, KEY_TLS_CRT, KEY_TLS_KEY, Wanted, attempt_key,
     retry_after_value,
 };
 use super::error::{AnswerError, SubordinateError, secret_err};
+use super::secret::data;
 use crate::api::annotations::{
     ANNOTATION_CA_TAG, ANNOTATION_OWNER, ANNOTATION_PENDING_SINCE, ANNOTATION_RENEW_HANDLED,
     ANNOTATION_RETRY_AFTER, ANNOTATION_SPEC_HASH,

@@ -1,7 +1,7 @@
 //! CA lifecycle: Create CA, Get CA, Get CA List, Update CA, Delete CA, Activate Sub CA, Get Sub CSR,
 //! Get CA Chain.
 
-use super::{Ctx, OpResult, page, to_value, validity};
+use super::common::{Ctx, OpResult, page, to_value, validity};
 use crate::emulator::request::{Call, required, str_field};
 use crate::emulator::state::{Ca, CertRecord, DESTROY_DELAY_MS, State, internal};
 use crate::emulator::validate;

@@ -2,8 +2,8 @@
 //! End Cert, Trim CA.
 
 use super::ca::{record_issue, urls};
+use super::common::{Ctx, OpResult, page, validity};
 use super::crl::ensure_crl;
-use super::{Ctx, OpResult, page, validity};
 use crate::emulator::request::{Body, Call, required, str_field};
 use crate::emulator::state::{Ca, internal};
 use crate::emulator::validate;

@@ -1,7 +1,7 @@
 //! CRL, OCSP and user operations: Get CA CRL, Rotate CRL, Get/Update CRL Config, Create/Delete
 //! OCSP, Add/Delete CA User, Get CA User List.
 
-use super::{Ctx, DEFAULT_CRL_EXPIRY_DAYS, OpResult};
+use super::common::{Ctx, DEFAULT_CRL_EXPIRY_DAYS, OpResult};
 use crate::emulator::clock::{from_ms, to_ms};
 use crate::emulator::request::{Call, required, str_field};
 use crate::emulator::state::{Ca, CrlCache, UserRecord, internal};

@@ -1,11 +1,14 @@
 //! Unit tests of the operations: the CA status machine and the limits, without HTTP.
 
+use super::common::{page, validity};
 use super::*;
 use crate::emulator::config::EmulatorConfig;
 use crate::emulator::request::Call;
 use crate::emulator::state::Shared;
 use crate::emulator::state::State;
+use crate::ncp::messages;
 use crate::ncp::signing::Credentials;
+use crate::ncp::types::Period;
 use crate::ncp::types::{CaStatus, KeyType};
 use crate::pki::{self, Csr, PrivateKey};
 use serde_json::{Value, json};
