@@ -250,8 +250,8 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one reconciliation of `controller` ending in `result` (e.g. `success`, `requeue`,
-    /// `error`) and records how long it took.
+    /// Counts one reconciliation of `controller` ending in `result` (`ok` or `error`) and records
+    /// how long it took.
     pub fn observe_reconcile(&self, controller: &str, result: &str, elapsed: Duration) {
         self.inner
             .reconciles

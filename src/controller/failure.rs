@@ -1,7 +1,7 @@
 //! What a signer does after an NCP call failed: one pure classifier for NCP end-entity signing, NCP
 //! CA signing and the subordinate provisioner alike.
 
-use super::delays::backoff;
+use super::delays::{MAX_BACKOFF, backoff};
 use crate::ncp::NcpError;
 use std::time::Duration;
 
@@ -34,7 +34,8 @@ pub enum FailCause {
 
 /// Classifies a failure of a request `age` old, with `max_retry` the retry budget (counted from the
 /// request's creation, so the backoff needs no state of its own). A server's `Retry-After` is honoured
-/// when it asks for longer than the backoff.
+/// when it asks for longer than the backoff, up to [`MAX_BACKOFF`]: the endpoint is user-set, so its
+/// answer must not park a request past our own bound.
 #[must_use]
 pub fn after_failure(error: &NcpError, age: Duration, max_retry: Duration) -> AfterFailure {
     if error.is_issuer_level() {
@@ -50,7 +51,7 @@ pub fn after_failure(error: &NcpError, age: Duration, max_retry: Duration) -> Af
             cause: FailCause::RetryBudgetSpent,
         };
     }
-    let asked = Duration::from_secs(error.retry_after_secs().unwrap_or(0));
+    let asked = Duration::from_secs(error.retry_after_secs().unwrap_or(0)).min(MAX_BACKOFF);
     AfterFailure::Retry {
         after: backoff(age).max(asked),
     }
@@ -236,5 +237,14 @@ mod tests {
             panic!("retry expected");
         };
         assert_eq!(after, Duration::from_secs(120));
+        let AfterFailure::Retry { after } =
+            after_failure(&gateway(429, Some(86_400)), Duration::ZERO, HOUR)
+        else {
+            panic!("retry expected");
+        };
+        assert_eq!(
+            after, MAX_BACKOFF,
+            "a day-long Retry-After is cut to our own bound"
+        );
     }
 }
