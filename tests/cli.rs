@@ -369,6 +369,35 @@ fn emulator_logs_have_no_colour_in_a_file_name_unrouted_requests_and_a_taken_add
 }
 
 #[test]
+fn the_controller_names_the_http_address_it_cannot_listen_on() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A kubeconfig is enough to build the client: nothing is asked of the API server before the
+    // listener is bound.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\n    namespace: ns\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["controller", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--http-addr")
+        .arg(addr.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr} (--http-addr)")),
+        "{stderr}"
+    );
+    drop(taken);
+}
+
+#[test]
 fn cas_survive_an_emulator_restart_with_a_state_file() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");

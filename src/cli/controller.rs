@@ -79,7 +79,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
 
     let metrics = metrics::Metrics::new();
     let readiness = server::Readiness::new();
-    let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (--http-addr): {e}", args.http_addr))?;
     let state = server::ServerState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
