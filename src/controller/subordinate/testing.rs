@@ -29,9 +29,20 @@ pub struct Pki {
     pub key_pem: String,
     /// The intermediate.
     pub chain_pem: String,
+    /// The root, PEM (what the Secret's `ca.crt` holds).
+    pub root_pem: String,
 }
 
+/// [`pki_valid`] for 2026-01-01 .. 2027-01-01.
 pub fn pki() -> Pki {
+    pki_valid(
+        datetime!(2026-01-01 00:00 UTC),
+        datetime!(2027-01-01 00:00 UTC),
+    )
+}
+
+/// A root (2020 .. 2040), and an intermediate under it valid from `from` to `to`.
+pub fn pki_valid(from: OffsetDateTime, to: OffsetDateTime) -> Pki {
     let opts = |from, to| IssueOptions::new(Validity::new(from, to).unwrap());
     let root_key = PrivateKey::generate(KeyType::Ec256).unwrap();
     let root_cert = self_signed_ca(
@@ -49,13 +60,11 @@ pub fn pki() -> Pki {
         &root,
         &Name::new().with(NameAttr::CommonName, "sub intermediate"),
         &key.public_key().unwrap(),
-        &opts(
-            datetime!(2026-01-01 00:00 UTC),
-            datetime!(2027-01-01 00:00 UTC),
-        ),
+        &opts(from, to),
     )
     .unwrap();
     Pki {
+        root_pem: root.certificate().to_pem(),
         root,
         key_pem: key.to_pkcs8_pem(),
         chain_pem: cert.to_pem(),
@@ -64,7 +73,7 @@ pub fn pki() -> Pki {
 
 impl Pki {
     pub fn root_pem(&self) -> String {
-        self.root.certificate().to_pem()
+        self.root_pem.clone()
     }
 
     pub fn root_sha256(&self) -> String {

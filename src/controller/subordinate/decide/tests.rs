@@ -1,6 +1,6 @@
 use super::*;
 use crate::api::SubordinateSubject;
-use crate::pki::{IssueOptions, Validity, self_signed_ca, sign_ca, sign_leaf};
+use crate::pki::{IssueOptions, Validity, sign_leaf};
 use time::macros::datetime;
 
 const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);
@@ -9,41 +9,7 @@ fn opts(from: OffsetDateTime, to: OffsetDateTime) -> IssueOptions {
     IssueOptions::new(Validity::new(from, to).unwrap())
 }
 
-struct Pki {
-    root: Signer,
-    key_pem: String,
-    chain_pem: String,
-    root_pem: String,
-}
-
-/// A root, and an intermediate under it valid from `from` to `to`.
-fn pki(from: OffsetDateTime, to: OffsetDateTime) -> Pki {
-    let root_key = PrivateKey::generate(KeyType::Ec256).unwrap();
-    let root_cert = self_signed_ca(
-        &Name::new().with(NameAttr::CommonName, "root"),
-        &root_key,
-        &opts(
-            datetime!(2020-01-01 00:00 UTC),
-            datetime!(2040-01-01 00:00 UTC),
-        ),
-    )
-    .unwrap();
-    let root = Signer::new(root_key, root_cert).unwrap();
-    let key = PrivateKey::generate(KeyType::Ec256).unwrap();
-    let cert = sign_ca(
-        &root,
-        &Name::new().with(NameAttr::CommonName, "sub intermediate"),
-        &key.public_key().unwrap(),
-        &opts(from, to),
-    )
-    .unwrap();
-    Pki {
-        root_pem: root.certificate().to_pem(),
-        root,
-        key_pem: key.to_pkcs8_pem(),
-        chain_pem: cert.to_pem(),
-    }
-}
+use crate::controller::subordinate::testing::{Pki, pki_valid as pki};
 
 fn read(p: &Pki, at: OffsetDateTime) -> Result<Intermediate, SecretProblem> {
     read_intermediate(
