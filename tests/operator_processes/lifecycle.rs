@@ -7,7 +7,6 @@
 
 use crate::support;
 
-use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -131,7 +130,7 @@ impl Drop for Operator {
     }
 }
 
-/// A ServiceAccount `ns/sa` and a kubeconfig with a token for it (no RBAC of its own).
+/// Creates ServiceAccount `ns/sa` and a kubeconfig with a token for it.
 async fn service_account_kubeconfig(client: &kube::Client, ns: &str, sa: &str) -> PathBuf {
     Api::<ServiceAccount>::namespaced(client.clone(), ns)
         .create(
@@ -140,59 +139,7 @@ async fn service_account_kubeconfig(client: &kube::Client, ns: &str, sa: &str) -
         )
         .await
         .expect("service account");
-    let request: TokenRequest = serde_json::from_value(serde_json::json!({
-        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 3600}
-    }))
-    .expect("token request");
-    let token = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_subresource::<_, TokenRequest>("token", sa, &PostParams::default(), &request)
-        .await
-        .expect("token issued")
-        .status
-        .expect("token status")
-        .token;
-    let admin = kube::config::Kubeconfig::read_from(cluster().kubeconfig_path()).expect("admin");
-    let ca = admin
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.as_ref())
-        .and_then(|c| c.certificate_authority_data.clone())
-        .expect("admin kubeconfig has the CA");
-    let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {sa}\n  user:\n    token: {token}\ncontexts:\n- name: dev\n  context:\n    cluster: dev\n    user: {sa}\n    namespace: {ns}\ncurrent-context: dev\n",
-        server = cluster().api_url(),
-    );
-    let path = cluster().work_dir().join(format!("{ns}-{sa}.kubeconfig"));
-    std::fs::write(&path, yaml).expect("kubeconfig written");
-    path
-}
-
-/// Removes the test's cluster-scoped RBAC objects when the test ends.
-struct ClusterRbac(String);
-
-impl Drop for ClusterRbac {
-    fn drop(&mut self) {
-        let name = self.0.clone();
-        // Drop runs outside async: a small runtime of its own on another thread.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let client = cluster().client().await.ok()?;
-                let _ = Api::<ClusterRoleBinding>::all(client.clone())
-                    .delete(&name, &DeleteParams::default())
-                    .await;
-                let _ = Api::<ClusterRole>::all(client)
-                    .delete(&name, &DeleteParams::default())
-                    .await;
-                Some(())
-            })
-        })
-        .join();
-    }
+    support::service_account_kubeconfig(client, ns, sa).await
 }
 
 /// Read-only access to what the operator watches (no Lease, no writes): enough to become ready as
@@ -261,7 +208,7 @@ async fn readyz_is_unavailable_until_the_watches_have_listed_even_for_a_follower
 
     // Allowed to list and watch: ready, while still a follower.
     let role = format!("ncp-pca-issuer-{ns}");
-    let _rbac = ClusterRbac(role.clone());
+    let _rbac = support::ClusterRbac(role.clone());
     grant_watch_rights(&client, &role, &ns, sa).await;
     let started = Instant::now();
     eventually(

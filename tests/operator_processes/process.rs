@@ -8,12 +8,11 @@
 
 use crate::support;
 
-use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use ncp_pca_issuer::devcluster::process::{Supervised, tail};
 use ncp_pca_issuer::emulator::{FaultKind, FaultRule};
 use ncp_pca_issuer::ncp::Operation;
@@ -769,66 +768,6 @@ async fn may_write_request_status(client: &kube::Client, user: &str, ns: &str) -
         .is_some_and(|s| s.allowed)
 }
 
-/// A kubeconfig for `ns/sa` with a token from the TokenRequest API; server and CA from the admin
-/// kubeconfig.
-async fn service_account_kubeconfig(client: &kube::Client, ns: &str, sa: &str) -> PathBuf {
-    let request: TokenRequest = serde_json::from_value(serde_json::json!({
-        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-        "spec": {"expirationSeconds": 3600}
-    }))
-    .expect("token request");
-    let token = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .create_subresource::<_, TokenRequest>("token", sa, &PostParams::default(), &request)
-        .await
-        .expect("token issued")
-        .status
-        .expect("token status")
-        .token;
-    let admin = kube::config::Kubeconfig::read_from(cluster().kubeconfig_path()).expect("admin");
-    let ca = admin
-        .clusters
-        .first()
-        .and_then(|c| c.cluster.as_ref())
-        .and_then(|c| c.certificate_authority_data.clone())
-        .expect("admin kubeconfig has the CA");
-    let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {sa}\n  user:\n    token: {token}\ncontexts:\n- name: dev\n  context:\n    cluster: dev\n    user: {sa}\n    namespace: {ns}\ncurrent-context: dev\n",
-        server = cluster().api_url(),
-    );
-    let path = cluster().work_dir().join(format!("{ns}-{sa}.kubeconfig"));
-    std::fs::write(&path, yaml).expect("kubeconfig written");
-    path
-}
-
-/// Removes the test's cluster-scoped RBAC objects when the test ends.
-struct ClusterRbac {
-    name: String,
-}
-
-impl Drop for ClusterRbac {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside async: a small runtime of its own on another thread.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let client = cluster().client().await.ok()?;
-                let _ = Api::<ClusterRoleBinding>::all(client.clone())
-                    .delete(&name, &DeleteParams::default())
-                    .await;
-                let _ = Api::<ClusterRole>::all(client)
-                    .delete(&name, &DeleteParams::default())
-                    .await;
-                Some(())
-            })
-        })
-        .join();
-    }
-}
-
 /// The status write that follows signing is refused by RBAC. The operator cannot lack the permission
 /// from the start: its first touch of a request is a status write (`Ready=Unknown/Initializing`), and
 /// it signs nothing before that. So the permission is withdrawn while the signing call is in flight
@@ -852,7 +791,7 @@ async fn a_failed_status_write_after_signing_still_ends_issued_with_exactly_one_
         .await
         .expect("service account");
     let role = format!("ncp-pca-issuer-{ns}");
-    let _rbac = ClusterRbac { name: role.clone() };
+    let _rbac = support::ClusterRbac(role.clone());
     apply_cluster_role(&client, &role, true).await;
     let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -866,7 +805,7 @@ async fn a_failed_status_write_after_signing_still_ends_issued_with_exactly_one_
         .await
         .expect("binding created");
     let user = format!("system:serviceaccount:{ns}:{sa}");
-    let kubeconfig = service_account_kubeconfig(&client, &ns, sa).await;
+    let kubeconfig = support::service_account_kubeconfig(&client, &ns, sa).await;
     let operator = OperatorProcess::start(Options {
         kubeconfig,
         // Room for a 4 s signing call, the window in which the permission is taken away.

@@ -716,3 +716,71 @@ pub async fn issuer_reconciled(
         .await;
     }
 }
+
+/// A kubeconfig for the existing ServiceAccount `ns/sa` with a token from the TokenRequest API; server and CA from the admin
+/// kubeconfig.
+pub async fn service_account_kubeconfig(
+    client: &kube::Client,
+    ns: &str,
+    sa: &str,
+) -> std::path::PathBuf {
+    let request: k8s_openapi::api::authentication::v1::TokenRequest =
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600}
+        }))
+        .expect("token request");
+    let token = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), ns)
+        .create_subresource::<_, k8s_openapi::api::authentication::v1::TokenRequest>(
+            "token",
+            sa,
+            &kube::api::PostParams::default(),
+            &request,
+        )
+        .await
+        .expect("token issued")
+        .status
+        .expect("token status")
+        .token;
+    let admin = kube::config::Kubeconfig::read_from(cluster().kubeconfig_path()).expect("admin");
+    let ca = admin
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.certificate_authority_data.clone())
+        .expect("admin kubeconfig has the CA");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {sa}\n  user:\n    token: {token}\ncontexts:\n- name: dev\n  context:\n    cluster: dev\n    user: {sa}\n    namespace: {ns}\ncurrent-context: dev\n",
+        server = cluster().api_url(),
+    );
+    let path = cluster().work_dir().join(format!("{ns}-{sa}.kubeconfig"));
+    std::fs::write(&path, yaml).expect("kubeconfig written");
+    path
+}
+
+/// Removes the test's cluster-scoped RBAC objects when the test ends.
+pub struct ClusterRbac(pub String);
+
+impl Drop for ClusterRbac {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        // Drop runs outside async: a small runtime of its own on another thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let client = cluster().client().await.ok()?;
+                let _ = Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(client.clone())
+                    .delete(&name, &kube::api::DeleteParams::default())
+                    .await;
+                let _ = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(client)
+                    .delete(&name, &kube::api::DeleteParams::default())
+                    .await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
