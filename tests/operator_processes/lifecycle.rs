@@ -8,7 +8,7 @@
 use crate::support;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, DeleteParams, PostParams};
 use ncp_pca_issuer::devcluster::process::{Supervised, tail};
 use ncp_pca_issuer::ncp::types::KeyType;
@@ -159,17 +159,7 @@ async fn grant_watch_rights(client: &kube::Client, name: &str, ns: &str, sa: &st
         .create(&PostParams::default(), &role)
         .await
         .expect("cluster role created");
-    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]
-    }))
-    .expect("binding");
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("binding created");
+    support::bind_cluster_role(client, name, ns, sa).await;
 }
 
 /// The value of the sample `series` (name and labels) on a `/metrics` page.

@@ -11,7 +11,7 @@ use crate::support;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use ncp_pca_issuer::devcluster::process::{Supervised, tail};
 use ncp_pca_issuer::emulator::{FaultKind, FaultRule};
@@ -793,17 +793,7 @@ async fn a_failed_status_write_after_signing_still_ends_issued_with_exactly_one_
     let role = format!("ncp-pca-issuer-{ns}");
     let _rbac = support::ClusterRbac(role.clone());
     apply_cluster_role(&client, &role, true).await;
-    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": role},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]
-    }))
-    .expect("binding");
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("binding created");
+    support::bind_cluster_role(&client, &role, &ns, sa).await;
     let user = format!("system:serviceaccount:{ns}:{sa}");
     let kubeconfig = support::service_account_kubeconfig(&client, &ns, sa).await;
     let operator = OperatorProcess::start(Options {

@@ -784,3 +784,19 @@ impl Drop for ClusterRbac {
         .join();
     }
 }
+
+/// Binds ClusterRole `name` to ServiceAccount `ns/sa` (a ClusterRoleBinding of the same name).
+pub async fn bind_cluster_role(client: &kube::Client, name: &str, ns: &str, sa: &str) {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]
+    }))
+    .expect("binding");
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .create(&kube::api::PostParams::default(), &binding)
+        .await
+        .expect("binding created");
+}
