@@ -10,7 +10,7 @@ use crate::api::SubordinateStatus;
 use crate::controller::IssuerError;
 use crate::controller::conditions::Desired;
 use crate::controller::delays::{RENEWAL_FLOOR, TRANSIENT_RETRY};
-use crate::controller::events::{EventAction, Note};
+use crate::controller::events::{EventAction, EventType, Note};
 use crate::controller::signers::LocalSigner;
 use crate::reason::Reason;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -47,7 +47,7 @@ pub fn conclude(
                 })
                 .unwrap_or_default();
             let mut notes = vec![note(
-                false,
+                EventType::Normal,
                 reason,
                 namespace,
                 name,
@@ -57,7 +57,7 @@ pub fn conclude(
                 ),
             )];
             if let Some(old) = &job.renamed_from {
-                notes.push(note(true, Reason::IntermediateSecretChanged, namespace, name, format!(
+                notes.push(note(EventType::Warning, Reason::IntermediateSecretChanged, namespace, name, format!(
                     "spec.subordinate.secretName changed from {old} to {name}: the intermediate is now in {namespace}/{name}; secret {namespace}/{old} is no longer used but still holds a CA key, delete it"
                 )));
             }
@@ -105,7 +105,7 @@ pub fn conclude(
         }
         Err(e) => {
             let notes = vec![note(
-                true,
+                EventType::Warning,
                 Reason::IntermediateProvisioningFailed,
                 namespace,
                 name,
@@ -211,16 +211,15 @@ pub(super) fn failed(
 
 /// An event about the intermediate, naming its Secret as the related object.
 pub(super) fn note(
-    warning: bool,
+    type_: EventType,
     reason: Reason,
     namespace: &str,
     name: &str,
     text: String,
 ) -> Note {
-    let note = if warning {
-        Note::warning(reason, text, EventAction::ProvisionIntermediate)
-    } else {
-        Note::normal(reason, text, EventAction::ProvisionIntermediate)
+    let note = Note {
+        type_,
+        ..Note::normal(reason, text, EventAction::ProvisionIntermediate)
     };
     note.about(Some(ObjectReference {
         api_version: Some("v1".into()),

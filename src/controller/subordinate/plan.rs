@@ -14,7 +14,7 @@ use crate::api::annotations::{
 use crate::api::{SubordinateSpec, SubordinateStatus};
 use crate::controller::conditions::{Desired, UPSTREAM_READY};
 use crate::controller::delays::TRANSIENT_RETRY;
-use crate::controller::events::Note;
+use crate::controller::events::{EventType, Note};
 use crate::controller::signers::LocalSigner;
 use crate::pki::CertInfo;
 use crate::reason::Reason;
@@ -153,10 +153,10 @@ pub fn plan(o: Observed<'_>) -> Plan {
     let mut found = Vec::new();
     match &current {
         Err(SecretProblem::Empty) if previous.is_some() && !renamed && secret.is_none() => {
-            found.push(note(true, Reason::IntermediateMissing, namespace, name, format!("secret {namespace}/{name} with the intermediate was deleted; provisioning a new intermediate")));
+            found.push(note(EventType::Warning, Reason::IntermediateMissing, namespace, name, format!("secret {namespace}/{name} with the intermediate was deleted; provisioning a new intermediate")));
         }
         Err(SecretProblem::Empty) | Ok(_) => {}
-        Err(p) => found.push(note(true, Reason::IntermediateInvalid, namespace, name, format!("secret {namespace}/{name}: {p}; nothing signs with it, provisioning a new intermediate"))),
+        Err(p) => found.push(note(EventType::Warning, Reason::IntermediateInvalid, namespace, name, format!("secret {namespace}/{name}: {p}; nothing signs with it, provisioning a new intermediate"))),
     }
     // NCP stays the point of control: a CA it says is out of service stops local signing too. An NCP
     // that does not answer does not. Next: the periodic check.
