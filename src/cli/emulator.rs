@@ -1,7 +1,7 @@
 //! `ncp-pca-issuer emulator`: a local emulator of the NCP Private CA API.
 
 use crate::emulator::{EmulatorConfig, serve_with_shutdown};
-use crate::ncp::Credentials;
+use crate::ncp::{Credentials, SecretKey};
 
 /// `emulator`'s arguments.
 #[derive(Debug, clap::Args)]
@@ -14,13 +14,13 @@ pub struct EmulatorArgs {
     access_key: String,
     /// Secret key of the emulated account.
     #[arg(long, env = "NCLOUD_SECRET_KEY", hide_env_values = true)]
-    secret_key: String,
+    secret_key: SecretKey,
     /// Access key of a read-only (NCP_PRIVATE_CA_VIEWER) sub account.
     #[arg(long, requires = "viewer_secret_key")]
     viewer_access_key: Option<String>,
     /// Secret key of the read-only sub account.
     #[arg(long, requires = "viewer_access_key")]
-    viewer_secret_key: Option<String>,
+    viewer_secret_key: Option<SecretKey>,
     /// Keep CAs and certificates across restarts in this file (holds CA private keys; mode 0600).
     #[arg(long)]
     state_file: Option<std::path::PathBuf>,
@@ -51,11 +51,12 @@ pub struct EmulatorArgs {
 ///
 /// When the address cannot be bound or serving fails.
 pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
-    let mut config = EmulatorConfig::new(Credentials::new(args.access_key, args.secret_key));
+    let mut config =
+        EmulatorConfig::new(Credentials::new(args.access_key, args.secret_key.expose()));
     config.viewer_credentials = args
         .viewer_access_key
         .zip(args.viewer_secret_key)
-        .map(|(ak, sk)| Credentials::new(ak, sk));
+        .map(|(ak, sk)| Credentials::new(ak, sk.expose()));
     config.state_file = args.state_file;
     config.test_controls = args.test_controls;
     config.max_cas = args.max_cas;

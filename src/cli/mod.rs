@@ -128,6 +128,44 @@ mod tests {
     }
 
     #[test]
+    fn parsed_arguments_never_show_a_secret_key_in_debug_output() {
+        for args in [
+            &[
+                "ncp-pca-issuer",
+                "emulator",
+                "--access-key",
+                "ak",
+                "--secret-key",
+                "s3cr3t-emu",
+            ][..],
+            &[
+                "ncp-pca-issuer",
+                "emulator",
+                "--access-key",
+                "ak",
+                "--secret-key",
+                "x",
+                "--viewer-access-key",
+                "vk",
+                "--viewer-secret-key",
+                "s3cr3t-viewer",
+            ][..],
+            &[
+                "ncp-pca-issuer",
+                "pca",
+                "--secret-key",
+                "s3cr3t-pca",
+                "list",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
+    }
+
+    #[test]
     fn the_arguments_are_consistent() {
         Cli::command().debug_assert();
         assert!(has_subcommand("controller"));

@@ -3,7 +3,7 @@
 use crate::ncp::types::{CaDetail, CaStatus, CaType, KeyType, Period, X509Parameters};
 use crate::ncp::{
     CallObserver, Client, ClientConfig, Credentials, NcpError, NewCa, Operation, PUBLIC_ENDPOINT,
-    RetryPolicy,
+    RetryPolicy, SecretKey,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -24,7 +24,7 @@ pub struct PcaArgs {
     pub access_key: Option<String>,
     /// NCP secret key (prefer the environment variable: flags show up in process lists).
     #[arg(long, env = "NCLOUD_SECRET_KEY", global = true, hide_env_values = true)]
-    pub secret_key: Option<String>,
+    pub secret_key: Option<SecretKey>,
     /// Extra PEM trust anchors for the endpoint's TLS certificate.
     #[arg(long, global = true)]
     pub ca_bundle: Option<PathBuf>,
@@ -488,14 +488,13 @@ fn cert_output(cert: &str, chain: &[String], whole: &impl Serialize) -> Result<O
 /// # Errors
 /// When credentials are missing, a file cannot be read, or the call fails.
 pub async fn run(args: PcaArgs) -> Result<String, PcaError> {
-    let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-    let (Some(access_key), Some(secret_key)) =
-        (non_empty(args.access_key), non_empty(args.secret_key))
-    else {
+    let access_key = args.access_key.filter(|s| !s.trim().is_empty());
+    let secret_key = args.secret_key.filter(|s| !s.expose().trim().is_empty());
+    let (Some(access_key), Some(secret_key)) = (access_key, secret_key) else {
         return Err(PcaError::MissingCredentials);
     };
-    let mut config =
-        ClientConfig::new(Credentials::new(access_key, secret_key)).with_endpoint(args.endpoint);
+    let mut config = ClientConfig::new(Credentials::new(access_key, secret_key.expose()))
+        .with_endpoint(args.endpoint);
     config.request_timeout = Duration::from_secs(args.timeout_secs);
     config.retry = RetryPolicy::default();
     if let Some(path) = &args.ca_bundle {

@@ -36,6 +36,13 @@ impl SecretKey {
     }
 }
 
+/// From a command-line flag or environment variable (clap parses it through this).
+impl From<String> for SecretKey {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretKey(<redacted>)")
