@@ -29,6 +29,9 @@ pub const REVOKE_GIVE_UP: Duration = Duration::from_secs(600);
 /// Wait before asking NCP again after Sign Sub Csr gave an unusable intermediate (a retry is unlikely
 /// to get a better answer, and each one counts against NCP's limit).
 pub const UNUSABLE_ANSWER_RETRY: Duration = Duration::from_secs(3600);
+/// Requeue of a request whose issuer (or endpoint) has its share of NCP calls in flight: it gives its
+/// worker back and looks again soon.
+pub const FAIRNESS_RETRY: Duration = Duration::from_secs(2);
 /// Shortest requeue of a subordinate issuer before its intermediate's renewal.
 pub const RENEWAL_FLOOR: Duration = Duration::from_secs(1);
 

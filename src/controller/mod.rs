@@ -9,6 +9,7 @@ mod credentials;
 pub mod delays;
 pub mod events;
 pub mod failure;
+pub mod fairness;
 pub mod issuer;
 pub mod period;
 pub mod recovery;
@@ -16,7 +17,9 @@ mod signers;
 pub mod subordinate;
 
 pub use clients::NcpClientCache;
-pub use context::{Context, FIELD_MANAGER, Settings, context};
+pub use context::{
+    Context, DEFAULT_CLOCK_SKEW_TOLERANCE, DEFAULT_WORKERS, FIELD_MANAGER, Settings, context,
+};
 pub use credentials::{IssuerError, read_credentials};
 use std::sync::Arc;
 

@@ -160,6 +160,8 @@ pub fn operator() {
                         issuer_recheck_interval: Duration::from_secs(10),
                         ncp_request_timeout: Duration::from_secs(2),
                         max_retry_duration: Duration::from_secs(60),
+                        workers: 8,
+                        ..Default::default()
                     };
                     // Never cancelled: the operator lives as long as the test binary.
                     let shutdown = tokio_util::sync::CancellationToken::new();
