@@ -84,8 +84,9 @@ async fn forget_deleted_issuers(
             .chain(cluster_private_cas.state().iter().map(|i| i.owner_id()))
             .collect();
         let clients = ctx.ncp_clients.retain(|owner| live.contains(owner));
-        if series + clients > 0 {
-            tracing::debug!(series, clients, "forgot deleted issuers");
+        let signers = ctx.subordinates.retain(|owner| live.contains(owner));
+        if series + clients + signers > 0 {
+            tracing::debug!(series, clients, signers, "forgot deleted issuers");
         }
     }
 }
