@@ -29,9 +29,13 @@ pub struct ControllerArgs {
     /// namespace).
     #[arg(long, env = "CLUSTER_RESOURCE_NAMESPACE")]
     cluster_resource_namespace: Option<String>,
-    /// Address of /livez, /readyz and /metrics.
+    /// Address of /livez, /readyz and /metrics (the kubelet probes the pod's IP: keep it reachable).
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: std::net::SocketAddr,
+    /// Serve /metrics only to bearer tokens the API server authenticates (TokenReview) and allows
+    /// `get` on the non-resource URL /metrics (SubjectAccessReview); /livez and /readyz stay open.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    metrics_auth: bool,
     /// Elect a leader so that only one replica writes.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -102,6 +106,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let state = server::ServerState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        metrics_auth: args
+            .metrics_auth
+            .then(|| server::MetricsAuth::kubernetes(client.clone())),
     };
     let http = tokio::spawn(server::serve(
         listener,
