@@ -90,9 +90,9 @@ fn endpoint_key(endpoint: Option<&str>) -> Option<String> {
         .ok()?
         .origin()
         .ascii_serialization();
-    let naver = [PUBLIC_ENDPOINT, GOV_ENDPOINT].iter().any(|n| {
-        reqwest::Url::parse(n).is_ok_and(|u| u.origin().ascii_serialization() == origin)
-    });
+    let naver = [PUBLIC_ENDPOINT, GOV_ENDPOINT]
+        .iter()
+        .any(|n| reqwest::Url::parse(n).is_ok_and(|u| u.origin().ascii_serialization() == origin));
     (!naver && origin != "null").then_some(origin)
 }
 

@@ -247,8 +247,10 @@ fn huge_body(bytes: u64) -> Response {
     });
     let stream = futures::stream::once(async move { Ok(first) }).chain(chunks);
     let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 

@@ -1243,7 +1243,9 @@ mod tests {
         assert!(err.is_retryable());
     }
 
-    async fn hostile(rule: crate::emulator::FaultRule) -> (crate::emulator::EmulatorHandle, Client) {
+    async fn hostile(
+        rule: crate::emulator::FaultRule,
+    ) -> (crate::emulator::EmulatorHandle, Client) {
         let emu = crate::emulator::spawn(crate::emulator::EmulatorConfig::new(Credentials::new(
             "ak", "sk",
         )))
@@ -1262,8 +1264,7 @@ mod tests {
     #[tokio::test]
     async fn a_huge_answer_is_cut_off_at_the_limit_while_it_is_read() {
         // 64 MiB, streamed without a length: the client stops after its 1 MiB.
-        let (emu, client) =
-            hostile(crate::emulator::FaultRule::huge_body(64 * 1024 * 1024)).await;
+        let (emu, client) = hostile(crate::emulator::FaultRule::huge_body(64 * 1024 * 1024)).await;
         let started = Instant::now();
         let err = client.get_ca("t").await.unwrap_err();
         assert!(
@@ -1289,13 +1290,18 @@ mod tests {
         let (emu, client) = hostile(crate::emulator::FaultRule::redirect(location)).await;
         let err = client.get_ca("t").await.unwrap_err();
         assert!(
-            matches!(err, NcpError::Redirected { http_status: 302, .. }),
+            matches!(
+                err,
+                NcpError::Redirected {
+                    http_status: 302,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert!(!err.is_retryable());
         // Nobody connected to where the redirect pointed.
-        let accepted =
-            tokio::time::timeout(Duration::from_millis(200), target.accept()).await;
+        let accepted = tokio::time::timeout(Duration::from_millis(200), target.accept()).await;
         assert!(accepted.is_err(), "the redirect was followed");
         emu.shutdown().await.unwrap();
     }

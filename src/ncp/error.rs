@@ -73,7 +73,9 @@ pub enum NcpError {
     },
     /// The endpoint answered with a redirect; redirects are never followed (they would carry the
     /// signed headers to another host, and let an endpoint read any URL back through us).
-    #[error("{op}: the ncp endpoint answered with a redirect (http {http_status}), which is not followed: spec.endpoint must be the API's own URL")]
+    #[error(
+        "{op}: the ncp endpoint answered with a redirect (http {http_status}), which is not followed: spec.endpoint must be the API's own URL"
+    )]
     Redirected {
         /// The operation.
         op: Operation,

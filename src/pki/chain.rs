@@ -19,7 +19,9 @@ pub enum AssembleError {
     Verify(String),
     /// The certificate (or a certificate of its chain) becomes valid later than the tolerance allows:
     /// the signer's clock is ahead of ours. It will verify once that time has come.
-    #[error("ncp returned a certificate that is not valid yet: {detail} (the signer's clock is ahead of ours by more than the tolerance)")]
+    #[error(
+        "ncp returned a certificate that is not valid yet: {detail} (the signer's clock is ahead of ours by more than the tolerance)"
+    )]
     NotYetValid {
         /// Which certificate and from when.
         detail: String,

@@ -3,8 +3,8 @@
 use super::cert::CertInfo;
 use super::error::ChainError;
 use super::signature::verify_signed_by;
-use time::{Duration, OffsetDateTime};
 use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
 
 /// Longest chain (excluding the leaf) [`verify_chain`] follows.
 pub const MAX_CHAIN_LEN: usize = 8;

@@ -161,6 +161,8 @@ pub fn operator() {
                         ncp_request_timeout: Duration::from_secs(2),
                         max_retry_duration: Duration::from_secs(60),
                         workers: 8,
+                        // Below the 120 s skew of the skew test, so that it shows the wait.
+                        clock_skew_tolerance: Duration::from_secs(60),
                         ..Default::default()
                     };
                     // Never cancelled: the operator lives as long as the test binary.
