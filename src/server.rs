@@ -83,9 +83,12 @@ pub trait TokenAuthorizer: Send + Sync {
     fn review<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Verdict>;
 }
 
-/// How long a verdict on a token is reused: scrapes come every few seconds, reviews cost two API
-/// calls each.
+/// How long a verdict allowing a token is reused: scrapes come every few seconds, reviews cost two
+/// API calls each.
 pub const VERDICT_TTL: Duration = Duration::from_secs(60);
+/// How long a refusal is reused: short, so that a scraper bound to the reader role just now gets in
+/// soon, yet a stream of bad tokens does not become a stream of reviews.
+pub const REFUSAL_TTL: Duration = Duration::from_secs(5);
 /// Most verdicts cached (a token sprayer must not grow the cache without bound).
 const MAX_VERDICTS: usize = 256;
 
@@ -141,20 +144,29 @@ impl MetricsAuth {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
         if let Some((verdict, at)) = lock().get(&digest)
-            && at.elapsed() < VERDICT_TTL
+            && at.elapsed() < ttl(*verdict)
         {
             return *verdict;
         }
         let verdict = self.authorizer.review(token).await;
         if verdict != Verdict::Unavailable {
             let mut verdicts = lock();
-            verdicts.retain(|_, (_, at)| at.elapsed() < VERDICT_TTL);
+            verdicts.retain(|_, (verdict, at)| at.elapsed() < ttl(*verdict));
             if verdicts.len() >= MAX_VERDICTS {
                 verdicts.clear();
             }
             verdicts.insert(digest, (verdict, Instant::now()));
         }
         verdict
+    }
+}
+
+/// How long `verdict` is reused.
+fn ttl(verdict: Verdict) -> Duration {
+    if verdict == Verdict::Allowed {
+        VERDICT_TTL
+    } else {
+        REFUSAL_TTL
     }
 }
 

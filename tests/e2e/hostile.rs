@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::{
-    apply_issuer_on, certificate, client, dynamic, emulator_root_ca_on, events_about,
+    apply_issuer_on, certificate, client, dynamic, emulator_root_ca_on, events_about, eventually,
     issued_secret, issuer_condition, issuer_ref, namespace, operator, own_emulator,
     ready_issuer_on,
 };
@@ -267,4 +267,100 @@ async fn an_ncp_clock_120_s_ahead_is_beyond_the_tolerance_so_the_request_waits_a
             .any(|(reason, _)| reason == "CertificateNotYetValid"),
         "{events:?}"
     );
+}
+
+/// A token of a new ServiceAccount `ns/name`, from the TokenRequest API.
+async fn service_account_token(client: &kube::Client, ns: &str, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::{Api, PostParams};
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), ns);
+    let account: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("sa");
+    accounts
+        .create(&PostParams::default(), &account)
+        .await
+        .expect("service account created");
+    let request: TokenRequest =
+        serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 600}}))
+            .expect("token request");
+    accounts
+        .create_subresource::<_, TokenRequest>("token", name, &PostParams::default(), &request)
+        .await
+        .expect("token issued")
+        .status
+        .expect("token status")
+        .token
+}
+
+#[tokio::test]
+async fn authenticated_metrics_are_served_only_to_a_token_allowed_to_get_them_and_probes_stay_open()
+{
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    use kube::api::{Api, PostParams};
+    use ncp_pca_issuer::server::{self, MetricsAuth, ServerState};
+    let client = client().await;
+    let ns = namespace("metrics-auth").await;
+    let role = format!("metrics-reader-{ns}");
+    let _cleanup = support::ClusterRbac(role.clone());
+    let reader: ClusterRole = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": role},
+        "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    }))
+    .expect("role");
+    Api::<ClusterRole>::all(client.clone())
+        .create(&PostParams::default(), &reader)
+        .await
+        .expect("role created");
+    let allowed = service_account_token(&client, &ns, "scraper").await;
+    let other = service_account_token(&client, &ns, "other").await;
+    support::bind_cluster_role(&client, &role, &ns, "scraper").await;
+
+    let state = ServerState {
+        metrics_auth: Some(MetricsAuth::kubernetes(client.clone())),
+        ..ServerState::default()
+    };
+    state.readiness.set_ready();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let scrape = |token: Option<&str>| {
+        let mut request = http.get(format!("{base}/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+
+    assert_eq!(scrape(None).await, 401, "no token");
+    assert_eq!(scrape(Some("not-a-token")).await, 401, "unknown token");
+    assert_eq!(
+        scrape(Some(&other)).await,
+        403,
+        "authenticated, not allowed"
+    );
+    // RBAC bindings take a moment to reach the authorizer.
+    eventually(
+        "the scraper's binding to allow /metrics",
+        Duration::from_secs(30),
+        || async { (scrape(Some(&allowed)).await == 200).then_some(()) },
+    )
+    .await;
+    for probe in ["/livez", "/readyz"] {
+        let status = http
+            .get(format!("{base}{probe}"))
+            .send()
+            .await
+            .expect("answers")
+            .status();
+        assert_eq!(status, 200, "{probe} without a token");
+    }
+    let _ = stop.send(());
+    let _ = serving.await;
 }

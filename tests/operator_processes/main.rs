@@ -9,6 +9,7 @@
 mod support;
 
 mod chart;
+mod hostile;
 mod lifecycle;
 mod process;
 
