@@ -102,10 +102,23 @@ async fn thirty_requests_hanging_on_one_issuer_leave_ten_requests_of_another_iss
     noisy.add_fault(FaultRule::new(FaultKind::Timeout).for_operation(Operation::SignEndCsr));
 
     ecdsa_certificates(&client, &noisy_ns, "pca", "PrivateCA", 30).await;
+    // cert-manager has made all 30 requests, and the noisy issuer holds its share of the workers.
+    let noisy_requests = dynamic(
+        &client,
+        Some(&noisy_ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
     eventually(
-        "the noisy issuer's signing calls to hang",
-        Duration::from_secs(60),
-        || async { (noisy.stats().calls(Operation::SignEndCsr).lost >= 2).then_some(()) },
+        "30 noisy requests, with signing calls hanging",
+        Duration::from_secs(90),
+        || async {
+            let requests = noisy_requests.list(&Default::default()).await.ok()?;
+            let hanging = noisy.stats().calls(Operation::SignEndCsr).lost;
+            (requests.items.len() == 30 && hanging >= 2).then_some(())
+        },
     )
     .await;
 
