@@ -866,8 +866,12 @@ fn looks_like_plain_http(message: &str) -> bool {
     .any(|m| message.contains(m))
 }
 
-/// Turns an HTTP answer into the envelope's data or a typed error.
-fn decode_answer<T: DeserializeOwned>(
+/// Turns an HTTP answer into the envelope's data or a typed error (public for `pca conformance`,
+/// which judges raw answers by what this client would make of them).
+///
+/// # Errors
+/// The answer's [`NcpError`]: a service or gateway error, or an answer that cannot be decoded.
+pub fn decode_answer<T: DeserializeOwned>(
     op: Operation,
     http_status: u16,
     retry_after_secs: Option<u64>,
