@@ -128,8 +128,14 @@ pub fn field_rows(kind: Kind, findings: &[shape::Finding]) -> Vec<Row> {
         return vec![Row::judged(
             "fields",
             format!(
-                "data is a {} with the fields our client relies on, their JSON types, and no other",
-                kind.word()
+                "data is {} with the fields our client relies on, their JSON types, and no other",
+                match kind {
+                    Kind::Arr(_) => "an array",
+                    Kind::Obj(_) => "an object",
+                    Kind::Str => "a string",
+                    Kind::Num => "a number",
+                    Kind::Null => "null",
+                }
             ),
             format!("as expected ({} fields)", kind.field_count()),
             true,

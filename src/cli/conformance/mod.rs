@@ -9,6 +9,7 @@
 //! root CA that is deleted at the end (see [`write`]). Each call is one section of the report (our
 //! expectation, the answer, a verdict per check); the command succeeds only when nothing deviates.
 
+mod certs;
 mod errors;
 mod expect;
 mod probe;

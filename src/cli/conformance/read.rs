@@ -42,6 +42,19 @@ pub async fn ca_list(probe: &Probe) -> (Section, Option<CaList>) {
         .call(Operation::GetCaList, &["ca"], &[("pageNo", "1")], None)
         .await;
     let list = expect::success::<CaList>(&mut s, &result, shape::CA_LIST, CaList::missing);
+    if let Some(l) = &list {
+        s.push(Row::new(
+            "page_size",
+            "10 CAs a page (the emulator's guess; seen only with more than 10 CAs)",
+            format!(
+                "{} of totalCnt {} on page 1 of {}",
+                l.ca_info_list.len(),
+                l.total_cnt,
+                l.total_page_no
+            ),
+            Verdict::Observed,
+        ));
+    }
     (s, list)
 }
 

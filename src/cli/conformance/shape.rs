@@ -167,6 +167,16 @@ pub const SIGNED: Kind = Kind::Obj(&[
     req("serialNo", Kind::Str),
 ]);
 
+/// Issue End Cert: the generated key too, and `caChain` one string.
+pub const ISSUED: Kind = Kind::Obj(&[
+    req("privateKey", Kind::Str),
+    req("certificate", Kind::Str),
+    req("caChain", Kind::Str),
+    req("ocspResponder", Kind::Str),
+    req("issuer", Kind::Str),
+    req("serialNo", Kind::Str),
+]);
+
 /// Get CA Chain, Get CA CRL: one PEM string.
 pub const PEM: Kind = Kind::Str;
 
@@ -184,6 +194,7 @@ pub const ALL: &[(&str, Kind)] = &[
     ("end_cert", END_CERT),
     ("end_cert_list", END_CERT_LIST),
     ("signed", SIGNED),
+    ("issued", ISSUED),
     ("pem", PEM),
     ("none", NONE),
 ];
