@@ -57,13 +57,17 @@ async fn ca_with_a_certificate(emu: &EmulatorHandle) -> String {
 }
 
 async fn conformance(emu: &EmulatorHandle, args: &[&str]) -> Output {
+    conformance_as(emu, (AK, SK), args).await
+}
+
+async fn conformance_as(emu: &EmulatorHandle, (ak, sk): (&str, &str), args: &[&str]) -> Output {
     let run = tokio::process::Command::new(BIN)
         .arg("pca")
         .arg("conformance")
         .args(args)
         .env("NCP_PCA_ENDPOINT", emu.base_url())
-        .env("NCLOUD_ACCESS_KEY", AK)
-        .env("NCLOUD_SECRET_KEY", SK)
+        .env("NCLOUD_ACCESS_KEY", ak)
+        .env("NCLOUD_SECRET_KEY", sk)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output();
@@ -283,4 +287,32 @@ async fn write_without_yes_and_without_a_yes_on_stdin_creates_nothing() {
     );
     assert!(aliases(&emu).await.is_empty());
     assert_eq!(emu.stats().calls(Operation::CreateCa).total, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_key_conforms_read_only_and_its_write_run_names_the_denied_operation_and_creates_nothing()
+ {
+    ncp_pca_issuer::telemetry::install_crypto_provider();
+    let mut config = EmulatorConfig::new(Credentials::new(AK, SK));
+    config.viewer_credentials = Some(Credentials::new("viewer-key", "viewer-secret"));
+    let emu = emulator::spawn(config).await.expect("emulator starts");
+    let tag = ca_with_a_certificate(&emu).await;
+    let viewer = ("viewer-key", "viewer-secret");
+    let out = conformance_as(&emu, viewer, &["--ca-tag", &tag, "-o", "json"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = conformance_as(&emu, viewer, &["--write", "--yes", "-o", "json"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let r = report(&out);
+    let create = &section(&r, "write.create_ca")["rows"][0];
+    assert_eq!(create["check"], "envelope");
+    assert!(
+        create["answer"]
+            .as_str()
+            .unwrap()
+            .contains("permission denied"),
+        "{create}"
+    );
+    assert!(r.get("cleanup").is_none(), "nothing was created: {r}");
+    assert_eq!(aliases(&emu).await, ["userroot"]);
 }
