@@ -1000,6 +1000,25 @@ fn describe_json_error(e: &serde_json::Error) -> String {
     sanitize_text(&out, MAX_ANSWER_TEXT)
 }
 
+/// Turns a raw HTTP answer into the envelope's data or a typed error, as this client would (public
+/// for `pca conformance`, which judges raw answers by what this client makes of them).
+///
+/// # Errors
+/// The answer's [`NcpError`]: a service or gateway error, or an answer that cannot be decoded.
+pub fn decode_raw_answer<T: DeserializeOwned>(
+    op: Operation,
+    http_status: u16,
+    retry_after_secs: Option<u64>,
+    bytes: &[u8],
+) -> Result<Option<T>, NcpError> {
+    let shape = AnswerShape {
+        http_status,
+        content_type: None,
+        length: bytes.len(),
+    };
+    decode_answer(op, &shape, retry_after_secs, bytes)
+}
+
 /// Turns an HTTP answer into the envelope's data or a typed error. No text of the body goes into an
 /// error but the service's and gateway's own fields, sanitised and capped ([`sanitize_text`]).
 fn decode_answer<T: DeserializeOwned>(
