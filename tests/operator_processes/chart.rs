@@ -425,7 +425,7 @@ fn the_deployment_runs_two_leader_elected_restricted_replicas_in_the_release_nam
     let args = container["args"].as_array().expect("args");
     assert!(args.contains(&json!("--cluster-resource-namespace=pki")));
     assert!(args.contains(&json!("--leader-election-namespace=pki-system")));
-    assert_eq!(args.last(), Some(&json!("--concurrency=16")));
+    assert!(args.contains(&json!("--concurrency=16")));
     assert!(
         container["env"]
             .as_array()
@@ -438,6 +438,215 @@ fn the_deployment_runs_two_leader_elected_restricted_replicas_in_the_release_nam
         one(&custom, "Service")["spec"]["ports"][0]["name"],
         "http-metrics"
     );
+}
+
+/// The controller container's arguments.
+fn controller_args(docs: &[Value]) -> Vec<String> {
+    one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string argument").to_string())
+        .collect()
+}
+
+/// How often each `--flag` occurs in `args` (by name, whether written `--flag=v` or `--flag v`).
+fn flag_counts(args: &[String]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for arg in args.iter().filter_map(|a| a.strip_prefix("--")) {
+        let name = arg.split_once('=').map_or(arg, |(name, _)| name);
+        *counts.entry(name.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// The binary's own parser (the one `main` runs) on `controller` arguments as the pod gets them.
+fn parse_as_the_binary_does(args: &[String]) -> Result<String, clap::Error> {
+    use clap::Parser as _;
+    let argv = std::iter::once("ncp-pca-issuer".to_string()).chain(args.iter().cloned());
+    ncp_pca_issuer::cli::Cli::try_parse_from(argv).map(|cli| format!("{cli:?}"))
+}
+
+#[test]
+fn extra_args_override_the_flags_the_chart_sets_and_the_binary_accepts_what_renders() {
+    // The defaults: every flag once, and the binary parses them.
+    let defaults = controller_args(&documents(&render("pki-system", &[])));
+    assert!(
+        flag_counts(&defaults).values().all(|&n| n == 1),
+        "{defaults:?}"
+    );
+    parse_as_the_binary_does(&defaults)
+        .unwrap_or_else(|e| panic!("the binary refuses the default arguments {defaults:?}: {e}"));
+
+    // values.yaml's own example, and the two spellings of a flag, for flags the chart sets; other
+    // flags pass through in order.
+    for (sets, want, override_of) in [
+        (
+            vec!["extraArgs[0]=--concurrency=16"],
+            "concurrency: 16",
+            "--concurrency=16",
+        ),
+        (
+            vec!["extraArgs[0]=--log-format", "extraArgs[1]=plain"],
+            "log_format: Plain",
+            "--log-format=plain",
+        ),
+        (
+            vec![
+                "extraArgs[0]=--max-retry-seconds=60",
+                "extraArgs[1]=--kubeconfig=/etc/k/config",
+            ],
+            "max_retry_seconds: 60",
+            "--max-retry-seconds=60",
+        ),
+        (
+            vec!["extraArgs[0]=--leader-election-lease-duration-seconds=30"],
+            "leader_election_lease_duration_seconds: 30",
+            "--leader-election-lease-duration-seconds=30",
+        ),
+    ] {
+        let args = controller_args(&documents(&render("pki-system", &sets)));
+        let counts = flag_counts(&args);
+        assert!(
+            counts.values().all(|&n| n == 1),
+            "{sets:?} renders a flag twice: {args:?}"
+        );
+        assert_eq!(
+            args.iter().filter(|a| *a == override_of).count(),
+            1,
+            "{sets:?}: {args:?}"
+        );
+        let parsed = parse_as_the_binary_does(&args)
+            .unwrap_or_else(|e| panic!("the binary refuses {args:?} ({sets:?}): {e}"));
+        assert!(parsed.contains(want), "{sets:?}: parsed {parsed}");
+    }
+    let passed_on = controller_args(&documents(&render(
+        "pki-system",
+        &["extraArgs[0]=--kubeconfig", "extraArgs[1]=/etc/k/config"],
+    )));
+    assert_eq!(
+        passed_on[passed_on.len() - 2..],
+        ["--kubeconfig", "/etc/k/config"]
+    );
+    assert!(parse_as_the_binary_does(&passed_on).is_ok());
+
+    // What the chart rendered before: the binary exits on a repeated flag (so the checks above can
+    // fail).
+    let mut twice = defaults.clone();
+    twice.push("--concurrency=16".into());
+    let refused = parse_as_the_binary_does(&twice).expect_err("a repeated flag parses");
+    assert!(
+        refused
+            .to_string()
+            .contains("cannot be used multiple times"),
+        "{refused}"
+    );
+
+    // The objects that depend on a flag follow the effective value.
+    let docs = documents(&render(
+        "pki-system",
+        &[
+            "extraArgs[0]=--http-addr=0.0.0.0:9443",
+            "extraArgs[1]=--leader-election-lease=other",
+        ],
+    ));
+    let container = &one(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["ports"][0]["containerPort"], 9443);
+    assert_eq!(
+        one(&docs, "Role")["rules"][1]["resourceNames"],
+        json!(["other"])
+    );
+    // A chart flag without its value, and two unsigned replicas, are refused at render time.
+    let chart = chart_dir();
+    for (sets, says) in [
+        (vec!["extraArgs[0]=--concurrency"], "has no value"),
+        (
+            vec!["extraArgs[0]=--leader-elect=false"],
+            "needs leaderElection.enabled=true",
+        ),
+        (
+            vec!["leaderElection.retryPeriodSeconds=12"],
+            "retryPeriodSeconds < renewDeadlineSeconds",
+        ),
+    ] {
+        let mut args = vec!["template", "x", chart.to_str().expect("utf-8 path")];
+        for set in &sets {
+            args.extend(["--set", set]);
+        }
+        let out = helm_command().args(&args).output().expect("helm runs");
+        assert!(!out.status.success(), "{sets:?} was accepted");
+        assert!(text(&out).contains(says), "{sets:?}: {}", text(&out));
+    }
+}
+
+/// `helm install --dry-run=client` NOTES of the chart with `sets` (CRDs left out: the cluster's
+/// belong to no release of this name, and Helm refuses to adopt them even in a dry run).
+fn notes(sets: &[&str]) -> String {
+    let chart = chart_dir();
+    let mut args = vec![
+        "install",
+        "notes",
+        chart.to_str().expect("utf-8 path"),
+        "--dry-run=client",
+        "--namespace",
+        "pki-system",
+        "--set",
+        "crds.enabled=false",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = helm(&args);
+    out.split_once("NOTES:")
+        .map(|(_, notes)| notes.to_string())
+        .unwrap_or_else(|| panic!("no NOTES in:\n{out}"))
+}
+
+#[test]
+fn subordinate_mode_is_off_by_default_and_the_notes_say_how_to_turn_it_on() {
+    let docs = documents(&render("pki-system", &[]));
+    for kind in ["ClusterRole", "ClusterRoleBinding", "RoleBinding"] {
+        assert!(
+            !of_kind(&docs, kind).iter().any(|r| r["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("-subordinate-secrets")),
+            "the defaults render the subordinate {kind}"
+        );
+    }
+    // No default rule writes a Secret anywhere.
+    for role in of_kind(&docs, "ClusterRole")
+        .iter()
+        .chain(&of_kind(&docs, "Role"))
+    {
+        for rule in role["rules"].as_array().expect("rules") {
+            if rule["resources"]
+                .as_array()
+                .expect("resources")
+                .contains(&json!("secrets"))
+            {
+                for verb in ["create", "update", "patch", "delete"] {
+                    assert!(
+                        !rule["verbs"]
+                            .as_array()
+                            .expect("verbs")
+                            .contains(&json!(verb)),
+                        "{} may {verb} Secrets by default",
+                        role["metadata"]["name"]
+                    );
+                }
+            }
+        }
+    }
+    let off = notes(&[]);
+    assert!(off.contains("Subordinate mode is off"), "{off}");
+    assert!(off.contains("--set subordinate.enabled=true"), "{off}");
+    let on = notes(&["subordinate.enabled=true"]);
+    assert!(
+        on.contains("may create and update Secrets in namespace pki-system"),
+        "{on}"
+    );
+    assert!(!on.contains("Subordinate mode is off"), "{on}");
 }
 
 #[test]
@@ -460,17 +669,23 @@ fn secrets_are_writable_for_subordinate_mode_only_in_the_namespaces_the_values_n
             .count();
         (namespaces, cluster_wide)
     };
-    // By default: the cluster resource namespace (the release's) only.
-    assert_eq!(bindings(&[]), (vec!["pki-system".to_string()], 0));
+    // Off by default; when on, the cluster resource namespace (the release's) and those listed.
+    assert_eq!(bindings(&[]), (vec![], 0));
+    let on = "subordinate.enabled=true";
+    assert_eq!(bindings(&[on]), (vec!["pki-system".to_string()], 0));
     assert_eq!(
-        bindings(&["clusterResourceNamespace=certs"]),
+        bindings(&[on, "clusterResourceNamespace=certs"]),
         (vec!["certs".to_string()], 0)
     );
     assert_eq!(
-        bindings(&["subordinate.namespaces={team-a,pki-system}"]),
+        bindings(&[on, "extraArgs[0]=--cluster-resource-namespace=certs"]),
+        (vec!["certs".to_string()], 0)
+    );
+    assert_eq!(
+        bindings(&[on, "subordinate.namespaces={team-a,pki-system}"]),
         (vec!["pki-system".to_string(), "team-a".to_string()], 0)
     );
-    assert_eq!(bindings(&["subordinate.namespaces={*}"]), (vec![], 1));
+    assert_eq!(bindings(&[on, "subordinate.namespaces={*}"]), (vec![], 1));
     assert_eq!(bindings(&["subordinate.enabled=false"]), (vec![], 0));
     let docs = documents(&render("pki-system", &["subordinate.enabled=false"]));
     assert!(
@@ -482,7 +697,7 @@ fn secrets_are_writable_for_subordinate_mode_only_in_the_namespaces_the_values_n
 
 #[test]
 fn rbac_never_writes_secrets_keeps_leases_to_the_release_namespace_and_aggregates_our_kinds() {
-    let docs = documents(&render("pki-system", &[]));
+    let docs = documents(&render("pki-system", &["subordinate.enabled=true"]));
     let cluster_roles = of_kind(&docs, "ClusterRole");
     let roles = of_kind(&docs, "Role");
     for role in cluster_roles.iter().chain(&roles) {
@@ -638,7 +853,8 @@ struct Release {
     notes: String,
 }
 
-/// Installs the chart once per test binary (defaults, CRDs included) into a fresh namespace.
+/// Installs the chart once per test binary (defaults, CRDs included, subordinate mode on) into a
+/// fresh namespace.
 fn installed() -> &'static Release {
     static RELEASE_ONCE: OnceLock<Release> = OnceLock::new();
     RELEASE_ONCE.get_or_init(|| {
@@ -678,6 +894,9 @@ fn installed() -> &'static Release {
             "--namespace",
             &namespace,
             "--create-namespace",
+            // The end-to-end test below signs through a subordinate ClusterPrivateCA.
+            "--set",
+            "subordinate.enabled=true",
         ]);
         Release {
             namespace,
