@@ -532,7 +532,7 @@ fn extra_args_override_the_flags_the_chart_sets_and_the_binary_accepts_what_rend
 
     // What the chart rendered before: the binary exits on a repeated flag (so the checks above can
     // fail).
-    let mut twice = defaults.clone();
+    let mut twice = defaults;
     twice.push("--concurrency=16".into());
     let refused = parse_as_the_binary_does(&twice).expect_err("a repeated flag parses");
     assert!(
