@@ -72,15 +72,36 @@ clusterResourceNamespace, else the release namespace.
 {{- end }}
 
 {{/*
-The container image: repository@digest when a digest is set, else repository:tag (tag defaults to the
-chart's appVersion).
+An image reference from an `image` value (registry, repository, tag, digest):
+`include "ncp-pca-issuer.imageRef" (dict "image" .Values.image "global" .Values.global "tag" <default tag>)`.
+The registry (`image.registry`, else `global.imageRegistry`) replaces the registry of `repository`
+(its first path element when it contains "." or ":" or is "localhost") or, if it names none, is put
+in front. repository@digest when a digest is set, else repository:tag.
+*/}}
+{{- define "ncp-pca-issuer.imageRef" -}}
+{{- $image := .image }}
+{{- $repository := $image.repository }}
+{{- $registry := $image.registry | default (dig "imageRegistry" "" (.global | default dict)) }}
+{{- if $registry }}
+{{- $parts := splitList "/" $repository }}
+{{- $first := first $parts }}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq "localhost" $first)) }}
+{{- $parts = rest $parts }}
+{{- end }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) (join "/" $parts) }}
+{{- end }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository ($image.tag | default .tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The controller's image (tag defaults to the chart's appVersion).
 */}}
 {{- define "ncp-pca-issuer.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
-{{- else }}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
-{{- end }}
+{{- include "ncp-pca-issuer.imageRef" (dict "image" .Values.image "global" .Values.global "tag" .Chart.AppVersion) }}
 {{- end }}
 
 {{/*
@@ -176,4 +197,40 @@ The port of the controller's HTTP server (/metrics, /livez, /readyz): the port o
 {{- fail (printf "--http-addr=%s: expected <address>:<port>" $addr) }}
 {{- end }}
 {{- $port }}
+{{- end }}
+
+{{/*
+Labels of the `helm test` hook's objects: the chart's, with component "test" (so they never match
+the controller's selector).
+*/}}
+{{- define "ncp-pca-issuer.testLabels" -}}
+{{- include "ncp-pca-issuer.labels" . | replace "app.kubernetes.io/component: controller" "app.kubernetes.io/component: test" }}
+{{- end }}
+
+{{/*
+One container of the `helm test` Job: `kubectl <step.args>`.
+*/}}
+{{- define "ncp-pca-issuer.testStep" -}}
+- name: {{ .step.name }}
+  image: {{ .image | quote }}
+  imagePullPolicy: {{ .root.Values.testHook.image.pullPolicy }}
+  command: ["kubectl"]
+  args:
+    {{- toYaml .step.args | nindent 4 }}
+  env:
+    - name: HOME
+      value: /home/test
+  volumeMounts:
+    - name: home
+      mountPath: /home/test
+  resources:
+    requests:
+      cpu: 10m
+      memory: 32Mi
+    limits:
+      memory: 128Mi
+  {{- with .root.Values.securityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
