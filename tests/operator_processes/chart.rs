@@ -75,8 +75,17 @@ fn helm(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-/// `helm template` of the chart in namespace `ns` with `--set` values.
+/// `helm template` of the chart in namespace `ns` with `--set` values, without the `helm test` hook.
 fn render(ns: &str, sets: &[&str]) -> String {
+    render_chart(ns, sets, false)
+}
+
+/// [`render`], with the `helm test` hook's objects.
+fn render_with_tests(ns: &str, sets: &[&str]) -> String {
+    render_chart(ns, sets, true)
+}
+
+fn render_chart(ns: &str, sets: &[&str], with_tests: bool) -> String {
     let chart = chart_dir();
     let mut args = vec![
         "template",
@@ -85,6 +94,9 @@ fn render(ns: &str, sets: &[&str]) -> String {
         "--namespace",
         ns,
     ];
+    if !with_tests {
+        args.push("--skip-tests");
+    }
     for set in sets {
         args.extend(["--set", set]);
     }
@@ -198,8 +210,13 @@ fn helm_lint_strict_is_clean_with_the_defaults_and_with_every_switch_flipped() {
             "rbac.aggregateToDefaultRoles=false",
             "replicaCount=1",
             "leaderElection.enabled=false",
+            "testHook.enabled=false",
         ],
         vec![
+            "networkPolicy.enabled=true",
+            "podMonitor.enabled=true",
+            "subordinate.enabled=true",
+            "global.imageRegistry=mirror.example",
             "serviceMonitor.enabled=true",
             "serviceMonitor.scrapeTimeout=10s",
             "priorityClassName=system-cluster-critical",
@@ -650,6 +667,377 @@ fn subordinate_mode_is_off_by_default_and_the_notes_say_how_to_turn_it_on() {
 }
 
 #[test]
+fn volumes_sidecars_monitors_and_a_registry_mirror_reach_the_rendered_objects() {
+    let docs = documents(&render(
+        "pki-system",
+        &[
+            "volumes[0].name=trust",
+            "volumes[0].configMap.name=extra-anchors",
+            "volumeMounts[0].name=trust",
+            "volumeMounts[0].mountPath=/etc/trust",
+            "extraContainers[0].name=proxy",
+            "extraContainers[0].image=proxy:1",
+            "image.registry=example.kr.ncr.ntruss.com",
+            "serviceMonitor.enabled=true",
+            "serviceMonitor.annotations.team=pki",
+            "serviceMonitor.honorLabels=true",
+            "serviceMonitor.relabelings[0].targetLabel=cluster",
+            "serviceMonitor.relabelings[0].replacement=prod",
+            "serviceMonitor.metricRelabelings[0].action=drop",
+            "serviceMonitor.metricRelabelings[0].regex=go_.*",
+            "podMonitor.enabled=true",
+            "podMonitor.labels.release=prom",
+            "podMonitor.scrapeTimeout=10s",
+        ],
+    ));
+    let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "trust", "configMap": {"name": "extra-anchors"}}])
+    );
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 2);
+    assert_eq!(
+        containers[0]["volumeMounts"],
+        json!([{"name": "trust", "mountPath": "/etc/trust"}])
+    );
+    assert_eq!(
+        containers[0]["image"],
+        "example.kr.ncr.ntruss.com/ncp-pca-issuer/ncp-pca-issuer:0.1.0"
+    );
+    assert_eq!(containers[1]["name"], "proxy");
+    let monitor = one(&docs, "ServiceMonitor");
+    assert_eq!(monitor["metadata"]["annotations"]["team"], "pki");
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["honorLabels"], true);
+    assert_eq!(endpoint["relabelings"][0]["targetLabel"], "cluster");
+    assert_eq!(endpoint["metricRelabelings"][0]["action"], "drop");
+    let pods = one(&docs, "PodMonitor");
+    assert_eq!(pods["metadata"]["labels"]["release"], "prom");
+    assert_eq!(
+        pods["spec"]["selector"]["matchLabels"],
+        one(&docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+    let endpoint = &pods["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], containers[0]["ports"][0]["name"]);
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(endpoint["scrapeTimeout"], "10s");
+    assert_eq!(endpoint["honorLabels"], false);
+    // A repository without a registry gets the mirror in front; a digest still wins over the tag.
+    let image = |sets: &[&str]| {
+        one(&documents(&render("pki-system", sets)), "Deployment")["spec"]["template"]["spec"]
+            ["containers"][0]["image"]
+            .clone()
+    };
+    assert_eq!(
+        image(&[
+            "global.imageRegistry=localhost:5000",
+            "image.repository=team/ncp"
+        ]),
+        "localhost:5000/team/ncp:0.1.0"
+    );
+    assert_eq!(
+        image(&[
+            "global.imageRegistry=mirror.example",
+            "image.registry=wins.example",
+            "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        ]),
+        "wins.example/ncp-pca-issuer/ncp-pca-issuer@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    );
+}
+
+#[test]
+fn the_network_policy_admits_only_the_http_port_and_lets_out_only_dns_the_api_server_and_ncp() {
+    assert!(of_kind(&documents(&render("pki-system", &[])), "NetworkPolicy").is_empty());
+    let docs = documents(&render("pki-system", &["networkPolicy.enabled=true"]));
+    let policy = one(&docs, "NetworkPolicy");
+    let deploy = one(&docs, "Deployment");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    // Ingress: one rule, the container's named HTTP port, from anywhere by default.
+    let ingress = policy["spec"]["ingress"].as_array().expect("ingress");
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    assert_eq!(
+        ingress[0]["ports"],
+        json!([{"port": "http", "protocol": "TCP"}])
+    );
+    assert!(ingress[0].get("from").is_none());
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"],
+        "http"
+    );
+    // Egress: DNS to kube-dns, then the API server and NCP, each on its ports only.
+    let egress = policy["spec"]["egress"].as_array().expect("egress");
+    assert_eq!(egress.len(), 3, "{egress:?}");
+    assert_eq!(
+        egress[0]["ports"],
+        json!([{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        egress[0]["to"][0]["podSelector"]["matchLabels"]["k8s-app"],
+        "kube-dns"
+    );
+    assert_eq!(
+        egress[1]["ports"],
+        json!([{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        egress[2]["ports"],
+        json!([{"port": 443, "protocol": "TCP"}])
+    );
+    for rule in egress {
+        assert!(
+            rule["to"].as_array().is_some_and(|to| !to.is_empty()),
+            "{rule}"
+        );
+    }
+
+    // Narrowed: metrics from one namespace, NCP through known ranges, and a proxy.
+    let docs = documents(&render(
+        "pki-system",
+        &[
+            "networkPolicy.enabled=true",
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+            "networkPolicy.ncpCIDRs={203.0.113.0/24,198.51.100.7/32}",
+            "networkPolicy.apiServerCIDRs={10.0.0.1/32}",
+            "networkPolicy.apiServerPorts={6443}",
+            "networkPolicy.extraEgress[0].ports[0].port=3128",
+        ],
+    ));
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["name"],
+        "monitoring"
+    );
+    let egress = policy["spec"]["egress"].as_array().expect("egress");
+    assert_eq!(egress.len(), 4);
+    assert_eq!(
+        egress[1],
+        json!({"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+               "ports": [{"port": 6443, "protocol": "TCP"}]})
+    );
+    assert_eq!(
+        egress[2]["to"],
+        json!([{"ipBlock": {"cidr": "203.0.113.0/24"}}, {"ipBlock": {"cidr": "198.51.100.7/32"}}])
+    );
+    assert_eq!(egress[3]["ports"][0]["port"], 3128);
+    // An address range that is not one is refused by the schema.
+    let out = helm_command()
+        .args([
+            "template",
+            "x",
+            chart_dir().to_str().expect("utf-8 path"),
+            "--set",
+            "networkPolicy.ncpCIDRs={pca.apigw.ntruss.com}",
+        ])
+        .output()
+        .expect("helm runs");
+    assert!(!out.status.success(), "a host name was accepted as a CIDR");
+    assert!(text(&out).contains("ncpCIDRs"), "{}", text(&out));
+}
+
+/// The objects of the `helm test` hook.
+fn test_hook(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .collect()
+}
+
+/// Every container of a Job's pod, init containers first (the order they run in).
+fn job_steps(job: &Value) -> Vec<&Value> {
+    let pod = &job["spec"]["template"]["spec"];
+    pod["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(pod["containers"].as_array().expect("containers"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_helm_test_hook_checks_readiness_and_the_crds_with_only_the_rights_it_needs() {
+    let ns = namespace("chart-hook").await;
+    let docs = documents(&render_with_tests(&ns, &["crds.enabled=false"]));
+    let hook = test_hook(&docs);
+    let mut kinds: Vec<&str> = hook.iter().filter_map(|d| d["kind"].as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Job",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount"
+        ]
+    );
+    let of = |kind: &str| -> &Value {
+        hook.iter()
+            .copied()
+            .find(|d| d["kind"] == kind)
+            .expect("hook object")
+    };
+    let job = of("Job");
+    let deploy = one(&docs, "Deployment");
+    let deployment = deploy["metadata"]["name"].as_str().expect("name");
+    let steps = job_steps(job);
+    let args: Vec<Vec<&str>> = steps
+        .iter()
+        .map(|c| {
+            assert_eq!(c["command"], json!(["kubectl"]));
+            c["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        args[0],
+        [
+            "wait",
+            "--namespace",
+            ns.as_str(),
+            "--for=condition=Available",
+            &format!("deployment/{deployment}"),
+            "--timeout=120s"
+        ]
+    );
+    assert_eq!(args[1][..2], ["get", "privatecas.pca.ncp-issuer.dev"]);
+    assert_eq!(
+        args[2][..2],
+        ["get", "clusterprivatecas.pca.ncp-issuer.dev"]
+    );
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(
+        pod["serviceAccountName"],
+        of("ServiceAccount")["metadata"]["name"]
+    );
+    // Its rights: that Deployment, by name, and listing our two kinds.
+    assert_eq!(
+        of("Role")["rules"],
+        json!([{"apiGroups": ["apps"], "resources": ["deployments"],
+                "resourceNames": [deployment], "verbs": ["get", "list", "watch"]}])
+    );
+    assert_eq!(
+        of("ClusterRole")["rules"],
+        json!([{"apiGroups": ["pca.ncp-issuer.dev"],
+                "resources": ["privatecas", "clusterprivatecas"], "verbs": ["list"]}])
+    );
+    // Never selected as a controller pod (the PDB, Service and monitors select those).
+    for labels in [
+        &job["metadata"]["labels"],
+        &job["spec"]["template"]["metadata"]["labels"],
+    ] {
+        assert_eq!(labels["app.kubernetes.io/component"], "test", "{labels}");
+    }
+    for step in &steps {
+        assert_eq!(step["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(step["image"], "registry.k8s.io/kubectl:v1.35.0");
+    }
+    let mirrored = documents(&render_with_tests(
+        &ns,
+        &["global.imageRegistry=mirror.example"],
+    ));
+    let mirrored_job = test_hook(&mirrored)
+        .into_iter()
+        .find(|d| d["kind"] == "Job")
+        .expect("Job");
+    assert_eq!(
+        job_steps(mirrored_job)[0]["image"],
+        "mirror.example/kubectl:v1.35.0"
+    );
+    assert!(
+        test_hook(&documents(&render_with_tests(
+            &ns,
+            &["testHook.enabled=false"]
+        )))
+        .is_empty()
+    );
+
+    // Run each step as the Job would, with a token of the hook's ServiceAccount: its RBAC and
+    // the rendered Deployment applied (no kubelet here, so the Deployment's status is set by hand).
+    let admin = client().await;
+    let _cleanup = support::ClusterRbac(
+        of("ClusterRole")["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string(),
+    );
+    let apply = |objects: Vec<&Value>| {
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        let out = kubectl(&["apply", "-f", "-"], Some(&list.to_string()));
+        assert!(out.status.success(), "kubectl apply: {}", text(&out));
+    };
+    apply(
+        hook.iter()
+            .copied()
+            .filter(|d| d["kind"] != "Job")
+            .collect(),
+    );
+    apply(vec![deploy]);
+    let sa = of("ServiceAccount")["metadata"]["name"]
+        .as_str()
+        .expect("name");
+    let kubeconfig = support::service_account_kubeconfig(&admin, &ns, sa).await;
+    let run = |args: &[&str], timeout: Option<&str>| {
+        let mut args: Vec<&str> = args.to_vec();
+        if let Some(t) = timeout {
+            args.retain(|a| !a.starts_with("--timeout="));
+            args.push(t);
+        }
+        let out = Command::new(cluster().bin_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("kubectl runs");
+        (out.status.success(), text(&out))
+    };
+    // Not Available yet: the first step fails (so the passes below mean something).
+    let (ok, said) = run(&args[0], Some("--timeout=2s"));
+    assert!(!ok, "waited for an unavailable Deployment: {said}");
+    assert!(!said.contains("forbidden"), "{said}");
+    use k8s_openapi::api::apps::v1::Deployment;
+    Api::<Deployment>::namespaced(admin.clone(), &ns)
+        .patch_status(
+            deployment,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "observedGeneration": 1,
+                "conditions": [{"type": "Available", "status": "True",
+                                "reason": "MinimumReplicasAvailable", "message": "test"}]
+            }})),
+        )
+        .await
+        .expect("status patched");
+    for (step, args) in steps.iter().zip(&args) {
+        let (ok, said) = run(args, None);
+        assert!(ok, "step {} failed: {said}", step["name"]);
+    }
+    // And nothing more: not even another Deployment, or Secrets.
+    for args in [
+        vec!["get", "deployments", "--namespace", ns.as_str()],
+        vec!["get", "secrets", "--namespace", ns.as_str()],
+        vec![
+            "get",
+            "certificaterequests.cert-manager.io",
+            "--all-namespaces",
+        ],
+    ] {
+        let (ok, said) = run(&args, None);
+        assert!(!ok && said.contains("forbidden"), "{args:?}: {said}");
+    }
+}
+
+#[test]
 fn secrets_are_writable_for_subordinate_mode_only_in_the_namespaces_the_values_name() {
     let bindings = |sets: &[&str]| -> (Vec<String>, usize) {
         let docs = documents(&render("pki-system", sets));
@@ -821,7 +1209,7 @@ async fn the_rendered_chart_passes_a_server_side_dry_run_and_pod_security_restri
             "tolerations[0].operator=Exists",
         ],
     ] {
-        let said = dry_run(&render(&ns, &sets));
+        let said = dry_run(&render_with_tests(&ns, &sets));
         assert!(
             said.contains("serverside-applied (server dry run)"),
             "{said}"
