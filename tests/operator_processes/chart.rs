@@ -747,6 +747,62 @@ fn volumes_sidecars_monitors_and_a_registry_mirror_reach_the_rendered_objects() 
 }
 
 #[test]
+fn the_chart_readme_lists_every_value_and_is_fresh() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/chart-readme");
+    let run = |arg: &str| {
+        Command::new("python3")
+            .arg(&script)
+            .arg(arg)
+            .stdin(Stdio::null())
+            .output()
+            .expect("python3 runs")
+    };
+    let check = run("--check");
+    assert!(
+        check.status.success(),
+        "charts/ncp-pca-issuer/README.md is stale, run scripts/chart-readme: {}",
+        text(&check)
+    );
+    // The script's small YAML reader reads values.yaml as a YAML parser does.
+    let read = run("--values-json");
+    assert!(read.status.success(), "{}", text(&read));
+    let by_script: Value = serde_json::from_slice(&read.stdout).expect("JSON");
+    let values = std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml");
+    let by_parser: Value = serde_saphyr::from_str(&values).expect("values.yaml parses");
+    assert_eq!(by_script, by_parser);
+    // Every leaf value has its row.
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).expect("README");
+    fn leaves(value: &Value, prefix: &str, out: &mut Vec<String>) {
+        match value.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    leaves(v, &format!("{prefix}{k}."), out);
+                }
+            }
+            _ => out.push(prefix.trim_end_matches('.').to_string()),
+        }
+    }
+    let mut keys = Vec::new();
+    leaves(&by_parser, "", &mut keys);
+    for key in keys {
+        let row = |k: &str| readme.contains(&format!("| `{k}` |"));
+        let mut documented = false;
+        let mut path = key.as_str();
+        loop {
+            if row(path) {
+                documented = true;
+                break;
+            }
+            match path.rsplit_once('.') {
+                Some((parent, _)) => path = parent,
+                None => break,
+            }
+        }
+        assert!(documented, "the chart README has no row for {key}");
+    }
+}
+
+#[test]
 fn the_network_policy_admits_only_the_http_port_and_lets_out_only_dns_the_api_server_and_ncp() {
     assert!(of_kind(&documents(&render("pki-system", &[])), "NetworkPolicy").is_empty());
     let docs = documents(&render("pki-system", &["networkPolicy.enabled=true"]));
