@@ -127,11 +127,41 @@ pub fn assess(
     }
 }
 
-/// The verdict for an issuer whose check failed before NCP described the CA.
+/// The verdict for an issuer of `kind` whose check failed before NCP described the CA. The message
+/// says what to do where the error alone would not: which endpoint has no such CA and how to list
+/// the CAs there, where the issuer kind reads its credentials Secret from.
 #[must_use]
-pub fn assess_error(error: &IssuerError, recheck: Duration) -> Verdict {
+pub fn assess_error(
+    error: &IssuerError,
+    kind: &str,
+    spec: &crate::api::IssuerSpec,
+    recheck: Duration,
+) -> Verdict {
+    let message = match error {
+        IssuerError::Ncp(_) if error.reason() == Reason::CANotFound => {
+            let endpoint = spec
+                .endpoint
+                .as_deref()
+                .unwrap_or(crate::ncp::PUBLIC_ENDPOINT);
+            format!(
+                "NCP at {endpoint} has no CA {} ({error}); list the CA tags these credentials \
+                 can use with `ncp-pca-issuer pca list --endpoint {endpoint}`",
+                spec.ca_tag
+            )
+        }
+        IssuerError::SecretNotFound { namespace, .. } if kind == "PrivateCA" => format!(
+            "{error}: a PrivateCA reads its credentials Secret from its own namespace only; \
+             create it in {namespace}, or use a ClusterPrivateCA to share one Secret across \
+             namespaces"
+        ),
+        IssuerError::SecretNotFound { namespace, .. } => format!(
+            "{error}: a ClusterPrivateCA reads its credentials Secret from the controller's \
+             cluster resource namespace ({namespace}, --cluster-resource-namespace)"
+        ),
+        _ => error.to_string(),
+    };
     Verdict {
-        condition: Desired::not_ready(error.reason(), error.to_string()),
+        condition: Desired::not_ready(error.reason(), message),
         ca: None,
         requeue: if error.is_transient() {
             TRANSIENT_RETRY
@@ -178,7 +208,7 @@ pub async fn reconcile<K: IssuerResource>(
         Ok((detail, chain, _)) => assess(&spec.ca_tag, detail, chain, Timestamp::now(), recheck),
         Err(e) => {
             tracing::info!(kind = K::KIND, name = %issuer.name_any(), error = %e, "issuer not ready");
-            let mut v = assess_error(e, recheck);
+            let mut v = assess_error(e, K::KIND, spec, recheck);
             // Keep the last known CA description while NCP cannot be asked.
             v.ca = issuer.issuer_status().and_then(|s| s.ca.clone());
             v
