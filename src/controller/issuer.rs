@@ -6,6 +6,7 @@
 use super::conditions::{self, ConditionStatus, Desired};
 use super::delays::{STALE_CHECK_FLOOR, TRANSIENT_RETRY};
 use super::events::{EventAction, Note};
+use super::kube_message::kube_message;
 use super::subordinate;
 use super::{Context, FIELD_MANAGER, IssuerError, read_credentials};
 use crate::api::issuer::CaSummary;
@@ -26,6 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+mod messages;
+
 /// NCP's limit of issuances per CA.
 pub const NCP_SIGNING_LIMIT: i64 = 30_000;
 
@@ -33,7 +36,7 @@ pub const NCP_SIGNING_LIMIT: i64 = 30_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// Writing the status failed.
-    #[error("write status of {kind} {name}: {source}")]
+    #[error("write status of {kind} {name}: {}", kube_message(source))]
     WriteStatus {
         /// Kind.
         kind: &'static str,
@@ -127,9 +130,8 @@ pub fn assess(
     }
 }
 
-/// The verdict for an issuer of `kind` whose check failed before NCP described the CA. The message
-/// says what to do where the error alone would not: which endpoint has no such CA and how to list
-/// the CAs there, where the issuer kind reads its credentials Secret from.
+/// The verdict for an issuer of `kind` whose check failed before NCP described the CA; the message
+/// says what to do where the error alone would not ([`messages::not_ready`]).
 #[must_use]
 pub fn assess_error(
     error: &IssuerError,
@@ -137,31 +139,8 @@ pub fn assess_error(
     spec: &crate::api::IssuerSpec,
     recheck: Duration,
 ) -> Verdict {
-    let message = match error {
-        IssuerError::Ncp(_) if error.reason() == Reason::CANotFound => {
-            let endpoint = spec
-                .endpoint
-                .as_deref()
-                .unwrap_or(crate::ncp::PUBLIC_ENDPOINT);
-            format!(
-                "NCP at {endpoint} has no CA {} ({error}); list the CA tags these credentials \
-                 can use with `ncp-pca-issuer pca list --endpoint {endpoint}`",
-                spec.ca_tag
-            )
-        }
-        IssuerError::SecretNotFound { namespace, .. } if kind == "PrivateCA" => format!(
-            "{error}: a PrivateCA reads its credentials Secret from its own namespace only; \
-             create it in {namespace}, or use a ClusterPrivateCA to share one Secret across \
-             namespaces"
-        ),
-        IssuerError::SecretNotFound { namespace, .. } => format!(
-            "{error}: a ClusterPrivateCA reads its credentials Secret from the controller's \
-             cluster resource namespace ({namespace}, --cluster-resource-namespace)"
-        ),
-        _ => error.to_string(),
-    };
     Verdict {
-        condition: Desired::not_ready(error.reason(), message),
+        condition: Desired::not_ready(error.reason(), messages::not_ready(error, kind, spec)),
         ca: None,
         requeue: if error.is_transient() {
             TRANSIENT_RETRY
@@ -207,8 +186,9 @@ pub async fn reconcile<K: IssuerResource>(
     let mut verdict = match &checked {
         Ok((detail, chain, _)) => assess(&spec.ca_tag, detail, chain, Timestamp::now(), recheck),
         Err(e) => {
-            tracing::info!(kind = K::KIND, name = %issuer.name_any(), error = %e, "issuer not ready");
             let mut v = assess_error(e, K::KIND, spec, recheck);
+            let message = &v.condition.message;
+            tracing::info!(kind = K::KIND, name = %issuer.name_any(), error = %message, "issuer not ready");
             // Keep the last known CA description while NCP cannot be asked.
             v.ca = issuer.issuer_status().and_then(|s| s.ca.clone());
             v

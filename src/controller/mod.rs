@@ -10,6 +10,7 @@ pub mod delays;
 pub mod events;
 pub mod failure;
 pub mod issuer;
+pub mod kube_message;
 pub mod period;
 pub mod recovery;
 mod signers;

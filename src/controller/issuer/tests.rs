@@ -359,3 +359,24 @@ fn an_event_goes_out_when_ready_changes_status_or_reason_only() {
     assert_eq!(note.type_, crate::controller::events::EventType::Warning);
     assert_eq!(note.text, "down");
 }
+
+#[test]
+fn an_unreadable_secret_says_what_the_api_server_said_without_a_debug_dump() {
+    let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+        "status": "Failure", "code": 403, "reason": "Forbidden",
+        "message": "secrets \"ncp\" is forbidden"
+    }))
+    .expect("status");
+    let unreadable = IssuerError::SecretRead {
+        namespace: "team-a".into(),
+        name: "ncp".into(),
+        source: kube::Error::Api(Box::new(status)),
+    };
+    let spec = crate::api::IssuerSpec::default();
+    let v = assess_error(&unreadable, "PrivateCA", &spec, RECHECK);
+    assert_eq!(v.condition.reason, Reason::CredentialsUnreadable);
+    assert_eq!(
+        v.condition.message,
+        "cannot read credentials secret team-a/ncp: secrets \"ncp\" is forbidden (HTTP 403 Forbidden)"
+    );
+}
