@@ -1093,6 +1093,109 @@ async fn the_helm_test_hook_checks_readiness_and_the_crds_with_only_the_rights_i
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The image (no Docker engine here: what the Dockerfile says, and what the binary links)
+// ---------------------------------------------------------------------------------------------
+
+/// The `cargo build …` commands of a shell script or Dockerfile (continuation lines joined,
+/// comments left out).
+fn cargo_builds(text: &str) -> Vec<String> {
+    text.replace("\\\n", " ")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let at = l.find("cargo build ")?;
+            let command = l[at..].split("&&").next().unwrap_or_default();
+            Some(command.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+#[test]
+fn the_dockerfile_builds_as_ci_does_for_each_target_arch_with_oci_labels_and_a_base_the_binary_runs_on()
+ {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    let ci = std::fs::read_to_string(root.join("scripts/test")).expect("scripts/test");
+    let release = "cargo build --release --locked --bin ncp-pca-issuer";
+    assert_eq!(cargo_builds(&ci), [release], "scripts/test's release build");
+    assert_eq!(
+        cargo_builds(&dockerfile),
+        [release],
+        "the Dockerfile's build"
+    );
+    // Multi-arch: built on the build platform for $TARGETARCH through CARGO_BUILD_TARGET (so the
+    // command stays CI's), for the two architectures it maps.
+    assert!(dockerfile.contains("FROM --platform=$BUILDPLATFORM"));
+    assert!(dockerfile.contains("ARG TARGETARCH"));
+    assert!(dockerfile.contains("echo \"export CARGO_BUILD_TARGET=$triple\""));
+    for arch in ["amd64) arch=x86_64", "arm64) arch=aarch64"] {
+        assert!(dockerfile.contains(arch), "{arch}");
+    }
+    // Dependencies are fetched from the manifest and lock file alone, before the sources come in.
+    let fetch = dockerfile
+        .find("cargo fetch --locked")
+        .expect("cargo fetch");
+    assert!(fetch < dockerfile.find("COPY src ./src").expect("COPY src"));
+    assert!(dockerfile.contains("--mount=type=cache,target=/usr/local/cargo/registry"));
+    // What the build reads is copied (crdgen embeds nothing else; no build script).
+    for copy in [
+        "COPY Cargo.toml Cargo.lock ./",
+        "COPY src ./src",
+        "COPY crds ./crds",
+    ] {
+        assert!(dockerfile.contains(copy), "{copy}");
+    }
+    assert!(
+        !root.join("build.rs").exists(),
+        "a build script the Dockerfile does not copy"
+    );
+    // OCI labels: the version and licence agree with Cargo.toml.
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    assert!(manifest.contains("license = \"Apache-2.0\""));
+    for label in [
+        "org.opencontainers.image.source=\"https://github.com/ncp-pca-issuer/ncp-pca-issuer\"",
+        "org.opencontainers.image.version=\"${VERSION}\"",
+        "org.opencontainers.image.licenses=\"Apache-2.0\"",
+    ] {
+        assert!(dockerfile.contains(label), "{label}");
+    }
+    assert!(dockerfile.contains(&format!("ARG VERSION={}", env!("CARGO_PKG_VERSION"))));
+    // The runtime base is distroless/cc (glibc and libgcc): the binary needs nothing more.
+    assert!(dockerfile.contains("FROM gcr.io/distroless/cc-debian12:nonroot"));
+    let readelf = Command::new("readelf")
+        .args(["-d", env!("CARGO_BIN_EXE_ncp-pca-issuer")])
+        .output()
+        .expect("readelf runs");
+    assert!(readelf.status.success(), "{}", text(&readelf));
+    let needed: Vec<String> = String::from_utf8_lossy(&readelf.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| Some(l.split_once('[')?.1.trim_end_matches(']').to_string()))
+        .collect();
+    assert!(!needed.is_empty(), "readelf found no NEEDED entry");
+    for lib in &needed {
+        assert!(
+            [
+                "libc.so.6",
+                "libm.so.6",
+                "libgcc_s.so.1",
+                "libdl.so.2",
+                "libpthread.so.0",
+                "librt.so.1"
+            ]
+            .contains(&lib.as_str())
+                || lib.starts_with("ld-linux"),
+            "the binary needs {lib}, which distroless/cc does not have: {needed:?}"
+        );
+    }
+    // The build context leaves out the target directory and Git.
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).expect(".dockerignore");
+    for entry in ["target", ".git"] {
+        assert!(ignore.lines().any(|l| l.trim() == entry), "{entry}");
+    }
+}
+
 #[test]
 fn secrets_are_writable_for_subordinate_mode_only_in_the_namespaces_the_values_name() {
     let bindings = |sets: &[&str]| -> (Vec<String>, usize) {
