@@ -45,6 +45,17 @@ pub struct ControllerArgs {
     /// Name of the leader election Lease.
     #[arg(long, default_value = "ncp-pca-issuer")]
     leader_election_lease: String,
+    /// Seconds other replicas wait after the leader's last renewal before taking over the Lease.
+    #[arg(long, default_value_t = lease::DEFAULT_LEASE_DURATION.as_secs())]
+    leader_election_lease_duration_seconds: u64,
+    /// Seconds the leader keeps failing to renew before it steps down (less than the lease
+    /// duration).
+    #[arg(long, default_value_t = lease::DEFAULT_RENEW_DEADLINE.as_secs())]
+    leader_election_renew_deadline_seconds: u64,
+    /// Seconds between renewals, and between attempts to acquire the Lease (less than the renew
+    /// deadline).
+    #[arg(long, default_value_t = lease::DEFAULT_RETRY_PERIOD.as_secs())]
+    leader_election_retry_period_seconds: u64,
     /// CertificateRequests reconciled at once (the workers the fairness shares are taken of).
     #[arg(long, default_value_t = controller::DEFAULT_WORKERS)]
     concurrency: u16,
@@ -143,10 +154,13 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let concurrency = args.concurrency;
     let result = if args.leader_elect {
         let ns = args.leader_election_namespace.clone().unwrap_or(crn);
-        let elector = lease::LeaderElector::new(
-            client,
-            lease::LeaseConfig::new(ns, args.leader_election_lease.clone(), identity),
-        )?;
+        let config = lease::LeaseConfig {
+            lease_duration: Duration::from_secs(args.leader_election_lease_duration_seconds),
+            renew_deadline: Duration::from_secs(args.leader_election_renew_deadline_seconds),
+            retry_period: Duration::from_secs(args.leader_election_retry_period_seconds),
+            ..lease::LeaseConfig::new(ns, args.leader_election_lease.clone(), identity)
+        };
+        let elector = lease::LeaderElector::new(client, config)?;
         tokio::spawn(follow_leadership(elector.subscribe(), metrics));
         elector
             .run(shutdown.clone(), move |term| async move {

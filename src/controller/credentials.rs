@@ -41,7 +41,10 @@ pub enum IssuerError {
     #[error("spec.caBundle is not valid base64: {0}")]
     CaBundle(String),
     /// Reading the Secret failed.
-    #[error("cannot read credentials secret {namespace}/{name}: {source}")]
+    #[error(
+        "cannot read credentials secret {namespace}/{name}: {}",
+        crate::controller::kube_message::kube_message(source)
+    )]
     SecretRead {
         /// Namespace.
         namespace: String,

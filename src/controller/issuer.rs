@@ -6,6 +6,7 @@
 use super::conditions::{self, ConditionStatus, Desired};
 use super::delays::{STALE_CHECK_FLOOR, TRANSIENT_RETRY};
 use super::events::{EventAction, Note};
+use super::kube_message::kube_message;
 use super::subordinate;
 use super::{Context, FIELD_MANAGER, IssuerError, read_credentials};
 use crate::api::issuer::CaSummary;
@@ -26,6 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+mod messages;
+
 /// NCP's limit of issuances per CA.
 pub const NCP_SIGNING_LIMIT: i64 = 30_000;
 
@@ -33,7 +36,7 @@ pub const NCP_SIGNING_LIMIT: i64 = 30_000;
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// Writing the status failed.
-    #[error("write status of {kind} {name}: {source}")]
+    #[error("write status of {kind} {name}: {}", kube_message(source))]
     WriteStatus {
         /// Kind.
         kind: &'static str,
@@ -127,11 +130,17 @@ pub fn assess(
     }
 }
 
-/// The verdict for an issuer whose check failed before NCP described the CA.
+/// The verdict for an issuer of `kind` whose check failed before NCP described the CA; the message
+/// says what to do where the error alone would not ([`messages::not_ready`]).
 #[must_use]
-pub fn assess_error(error: &IssuerError, recheck: Duration) -> Verdict {
+pub fn assess_error(
+    error: &IssuerError,
+    kind: &str,
+    spec: &crate::api::IssuerSpec,
+    recheck: Duration,
+) -> Verdict {
     Verdict {
-        condition: Desired::not_ready(error.reason(), error.to_string()),
+        condition: Desired::not_ready(error.reason(), messages::not_ready(error, kind, spec)),
         ca: None,
         requeue: if error.is_transient() {
             TRANSIENT_RETRY
@@ -177,8 +186,9 @@ pub async fn reconcile<K: IssuerResource>(
     let mut verdict = match &checked {
         Ok((detail, chain, _)) => assess(&spec.ca_tag, detail, chain, Timestamp::now(), recheck),
         Err(e) => {
-            tracing::info!(kind = K::KIND, name = %issuer.name_any(), error = %e, "issuer not ready");
-            let mut v = assess_error(e, recheck);
+            let mut v = assess_error(e, K::KIND, spec, recheck);
+            let message = &v.condition.message;
+            tracing::info!(kind = K::KIND, name = %issuer.name_any(), error = %message, "issuer not ready");
             // Keep the last known CA description while NCP cannot be asked.
             v.ca = issuer.issuer_status().and_then(|s| s.ca.clone());
             v

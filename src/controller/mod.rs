@@ -11,6 +11,7 @@ pub mod events;
 pub mod failure;
 pub mod fairness;
 pub mod issuer;
+pub mod kube_message;
 pub mod period;
 pub mod recovery;
 mod signers;

@@ -358,7 +358,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "get_ca: ncp service error NOT_FOUND (http 400): The CA doesn't exist."
+            "Get CA: ncp service error NOT_FOUND (http 400): The CA doesn't exist."
         );
         assert!(e.is_ca_not_found());
     }

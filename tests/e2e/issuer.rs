@@ -40,9 +40,12 @@ async fn a_private_ca_whose_secret_is_missing_says_credentials_not_found() {
     )
     .await;
 
-    assert_eq!(
-        ready["message"],
-        format!("credentials secret {ns}/ncp-credentials not found")
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "credentials secret {ns}/ncp-credentials not found: "
+        )),
+        "{message}"
     );
 }
 
@@ -87,6 +90,10 @@ async fn a_namespaced_private_ca_cannot_read_credentials_from_another_namespace(
         "looked only in its own namespace: {message}"
     );
     assert!(!message.contains(&other), "{message}");
+    assert!(
+        message.contains("own namespace only") && message.contains("use a ClusterPrivateCA"),
+        "says how to share credentials across namespaces: {message}"
+    );
 }
 
 #[tokio::test]
@@ -301,5 +308,12 @@ async fn an_unknown_ca_tag_says_ca_not_found() {
             .unwrap_or_default()
             .contains("The CA doesn't exist."),
         "{ready}"
+    );
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("has no CA nosuch00-nosuch00")
+            && message.contains("`ncp-pca-issuer pca list --endpoint http")
+            && message.contains("Get CA: "),
+        "names the endpoint and how to list its CAs: {message}"
     );
 }
