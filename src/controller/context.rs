@@ -22,6 +22,10 @@ pub struct Settings {
     pub ncp_request_timeout: Duration,
     /// How long a CertificateRequest may keep failing with retryable errors before it fails for good.
     pub max_retry_duration: Duration,
+    /// NCP's cap of issuances per CA (the `Headroom` condition and the remaining-issuances gauge).
+    pub signing_limit: i64,
+    /// How long before the CA's or the intermediate's expiry `Headroom` warns.
+    pub expiry_warning: Duration,
 }
 
 impl Default for Settings {
@@ -31,6 +35,8 @@ impl Default for Settings {
             issuer_recheck_interval: Duration::from_secs(300),
             ncp_request_timeout: Duration::from_secs(30),
             max_retry_duration: Duration::from_secs(3600),
+            signing_limit: super::issuer::NCP_SIGNING_LIMIT,
+            expiry_warning: Duration::from_secs(30 * 86_400),
         }
     }
 }

@@ -26,7 +26,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// NCP's limit of issuances per CA.
+pub mod headroom;
+
+/// NCP's limit of issuances per CA (the default of `--signing-limit`).
 pub const NCP_SIGNING_LIMIT: i64 = 30_000;
 
 /// Why a reconcile failed, named after the failed call (NCP problems end up in the condition).
@@ -55,12 +57,13 @@ pub struct Verdict {
     pub requeue: Duration,
 }
 
-/// Decides readiness from NCP's answer (pure).
+/// Decides readiness from NCP's answer, `signing_limit` being NCP's cap per CA (pure).
 #[must_use]
 pub fn assess(
     ca_tag: &str,
     detail: &CaDetail,
     chain_pem: &str,
+    signing_limit: i64,
     now: Timestamp,
     recheck: Duration,
 ) -> Verdict {
@@ -79,7 +82,7 @@ pub fn assess(
         serial_number: cert.serial_no.clone(),
         not_after: not_after.map(|t| t.to_string()),
         signing_count,
-        issuances_remaining: (NCP_SIGNING_LIMIT - signing_count).max(0),
+        issuances_remaining: (signing_limit - signing_count).max(0),
     };
     let condition = if info.status != CaStatus::Active {
         Desired::not_ready(
@@ -175,7 +178,17 @@ pub async fn reconcile<K: IssuerResource>(
     let checked = check(&*issuer, &ctx).await;
     // Assess.
     let mut verdict = match &checked {
-        Ok((detail, chain, _)) => assess(&spec.ca_tag, detail, chain, Timestamp::now(), recheck),
+        Ok((detail, chain, _)) => {
+            let limit = ctx.settings.signing_limit;
+            assess(
+                &spec.ca_tag,
+                detail,
+                chain,
+                limit,
+                Timestamp::now(),
+                recheck,
+            )
+        }
         Err(e) => {
             tracing::info!(kind = K::KIND, name = %issuer.name_any(), error = %e, "issuer not ready");
             let mut v = assess_error(e, recheck);
@@ -208,12 +221,25 @@ pub async fn reconcile<K: IssuerResource>(
         subordinate_status = outcome.status;
         verdict.requeue = verdict.requeue.min(outcome.requeue);
     }
-    ctx.metrics.set_issuer_ready(
-        K::KIND,
-        issuer.meta().namespace.as_deref().unwrap_or_default(),
-        &issuer.name_any(),
-        conditions[0].status == ConditionStatus::True,
+    // Warnings before trouble, and the gauges.
+    let limits = headroom::Limits {
+        signing_limit: ctx.settings.signing_limit,
+        expiry_warning: ctx.settings.expiry_warning,
+    };
+    let (ca, sub) = (verdict.ca.as_ref(), subordinate_status.as_ref());
+    let concerns = headroom::concerns(&spec.ca_tag, ca, sub, &limits, Timestamp::now());
+    let room = headroom::condition(
+        &spec.ca_tag,
+        ca.is_some() || sub.is_some(),
+        &concerns,
+        &limits,
     );
+    conditions.extend(room.clone());
+    let ready = conditions[0].status == ConditionStatus::True;
+    let namespace = issuer.meta().namespace.clone().unwrap_or_default();
+    let gauges = headroom::gauges(ready, ca, sub, &limits);
+    ctx.metrics
+        .set_issuer(K::KIND, &namespace, &issuer.name_any(), &gauges);
     // Write.
     let old = issuer.issuer_status().cloned().unwrap_or_default();
     let Some(status) = status_change(
@@ -229,7 +255,11 @@ pub async fn reconcile<K: IssuerResource>(
         return Ok(Action::requeue(verdict.requeue));
     };
     write_status(&*issuer, &ctx, &status).await?;
-    if let Some(note) = ready_event(&old, &conditions[0]) {
+    let room_events = headroom::events(&old.conditions, room.as_ref(), &concerns);
+    for note in ready_event(&old, &conditions[0])
+        .into_iter()
+        .chain(room_events)
+    {
         ctx.publish(&issuer.object_ref(&()), note).await;
     }
     // Next: the periodic re-check (sooner after a transient failure, or at the intermediate's renewal);
