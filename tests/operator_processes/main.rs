@@ -10,6 +10,7 @@ mod support;
 
 mod chart;
 mod lifecycle;
+mod monitoring;
 mod process;
 
 /// Held by every test while an operator process of its runs.
