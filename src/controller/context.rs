@@ -35,7 +35,7 @@ impl Default for Settings {
             issuer_recheck_interval: Duration::from_secs(300),
             ncp_request_timeout: Duration::from_secs(30),
             max_retry_duration: Duration::from_secs(3600),
-            signing_limit: super::issuer::NCP_SIGNING_LIMIT,
+            signing_limit: super::issuer::headroom::NCP_SIGNING_LIMIT,
             expiry_warning: Duration::from_secs(30 * 86_400),
         }
     }

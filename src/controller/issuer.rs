@@ -28,8 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod headroom;
 
-/// NCP's limit of issuances per CA (the default of `--signing-limit`).
-pub const NCP_SIGNING_LIMIT: i64 = 30_000;
+pub use headroom::NCP_SIGNING_LIMIT;
 
 /// Why a reconcile failed, named after the failed call (NCP problems end up in the condition).
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,9 @@ use crate::reason::Reason;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
 
+/// NCP's limit of issuances per CA (the default of `--signing-limit`).
+pub const NCP_SIGNING_LIMIT: i64 = 30_000;
+
 /// The `Headroom` condition type.
 pub const HEADROOM: &str = "Headroom";
 
