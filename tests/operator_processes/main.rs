@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod aggregation;
 mod chart;
 mod lifecycle;
 mod monitoring;

@@ -64,6 +64,11 @@ fn promtool() -> &'static Path {
 /// `helm template` of the chart with `--set` values (helm from the control plane binaries; no
 /// cluster needed).
 fn render(sets: &[&str]) -> String {
+    render_with_release("ncp-pca-issuer", sets)
+}
+
+/// [`render`] as release `release`.
+pub fn render_with_release(release: &str, sets: &[&str]) -> String {
     let bin = ncp_pca_issuer::devcluster::locate_binaries().expect("control plane binaries");
     let home = tempfile::tempdir().expect("helm home");
     let mut cmd = Command::new(bin.join("helm"));
@@ -71,7 +76,7 @@ fn render(sets: &[&str]) -> String {
         .env("HELM_CONFIG_HOME", home.path().join("config"))
         .env("HELM_DATA_HOME", home.path().join("data"))
         .stdin(Stdio::null())
-        .args(["template", "ncp-pca-issuer"])
+        .args(["template", release])
         .arg(chart_dir())
         .args(["--namespace", "cert-manager"]);
     for set in sets {
@@ -86,7 +91,8 @@ fn render(sets: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn documents(yaml: &str) -> Vec<Value> {
+/// The documents of a multi-document YAML stream.
+pub fn documents(yaml: &str) -> Vec<Value> {
     yaml.split("\n---")
         .filter(|d| {
             d.lines().any(|l| {
