@@ -12,6 +12,7 @@ mod support;
 
 mod cluster_smoke;
 mod crd_validation;
+mod ingress;
 mod issuance;
 mod issuer;
 mod lease;
