@@ -8,6 +8,9 @@ use crate::ncp::CallObserver;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// NCP's limit of issuances per CA (the default of `--signing-limit`).
+pub const NCP_SIGNING_LIMIT: i64 = 30_000;
+
 /// Field manager of every server-side apply we make.
 pub const FIELD_MANAGER: &str = "ncp-pca-issuer";
 
@@ -35,7 +38,7 @@ impl Default for Settings {
             issuer_recheck_interval: Duration::from_secs(300),
             ncp_request_timeout: Duration::from_secs(30),
             max_retry_duration: Duration::from_secs(3600),
-            signing_limit: super::issuer::headroom::NCP_SIGNING_LIMIT,
+            signing_limit: NCP_SIGNING_LIMIT,
             expiry_warning: Duration::from_secs(30 * 86_400),
         }
     }

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod headroom;
 
-pub use headroom::NCP_SIGNING_LIMIT;
+pub use super::context::NCP_SIGNING_LIMIT;
 
 /// Why a reconcile failed, named after the failed call (NCP problems end up in the condition).
 #[derive(Debug, thiserror::Error)]
@@ -178,15 +178,8 @@ pub async fn reconcile<K: IssuerResource>(
     // Assess.
     let mut verdict = match &checked {
         Ok((detail, chain, _)) => {
-            let limit = ctx.settings.signing_limit;
-            assess(
-                &spec.ca_tag,
-                detail,
-                chain,
-                limit,
-                Timestamp::now(),
-                recheck,
-            )
+            let (limit, now) = (ctx.settings.signing_limit, Timestamp::now());
+            assess(&spec.ca_tag, detail, chain, limit, now, recheck)
         }
         Err(e) => {
             tracing::info!(kind = K::KIND, name = %issuer.name_any(), error = %e, "issuer not ready");
@@ -220,25 +213,22 @@ pub async fn reconcile<K: IssuerResource>(
         subordinate_status = outcome.status;
         verdict.requeue = verdict.requeue.min(outcome.requeue);
     }
-    // Warnings before trouble, and the gauges.
-    let limits = headroom::Limits {
-        signing_limit: ctx.settings.signing_limit,
-        expiry_warning: ctx.settings.expiry_warning,
-    };
-    let (ca, sub) = (verdict.ca.as_ref(), subordinate_status.as_ref());
-    let concerns = headroom::concerns(&spec.ca_tag, ca, sub, &limits, Timestamp::now());
-    let room = headroom::condition(
-        &spec.ca_tag,
-        ca.is_some() || sub.is_some(),
-        &concerns,
-        &limits,
-    );
-    conditions.extend(room.clone());
+    // Warnings before trouble (`Headroom`), and the gauges.
     let ready = conditions[0].status == ConditionStatus::True;
+    let (ca, sub) = (verdict.ca.as_ref(), subordinate_status.as_ref());
+    let room = headroom::assess(
+        &spec.ca_tag,
+        ready,
+        ca,
+        sub,
+        &ctx.settings,
+        Timestamp::now(),
+    );
+    conditions.extend(room.condition.clone());
     let namespace = issuer.meta().namespace.clone().unwrap_or_default();
-    let gauges = headroom::gauges(ready, ca, sub, &limits);
+    let name = issuer.name_any();
     ctx.metrics
-        .set_issuer(K::KIND, &namespace, &issuer.name_any(), &gauges);
+        .set_issuer(K::KIND, &namespace, &name, &room.gauges);
     // Write.
     let old = issuer.issuer_status().cloned().unwrap_or_default();
     let Some(status) = status_change(
@@ -254,7 +244,7 @@ pub async fn reconcile<K: IssuerResource>(
         return Ok(Action::requeue(verdict.requeue));
     };
     write_status(&*issuer, &ctx, &status).await?;
-    let room_events = headroom::events(&old.conditions, room.as_ref(), &concerns);
+    let room_events = room.events(&old.conditions);
     for note in ready_event(&old, &conditions[0])
         .into_iter()
         .chain(room_events)

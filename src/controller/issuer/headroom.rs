@@ -9,14 +9,12 @@
 use crate::api::SubordinateStatus;
 use crate::api::issuer::CaSummary;
 use crate::controller::conditions::{self, ConditionStatus, Desired};
+use crate::controller::context::Settings;
 use crate::controller::events::{EventAction, Note};
 use crate::metrics::IssuerGauges;
 use crate::reason::Reason;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use std::time::Duration;
-
-/// NCP's limit of issuances per CA (the default of `--signing-limit`).
-pub const NCP_SIGNING_LIMIT: i64 = 30_000;
 
 /// The `Headroom` condition type.
 pub const HEADROOM: &str = "Headroom";
@@ -33,6 +31,57 @@ pub struct Limits {
     pub signing_limit: i64,
     /// Warn when the CA or the intermediate has less than this left.
     pub expiry_warning: Duration,
+}
+
+impl From<&Settings> for Limits {
+    fn from(s: &Settings) -> Self {
+        Self {
+            signing_limit: s.signing_limit,
+            expiry_warning: s.expiry_warning,
+        }
+    }
+}
+
+/// What [`assess`] found: the condition (none while nothing is known), its concerns and the gauges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Headroom {
+    /// The `Headroom` condition.
+    pub condition: Option<Desired>,
+    /// The concerns it states, most urgent first.
+    pub concerns: Vec<Concern>,
+    /// The per-issuer gauges.
+    pub gauges: IssuerGauges,
+}
+
+/// [`concerns`], [`condition`] and [`gauges`] of an issuer (`ready`: its `Ready` is True) (pure).
+#[must_use]
+pub fn assess(
+    ca_tag: &str,
+    ready: bool,
+    ca: Option<&CaSummary>,
+    intermediate: Option<&SubordinateStatus>,
+    settings: &Settings,
+    now: Timestamp,
+) -> Headroom {
+    let limits = Limits::from(settings);
+    let concerns = concerns(ca_tag, ca, intermediate, &limits, now);
+    let known = ca.is_some() || intermediate.is_some();
+    Headroom {
+        condition: condition(ca_tag, known, &concerns, &limits),
+        gauges: gauges(ready, ca, intermediate, &limits),
+        concerns,
+    }
+}
+
+impl Headroom {
+    /// [`events`] from the `old` conditions to this.
+    #[must_use]
+    pub fn events(
+        &self,
+        old: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    ) -> Vec<Note> {
+        events(old, self.condition.as_ref(), &self.concerns)
+    }
 }
 
 /// One reason for concern; its text is stable (no counts), so the condition changes only when the
