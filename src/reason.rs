@@ -62,6 +62,9 @@ reasons! {
     // CertificateRequest events.
     /// NCP takes no usage parameter and the issued certificate lacks a requested usage.
     UsagesNotHonoured,
+    /// NCP signed a certificate whose validity starts later than the clock-skew tolerance allows
+    /// (NCP's clock ahead of ours); it is used once valid.
+    CertificateNotYetValid,
     /// The certificate was revoked in NCP after the request was deleted.
     Revoked,
     /// Revocation was refused or abandoned; the request was released anyway.

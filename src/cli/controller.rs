@@ -29,9 +29,13 @@ pub struct ControllerArgs {
     /// namespace).
     #[arg(long, env = "CLUSTER_RESOURCE_NAMESPACE")]
     cluster_resource_namespace: Option<String>,
-    /// Address of /livez, /readyz and /metrics.
+    /// Address of /livez, /readyz and /metrics (the kubelet probes the pod's IP: keep it reachable).
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: std::net::SocketAddr,
+    /// Serve /metrics only to bearer tokens the API server authenticates (TokenReview) and allows
+    /// `get` on the non-resource URL /metrics (SubjectAccessReview); /livez and /readyz stay open.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    metrics_auth: bool,
     /// Elect a leader so that only one replica writes.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -41,9 +45,26 @@ pub struct ControllerArgs {
     /// Name of the leader election Lease.
     #[arg(long, default_value = "ncp-pca-issuer")]
     leader_election_lease: String,
-    /// CertificateRequests reconciled at once.
-    #[arg(long, default_value_t = 8)]
+    /// CertificateRequests reconciled at once (the workers the fairness shares are taken of).
+    #[arg(long, default_value_t = controller::DEFAULT_WORKERS)]
     concurrency: u16,
+    /// Share of the workers one issuer may hold with NCP calls, in percent (1-100); a request whose
+    /// issuer is at its share is requeued without holding a worker.
+    #[arg(long, default_value_t = controller::fairness::DEFAULT_ISSUER_SHARE_PERCENT,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    issuer_share_percent: u8,
+    /// Share of the workers the issuers of one user-set endpoint may hold, in percent (1-100; NAVER's
+    /// own endpoints are not bounded per endpoint).
+    #[arg(long, default_value_t = controller::fairness::DEFAULT_ENDPOINT_SHARE_PERCENT,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    endpoint_share_percent: u8,
+    /// Largest NCP answer read, in bytes; a longer answer is cut off while it is read.
+    #[arg(long, default_value_t = crate::ncp::client::DEFAULT_MAX_ANSWER_BYTES)]
+    ncp_max_answer_bytes: usize,
+    /// Seconds an issued certificate's validity may start in the future (NCP's clock ahead of ours)
+    /// and still be accepted; beyond that the request retries (it is never failed for it).
+    #[arg(long, default_value_t = controller::DEFAULT_CLOCK_SKEW_TOLERANCE.as_secs())]
+    clock_skew_tolerance_seconds: u64,
     /// Seconds between health checks of a Ready issuer.
     #[arg(long, default_value_t = 300)]
     issuer_recheck_seconds: u64,
@@ -93,6 +114,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let state = server::ServerState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        metrics_auth: args
+            .metrics_auth
+            .then(|| server::MetricsAuth::kubernetes(client.clone())),
     };
     let http = tokio::spawn(server::serve(
         listener,
@@ -114,6 +138,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         max_retry_duration: Duration::from_secs(args.max_retry_seconds),
         signing_limit: args.signing_limit,
         expiry_warning: Duration::from_secs(args.expiry_warning_days.saturating_mul(86_400)),
+        ncp_max_answer_bytes: args.ncp_max_answer_bytes,
+        workers: args.concurrency,
+        issuer_share_percent: args.issuer_share_percent,
+        endpoint_share_percent: args.endpoint_share_percent,
+        clock_skew_tolerance: Duration::from_secs(args.clock_skew_tolerance_seconds),
     };
     let ctx = controller::context(
         client.clone(),

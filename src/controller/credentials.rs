@@ -64,7 +64,10 @@ impl IssuerError {
             Self::SecretKeyMissing { .. } | Self::SecretKeyMalformed { .. } => {
                 Reason::CredentialsInvalid
             }
-            Self::CaBundle(_) | Self::Ncp(NcpError::InvalidRequest { .. }) => Reason::InvalidSpec,
+            Self::CaBundle(_)
+            | Self::Ncp(NcpError::InvalidRequest { .. } | NcpError::Redirected { .. }) => {
+                Reason::InvalidSpec
+            }
             Self::SecretRead { .. } => Reason::CredentialsUnreadable,
             Self::Ncp(e) if e.is_auth_failure() => Reason::AuthenticationFailed,
             Self::Ncp(e) if e.is_ca_not_found() => Reason::CANotFound,

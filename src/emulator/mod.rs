@@ -53,7 +53,7 @@ pub use config::{
     DEFAULT_CLOCK_SKEW_MS, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CAS,
     DEFAULT_MAX_ISSUANCES_PER_CA, DEFAULT_PAGE_SIZE, EmulatorConfig,
 };
-pub use faults::{FaultKind, FaultRule};
+pub use faults::{DEFAULT_HUGE_BODY_BYTES, DEFAULT_NON_JSON_BODY, FaultKind, FaultRule};
 pub use stats::{CallCounts, Stats};
 
 use crate::ncp::types::CaStatus;
@@ -93,7 +93,10 @@ fn build(listener: &TcpListener, config: EmulatorConfig) -> io::Result<Arc<Share
         Some(path) => persist::load::<state::State>(path)?,
         None => state::State::default(),
     };
-    Ok(Arc::new(Shared::new(config, base_url, state)))
+    let offset = config.clock_offset_ms;
+    let shared = Arc::new(Shared::new(config, base_url, state));
+    shared.clock.advance(offset);
+    Ok(shared)
 }
 
 async fn run(

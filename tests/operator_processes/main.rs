@@ -10,6 +10,7 @@ mod support;
 
 mod aggregation;
 mod chart;
+mod hostile;
 mod lifecycle;
 mod monitoring;
 mod process;

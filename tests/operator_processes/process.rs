@@ -32,18 +32,18 @@ const SERIAL: &str = "pca.ncp-issuer.dev/serial";
 const REVOKE_FINALIZER: &str = "pca.ncp-issuer.dev/revoke";
 
 /// How the operator process is started.
-struct Options<'a> {
+pub(crate) struct Options<'a> {
     /// Goes into `POD_NAME`, so the process identity (Lease holder, events' reportingInstance) starts
     /// with it.
-    name: &'a str,
-    kubeconfig: PathBuf,
+    pub(crate) name: &'a str,
+    pub(crate) kubeconfig: PathBuf,
     /// `(namespace, lease name)` for `--leader-elect=true`; `None` runs without leader election.
-    lease: Option<(&'a str, &'a str)>,
-    ncp_timeout_seconds: u64,
+    pub(crate) lease: Option<(&'a str, &'a str)>,
+    pub(crate) ncp_timeout_seconds: u64,
 }
 
 impl<'a> Options<'a> {
-    fn admin(name: &'a str) -> Self {
+    pub(crate) fn admin(name: &'a str) -> Self {
         Self {
             name,
             kubeconfig: cluster().kubeconfig_path().to_path_buf(),
@@ -55,16 +55,16 @@ impl<'a> Options<'a> {
 
 /// `ncp-pca-issuer controller` running under the devcluster watchdog (it dies with this test binary);
 /// its log is printed when a test fails while it is in scope.
-struct OperatorProcess {
+pub(crate) struct OperatorProcess {
     name: String,
     process: Supervised,
     /// The operator's own pid (the watchdog's child), for SIGKILL.
-    pid: u32,
-    http_port: u16,
+    pub(crate) pid: u32,
+    pub(crate) http_port: u16,
 }
 
 impl OperatorProcess {
-    async fn start(options: Options<'_>) -> Self {
+    pub(crate) async fn start(options: Options<'_>) -> Self {
         let http_port = free_port();
         let log = cluster()
             .work_dir()

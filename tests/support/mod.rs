@@ -165,7 +165,10 @@ pub fn operator() {
                         ncp_request_timeout: Duration::from_secs(2),
                         max_retry_duration: Duration::from_secs(60),
                         signing_limit: SIGNING_LIMIT,
-                        expiry_warning: Duration::from_secs(30 * 86_400),
+                        workers: 8,
+                        // Below the 120 s skew of the skew test, so that it shows the wait.
+                        clock_skew_tolerance: Duration::from_secs(60),
+                        ..Default::default()
                     };
                     // Never cancelled: the operator lives as long as the test binary.
                     let shutdown = tokio_util::sync::CancellationToken::new();
