@@ -100,6 +100,18 @@ reasons! {
     /// Any other NCP failure.
     NcpError,
 
+    // Issuer `Headroom` reasons (and the Warning events that announce trouble before it comes).
+    /// The CA is far from NCP's cap and from expiry, and so is the intermediate.
+    AmpleHeadroom,
+    /// The CA has used 80 % or more of NCP's cap of issuances.
+    SigningLimitNear,
+    /// The CA has used 95 % or more of NCP's cap of issuances.
+    SigningLimitCritical,
+    /// The CA expires within the warning window.
+    CAExpiringSoon,
+    /// The intermediate expires within the warning window and its renewal is overdue.
+    IntermediateExpiringSoon,
+
     // Subordinate mode: `Ready` reasons and events of the in-cluster intermediate.
     /// The intermediate is valid and signs.
     IntermediateReady,

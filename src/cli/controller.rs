@@ -85,6 +85,14 @@ pub struct ControllerArgs {
     /// Seconds a CertificateRequest keeps retrying retryable NCP failures before it fails.
     #[arg(long, default_value_t = 3600)]
     max_retry_seconds: u64,
+    /// NCP's cap of issuances per CA: issuers warn at 80 % and 95 % of it and stop at it (lower
+    /// it only for an emulator started with a lower --max-issuances-per-ca).
+    #[arg(long, default_value_t = controller::issuer::NCP_SIGNING_LIMIT)]
+    signing_limit: i64,
+    /// Issuers warn (Headroom=False, a Warning event) when their CA or intermediate has fewer
+    /// days than this left.
+    #[arg(long, default_value_t = 30)]
+    expiry_warning_days: u64,
 }
 
 /// Runs the operator until SIGTERM / Ctrl-C, or until leadership is lost.
@@ -139,6 +147,8 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         issuer_recheck_interval: Duration::from_secs(args.issuer_recheck_seconds),
         ncp_request_timeout: Duration::from_secs(args.ncp_timeout_seconds),
         max_retry_duration: Duration::from_secs(args.max_retry_seconds),
+        signing_limit: args.signing_limit,
+        expiry_warning: Duration::from_secs(args.expiry_warning_days.saturating_mul(86_400)),
         ncp_max_answer_bytes: args.ncp_max_answer_bytes,
         workers: args.concurrency,
         issuer_share_percent: args.issuer_share_percent,

@@ -9,6 +9,9 @@ use crate::ncp::CallObserver;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// NCP's limit of issuances per CA (the default of `--signing-limit`).
+pub const NCP_SIGNING_LIMIT: i64 = 30_000;
+
 /// Field manager of every server-side apply we make.
 pub const FIELD_MANAGER: &str = "ncp-pca-issuer";
 
@@ -29,6 +32,10 @@ pub struct Settings {
     pub ncp_request_timeout: Duration,
     /// How long a CertificateRequest may keep failing with retryable errors before it fails for good.
     pub max_retry_duration: Duration,
+    /// NCP's cap of issuances per CA (the `Headroom` condition and the remaining-issuances gauge).
+    pub signing_limit: i64,
+    /// How long before the CA's or the intermediate's expiry `Headroom` warns.
+    pub expiry_warning: Duration,
     /// Largest NCP answer body read (longer ones are cut off while read).
     pub ncp_max_answer_bytes: usize,
     /// CertificateRequest workers (the controller's concurrency); the fairness bounds are shares of it.
@@ -49,6 +56,8 @@ impl Default for Settings {
             issuer_recheck_interval: Duration::from_secs(300),
             ncp_request_timeout: Duration::from_secs(30),
             max_retry_duration: Duration::from_secs(3600),
+            signing_limit: NCP_SIGNING_LIMIT,
+            expiry_warning: Duration::from_secs(30 * 86_400),
             ncp_max_answer_bytes: crate::ncp::client::DEFAULT_MAX_ANSWER_BYTES,
             workers: DEFAULT_WORKERS,
             issuer_share_percent: super::fairness::DEFAULT_ISSUER_SHARE_PERCENT,

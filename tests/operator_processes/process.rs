@@ -962,3 +962,56 @@ async fn a_frozen_controller_whose_signing_calls_are_still_running_in_ncp_does_n
     );
     first.kill().await;
 }
+
+#[tokio::test]
+async fn a_running_operator_exports_every_metric_the_chart_s_alerts_and_dashboard_use() {
+    let _serial = crate::OPERATOR_PROCESS_TURN.lock().await;
+    let emu = own_emulator();
+    let client = client().await;
+    let ns = namespace("proc-metrics").await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
+    let operator = OperatorProcess::start(Options::admin("metrics-names")).await;
+    // A plain issuer (the CA gauges) and a subordinate one (the intermediate's gauges too).
+    ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    ready_issuer_on(
+        emu,
+        &client,
+        &ns,
+        "sub",
+        false,
+        &ca,
+        serde_json::json!({"subordinate": {"secretName": "sub-ca"}}),
+    )
+    .await;
+
+    let wanted = crate::monitoring::names_the_chart_uses();
+    assert!(wanted.len() > 10, "{wanted:?}");
+    let url = format!("http://127.0.0.1:{}/metrics", operator.http_port);
+    // The intermediate's series come with the subordinate issuer's first Ready check: poll.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = reqwest::get(&url)
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics body");
+        let exported: std::collections::BTreeSet<&str> = page
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|n| !exported.contains(n.as_str()))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the alerts or the dashboard use {missing:?}, which the operator does not export:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

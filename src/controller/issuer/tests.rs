@@ -31,6 +31,7 @@ fn an_active_unexpired_ca_is_ready_and_its_counts_go_to_status_not_to_the_messag
         "t",
         &detail(CaStatus::Active, 2_000_000, 100),
         CHAIN,
+        NCP_SIGNING_LIMIT,
         now(),
         RECHECK,
     );
@@ -55,6 +56,7 @@ fn a_ca_that_is_not_active_is_not_ready() {
             "t",
             &detail(status.clone(), 2_000_000, 0),
             CHAIN,
+            NCP_SIGNING_LIMIT,
             now(),
             RECHECK,
         );
@@ -69,6 +71,7 @@ fn an_expired_ca_is_not_ready() {
         "t",
         &detail(CaStatus::Active, 999_999, 0),
         CHAIN,
+        NCP_SIGNING_LIMIT,
         now(),
         RECHECK,
     );
@@ -81,6 +84,7 @@ fn a_ca_at_the_signing_limit_is_not_ready() {
         "t",
         &detail(CaStatus::Active, 2_000_000, 30_000),
         CHAIN,
+        NCP_SIGNING_LIMIT,
         now(),
         RECHECK,
     );
@@ -93,6 +97,7 @@ fn an_empty_chain_is_not_ready() {
         "t",
         &detail(CaStatus::Active, 2_000_000, 0),
         "",
+        NCP_SIGNING_LIMIT,
         now(),
         RECHECK,
     );
@@ -191,6 +196,7 @@ fn ready_verdict() -> Verdict {
         "t",
         &detail(CaStatus::Active, 2_000_000_000_000, 100),
         CHAIN,
+        NCP_SIGNING_LIMIT,
         ts(1_000),
         RECHECK,
     )
