@@ -83,7 +83,7 @@ pub enum NcpError {
         http_status: u16,
     },
     /// The answer was longer than the limit; reading stopped there.
-    #[error("{op}: the ncp answer (http {http_status}) is larger than the limit of {limit_bytes} bytes{}", received_suffix(*received_bytes))]
+    #[error("{op}: the NCP answer (http {http_status}) is larger than the limit of {limit_bytes} bytes{}", received_suffix(*received_bytes))]
     AnswerTooLarge {
         /// The operation.
         op: Operation,
@@ -343,7 +343,7 @@ mod tests {
         assert!(!big(400).is_worth_retrying());
         assert_eq!(
             big(200).to_string(),
-            "sign_end_csr: the ncp answer (http 200) is larger than the limit of 10 bytes (it declared 11 bytes)"
+            "Sign End CSR: the NCP answer (http 200) is larger than the limit of 10 bytes (it declared 11 bytes)"
         );
     }
 
