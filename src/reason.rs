@@ -69,6 +69,10 @@ reasons! {
     /// Revocation could not be done yet and will be retried.
     RevocationPending,
 
+    // CertificateSigningRequest `Failed` reasons (and the reasons above, which apply too).
+    /// The CSR's requester may not `reference` the signer.
+    SignerReferenceDenied,
+
     // Issuer `Ready` (and `UpstreamReady`) reasons.
     /// The NCP CA is ACTIVE and its chain is usable.
     CAActive,

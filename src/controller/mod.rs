@@ -6,6 +6,7 @@ mod clients;
 pub mod conditions;
 mod context;
 mod credentials;
+pub mod csr;
 pub mod delays;
 pub mod events;
 pub mod failure;
@@ -20,16 +21,47 @@ pub use context::{Context, FIELD_MANAGER, Settings, context};
 pub use credentials::{IssuerError, read_credentials};
 use std::sync::Arc;
 
-/// Runs the PrivateCA, ClusterPrivateCA and CertificateRequest controllers on the shared `watches`
-/// until `term` is cancelled (shutdown, or the end of a leadership term), and forgets the metrics and
-/// NCP clients of deleted issuers meanwhile.
+/// Which Kubernetes-native signing controllers run (each needs its own RBAC; see the chart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeSigning {
+    /// The CertificateSigningRequest signer.
+    pub csr: bool,
+}
+
+impl Default for NativeSigning {
+    fn default() -> Self {
+        Self { csr: true }
+    }
+}
+
+/// [`run_all_with`] with every Kubernetes-native signing controller on.
 pub async fn run_all(
     ctx: Arc<Context>,
     watches: &crate::watches::Watches,
     concurrency: u16,
     term: tokio_util::sync::CancellationToken,
 ) {
+    run_all_with(ctx, watches, concurrency, term, NativeSigning::default()).await;
+}
+
+/// Runs the PrivateCA, ClusterPrivateCA and CertificateRequest controllers, and the native signing
+/// controllers `native` turns on, on the shared `watches` until `term` is cancelled (shutdown, or the
+/// end of a leadership term), and forgets the metrics and NCP clients of deleted issuers meanwhile.
+pub async fn run_all_with(
+    ctx: Arc<Context>,
+    watches: &crate::watches::Watches,
+    concurrency: u16,
+    term: tokio_util::sync::CancellationToken,
+    native: NativeSigning,
+) {
+    let csr_term = term.clone();
+    let csr_signer = async {
+        if native.csr {
+            csr::run(ctx.clone(), concurrency, watches, csr_term).await;
+        }
+    };
     tokio::join!(
+        csr_signer,
         issuer::run::<crate::api::PrivateCA>(
             ctx.clone(),
             &watches.private_cas,

@@ -12,6 +12,7 @@ mod support;
 
 mod cluster_smoke;
 mod crd_validation;
+mod csr;
 mod issuance;
 mod issuer;
 mod lease;
