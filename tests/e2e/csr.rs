@@ -462,7 +462,7 @@ async fn a_lost_ncp_answer_and_refused_status_writes_still_end_with_exactly_one_
         Duration::from_secs(90),
         || async {
             let csr = csrs(&client).get(&name).await.ok()?;
-            let a = csr.metadata.annotations.clone()?;
+            let a = csr.metadata.annotations?;
             (a.contains_key("pca.ncp-issuer.dev/serial") && a.contains_key(CA_ANNOTATION))
                 .then_some(())
         },

@@ -134,7 +134,7 @@ fn only_an_approved_csr_that_is_not_denied_failed_or_signed_is_signed() {
 #[test]
 fn a_start_marker_or_a_serial_means_recovery_before_any_second_signing() {
     let approved = csr(CLUSTER, &[("Approved", "True")]);
-    let started = annotate(approved.clone(), ANNOTATION_SIGNING_STARTED, "t");
+    let started = annotate(approved, ANNOTATION_SIGNING_STARTED, "t");
     let started = annotate(started, ANNOTATION_CA_TAG, "ca1");
     assert_eq!(
         next(&started),
