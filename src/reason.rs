@@ -73,6 +73,12 @@ reasons! {
     /// The CSR's requester may not `reference` the signer.
     SignerReferenceDenied,
 
+    // ClusterTrustBundle events on issuers.
+    /// The issuer's ClusterTrustBundle was created or updated.
+    TrustBundlePublished,
+    /// The cluster does not serve the ClusterTrustBundle API.
+    TrustBundleUnavailable,
+
     // Issuer `Ready` (and `UpstreamReady`) reasons.
     /// The NCP CA is ACTIVE and its chain is usable.
     CAActive,

@@ -15,6 +15,7 @@ pub mod period;
 pub mod recovery;
 mod signers;
 pub mod subordinate;
+pub mod trust_bundle;
 
 pub use clients::NcpClientCache;
 pub use context::{Context, FIELD_MANAGER, Settings, context};
@@ -26,11 +27,17 @@ use std::sync::Arc;
 pub struct NativeSigning {
     /// The CertificateSigningRequest signer.
     pub csr: bool,
+    /// Which issuers publish a ClusterTrustBundle.
+    pub trust_bundles: trust_bundle::decide::Publication,
 }
 
 impl Default for NativeSigning {
+    /// The CSR signer on; trust bundles for the issuers that ask for one.
     fn default() -> Self {
-        Self { csr: true }
+        Self {
+            csr: true,
+            trust_bundles: trust_bundle::decide::Publication::OptIn,
+        }
     }
 }
 
@@ -62,6 +69,7 @@ pub async fn run_all_with(
     };
     tokio::join!(
         csr_signer,
+        trust_bundle::run(ctx.clone(), watches, native.trust_bundles, term.clone()),
         issuer::run::<crate::api::PrivateCA>(
             ctx.clone(),
             &watches.private_cas,

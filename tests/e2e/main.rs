@@ -20,3 +20,4 @@ mod migrate;
 mod recovery;
 mod subordinate;
 mod subordinate_outage;
+mod trust_bundle;
