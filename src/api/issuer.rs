@@ -57,8 +57,8 @@ pub struct IssuerSpec {
 
     /// Publication of the NCP root as a signer-linked ClusterTrustBundle (`certificates.k8s.io/v1beta1`,
     /// named `<signer name with "/" as ":">:root`), which pods mount with a `clusterTrustBundle`
-    /// projected volume. Unset: as the controller's `--trust-bundles` flag says (the chart publishes
-    /// for every issuer by default).
+    /// projected volume. Unset: as the controller's `--trust-bundles` flag says (`opt-in` by default:
+    /// no bundle; the chart passes `all`, so every issuer publishes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_bundle: Option<TrustBundleSpec>,
 

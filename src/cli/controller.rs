@@ -53,6 +53,13 @@ pub struct ControllerArgs {
     /// Seconds a CertificateRequest keeps retrying retryable NCP failures before it fails.
     #[arg(long, default_value_t = 3600)]
     max_retry_seconds: u64,
+    /// Sign Kubernetes CertificateSigningRequests for our signer names (needs the chart's CSR RBAC).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    csr_signer: bool,
+    /// Which issuers publish their NCP root as a ClusterTrustBundle: `off`, `opt-in` (those with
+    /// `spec.trustBundle`) or `all` (unless `spec.trustBundle.enabled` is false; the chart's default).
+    #[arg(long, value_enum, default_value = "opt-in")]
+    trust_bundles: controller::trust_bundle::decide::Publication,
 }
 
 /// Runs the operator until SIGTERM / Ctrl-C, or until leadership is lost.
@@ -112,6 +119,10 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         Some(identity.clone()),
     );
     let concurrency = args.concurrency;
+    let native = controller::NativeSigning {
+        csr: args.csr_signer,
+        trust_bundles: args.trust_bundles,
+    };
     let result = if args.leader_elect {
         let ns = args.leader_election_namespace.clone().unwrap_or(crn);
         let elector = lease::LeaderElector::new(
@@ -122,14 +133,14 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         elector
             .run(shutdown.clone(), move |term| async move {
                 tracing::info!("leading: starting controllers");
-                controller::run_all(ctx, &watches, concurrency, term).await;
+                controller::run_all_with(ctx, &watches, concurrency, term, native).await;
             })
             .await
             .map(drop)
             .map_err(anyhow::Error::from)
     } else {
         metrics.set_leader(true);
-        controller::run_all(ctx, &watches, concurrency, shutdown.child_token()).await;
+        controller::run_all_with(ctx, &watches, concurrency, shutdown.child_token(), native).await;
         Ok(())
     };
     // However the controllers ended, everything else stops too.
