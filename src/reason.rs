@@ -73,6 +73,14 @@ reasons! {
     /// The CSR's requester may not `reference` the signer.
     SignerReferenceDenied,
 
+    // PodCertificateRequest `Denied` and `Failed` reasons (and the failure causes above).
+    /// The issuer's `spec.podCertificates` policy refuses the request.
+    PodCertificatePolicyDenied,
+    /// The issuer signs through NCP, which cannot sign a request without a CSR.
+    PodCertificateNeedsSubordinate,
+    /// The request's proof of possession does not verify.
+    InvalidProofOfPossession,
+
     // ClusterTrustBundle events on issuers.
     /// The issuer's ClusterTrustBundle was created or updated.
     TrustBundlePublished,

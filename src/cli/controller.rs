@@ -60,6 +60,10 @@ pub struct ControllerArgs {
     /// `spec.trustBundle`) or `all` (unless `spec.trustBundle.enabled` is false; the chart's default).
     #[arg(long, value_enum, default_value = "opt-in")]
     trust_bundles: controller::trust_bundle::decide::Publication,
+    /// Sign PodCertificateRequests for subordinate issuers (where the cluster serves the API; needs
+    /// the chart's PodCertificateRequest RBAC).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pod_certificates: bool,
 }
 
 /// Runs the operator until SIGTERM / Ctrl-C, or until leadership is lost.
@@ -122,6 +126,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let native = controller::NativeSigning {
         csr: args.csr_signer,
         trust_bundles: args.trust_bundles,
+        pod_certificates: args.pod_certificates,
     };
     let result = if args.leader_elect {
         let ns = args.leader_election_namespace.clone().unwrap_or(crn);

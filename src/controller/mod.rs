@@ -12,6 +12,7 @@ pub mod events;
 pub mod failure;
 pub mod issuer;
 pub mod period;
+pub mod pod_certificate;
 pub mod recovery;
 mod signers;
 pub mod subordinate;
@@ -29,14 +30,17 @@ pub struct NativeSigning {
     pub csr: bool,
     /// Which issuers publish a ClusterTrustBundle.
     pub trust_bundles: trust_bundle::decide::Publication,
+    /// The PodCertificateRequest signer (where the cluster serves the API).
+    pub pod_certificates: bool,
 }
 
 impl Default for NativeSigning {
-    /// The CSR signer on; trust bundles for the issuers that ask for one.
+    /// The CSR and PodCertificateRequest signers on; trust bundles for the issuers that ask for one.
     fn default() -> Self {
         Self {
             csr: true,
             trust_bundles: trust_bundle::decide::Publication::OptIn,
+            pod_certificates: true,
         }
     }
 }
@@ -67,8 +71,15 @@ pub async fn run_all_with(
             csr::run(ctx.clone(), concurrency, watches, csr_term).await;
         }
     };
+    let pcr_term = term.clone();
+    let pod_certificates = async {
+        if native.pod_certificates {
+            pod_certificate::run(ctx.clone(), concurrency, watches, pcr_term).await;
+        }
+    };
     tokio::join!(
         csr_signer,
+        pod_certificates,
         trust_bundle::run(ctx.clone(), watches, native.trust_bundles, term.clone()),
         issuer::run::<crate::api::PrivateCA>(
             ctx.clone(),

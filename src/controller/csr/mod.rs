@@ -31,16 +31,18 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use std::sync::Arc;
 
-/// The issuers as the shared watches last saw them.
+/// The issuers as the shared watches last saw them (also used by the PodCertificateRequest signer).
 #[derive(Clone)]
-struct Issuers {
-    private_cas: Store<PrivateCA>,
-    cluster_private_cas: Store<ClusterPrivateCA>,
+pub struct Issuers {
+    /// PrivateCAs.
+    pub private_cas: Store<PrivateCA>,
+    /// ClusterPrivateCAs.
+    pub cluster_private_cas: Store<ClusterPrivateCA>,
 }
 
 impl Issuers {
     /// The issuer `signer` names: from the cache when Ready there, else read from the API server.
-    async fn lookup(&self, ctx: &Context, signer: &SignerRef) -> IssuerLookup {
+    pub async fn lookup(&self, ctx: &Context, signer: &SignerRef) -> IssuerLookup {
         let crn = &ctx.settings.cluster_resource_namespace;
         let cached = match signer {
             SignerRef::PrivateCA { namespace, name } => self
