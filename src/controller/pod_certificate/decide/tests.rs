@@ -147,9 +147,10 @@ fn a_proof_of_possession_over_anything_but_the_pod_uid_fails() {
     };
     assert_eq!(reason, Reason::InvalidProofOfPossession);
     let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
-    assert!(
-        check_key(&pcr(&p384, UID, "team-a", "web")).is_ok(),
-        "P-384 signs"
+    // P-384 is a key type we sign; its proof must be ECDSA with SHA-256, not SHA-384.
+    assert_eq!(
+        check_key(&pcr(&p384, UID, "team-a", "web")).err(),
+        Some(KeyProblem::ProofOfPossession)
     );
 }
 
