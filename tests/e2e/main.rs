@@ -17,6 +17,7 @@ mod issuance;
 mod issuer;
 mod lease;
 mod migrate;
+mod pod_certificate;
 mod recovery;
 mod subordinate;
 mod subordinate_outage;
