@@ -143,7 +143,7 @@ mod tests {
         };
         let off = TrustBundleSpec {
             enabled: false,
-            ..on.clone()
+            include_intermediates: false,
         };
         assert!(!wanted(Publication::OptIn, None));
         assert!(wanted(Publication::OptIn, Some(&on)));
