@@ -20,9 +20,6 @@ pub const PRIVATE_CA_SIGNERS: &str = "privatecas.pca.ncp-issuer.dev";
 pub const CLUSTER_PRIVATE_CA_SIGNERS: &str = "clusterprivatecas.pca.ncp-issuer.dev";
 /// The API group of the `signers` resource a requester must be allowed to `reference`.
 pub const SIGNERS_GROUP: &str = "pca.ncp-issuer.dev";
-/// cert-manager's annotation with the root of a signed CSR (base64 PEM), where its own CSR signers
-/// put it.
-pub const ANNOTATION_CSR_CA: &str = "experimental.cert-manager.io/ca";
 /// cert-manager's annotation asking for a CA certificate (`"true"`).
 pub const ANNOTATION_REQUEST_IS_CA: &str = "experimental.cert-manager.io/request-is-ca";
 /// cert-manager's annotation with the requested lifetime (a Go duration); preferred over

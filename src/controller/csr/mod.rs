@@ -6,12 +6,13 @@
 //! 1. **fetch**: the CSR (fresh when it is recovering), its issuer, and — before a first signing —
 //!    a SubjectAccessReview that the requester may `reference` the signer ([`authorize`]);
 //! 2. **decide**: the pure [`decide::plan`];
-//! 3. **act**: signing through NCP or in the cluster (`sign`), which returns an [`status::Outcome`]
+//! 3. **act**: signing through NCP (`sign`) or in the cluster (`local`), which returns an [`status::Outcome`]
 //!    (its only writes are the CSR's at-most-once annotations);
 //! 4. **write**: [`status::write`], the one place that writes a CSR's status and its events.
 
 pub mod decide;
 mod error;
+mod local;
 mod sign;
 pub mod status;
 
@@ -183,7 +184,7 @@ async fn reconcile(
     // Act.
     let outcome = match plan {
         Plan::Write(outcome) => outcome,
-        Plan::SignLocally(issuer) => sign::locally(&current, &ctx, &issuer)
+        Plan::SignLocally(issuer) => local::sign(&current, &ctx, &issuer)
             .await
             .about(&issuer.reference),
         Plan::Ncp(issuer, step) => sign::through_ncp(&current, &ctx, &issuer, step)

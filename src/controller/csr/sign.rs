@@ -1,6 +1,6 @@
-//! The signing steps of the CSR signer: through NCP with the at-most-once rule of CertificateRequests
+//! The NCP signing steps of the CSR signer, with the at-most-once rule of CertificateRequests
 //! (start marker before the call, serial right after, recovery by serial or by key before any second
-//! signing), or in the cluster with a subordinate issuer's intermediate. Each returns the
+//! signing); signing in the cluster is in `local`. Each returns the
 //! [`Outcome`] the reconcile writes; their own writes are the CSR's at-most-once annotations only.
 
 use super::decide::{requested_duration, requests_ca};
@@ -12,12 +12,12 @@ use crate::controller::certificate_request::decide::NcpStep;
 use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
 use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, FailCause, after_failure};
-use crate::controller::period::{local_validity, period_days};
+use crate::controller::period::period_days;
 use crate::controller::recovery::{Recovered, find_issued, settle_window};
-use crate::controller::{Context, IssuerError, read_credentials, subordinate};
+use crate::controller::{Context, IssuerError, read_credentials};
 use crate::ncp::types::{IssuedCert, KeyType, Period};
 use crate::ncp::{self, NcpError};
-use crate::pki::{Csr, IssueOptions, Usages, assemble, missing_usages};
+use crate::pki::{Csr, assemble, missing_usages};
 use crate::reason::Reason;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::jiff::Timestamp;
@@ -25,9 +25,6 @@ use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
 use std::time::Duration;
 use time::OffsetDateTime;
-
-/// Why a subordinate issuer refuses a CA request (also in docs/kubernetes-native-signing.md).
-pub const IS_CA_REFUSED: &str = "a subordinate issuer signs end-entity certificates only: use an issuer without spec.subordinate for CA certificates (NCP Sign Sub Csr)";
 
 /// Why `spec.request` cannot be signed; the CSR fails with this message.
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +37,12 @@ pub(super) enum BadRequest {
     Csr(crate::pki::PkiError),
 }
 
-fn parse_csr(csr: &CertificateSigningRequest) -> Result<Csr, BadRequest> {
+pub(super) fn parse_csr(csr: &CertificateSigningRequest) -> Result<Csr, BadRequest> {
     let text = std::str::from_utf8(&csr.spec.request.0).map_err(|_| BadRequest::NotPem)?;
     Csr::from_pem(text).map_err(BadRequest::Csr)
 }
 
-fn usages(csr: &CertificateSigningRequest) -> &[String] {
+pub(super) fn usages(csr: &CertificateSigningRequest) -> &[String] {
     csr.spec.usages.as_deref().unwrap_or_default()
 }
 
@@ -63,95 +60,9 @@ fn marker_time(csr: &CertificateSigningRequest) -> Option<Timestamp> {
         .and_then(|t| t.parse::<Timestamp>().ok())
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+pub(super) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-/// Signs the CSR in the cluster with the subordinate issuer's intermediate.
-pub(super) async fn locally(
-    csr: &CertificateSigningRequest,
-    ctx: &Context,
-    issuer: &IssuerView,
-) -> Outcome {
-    let Some(sub) = &issuer.spec.subordinate else {
-        // The plan sends only subordinate issuers here.
-        return Outcome::requeue(ISSUER_WAIT);
-    };
-    let request = match parse_csr(csr) {
-        Ok(r) => r,
-        Err(e) => return Outcome::failed(Reason::InvalidRequest, &e.to_string()),
-    };
-    if requests_ca(csr) || request.requests_ca() {
-        return Outcome::failed(Reason::CARequestRefused, IS_CA_REFUSED);
-    }
-    let usages = match Usages::from_cert_manager(usages(csr)) {
-        Ok(u) => u,
-        Err(e) => return Outcome::failed(Reason::InvalidRequest, &format!("spec.usages: {e}")),
-    };
-    let requested = match requested_duration(csr) {
-        Ok(d) => d,
-        Err(e) => return Outcome::failed(Reason::InvalidRequest, &e.to_string()),
-    };
-    let signer = match subordinate::signer_for(
-        ctx,
-        &issuer.owner,
-        &issuer.secret_namespace,
-        &sub.secret_name,
-        issuer.subordinate_root.as_deref(),
-    )
-    .await
-    {
-        Ok(s) => s,
-        // Next: the issuer's status change (a new intermediate) wakes us; the requeue is a safety net.
-        Err(why) => {
-            return Outcome::waiting(&format!("waiting for the intermediate: {why}"), ISSUER_WAIT);
-        }
-    };
-    let intermediate = &signer.intermediate;
-    let now = OffsetDateTime::now_utc();
-    let Ok((validity, clamped)) =
-        local_validity(requested, now, intermediate.certificate().not_after)
-    else {
-        return Outcome::waiting(
-            "waiting for the intermediate: it has expired and is being renewed",
-            ISSUER_WAIT,
-        );
-    };
-    let mut opts = IssueOptions::new(validity);
-    opts.usages = Some(usages);
-    let leaf = match request.sign_leaf(&intermediate.signer, &opts) {
-        Ok(c) => c,
-        Err(e) => {
-            return Outcome::failed(Reason::SigningFailed, &format!("cannot sign the CSR: {e}"));
-        }
-    };
-    let chain = [
-        intermediate.chain_pem.clone(),
-        intermediate.root_pem.clone(),
-    ];
-    let issued = match assemble(request.public_key().spki_der(), &leaf.to_pem(), &chain, now) {
-        Ok(i) => i,
-        Err(e) => {
-            return Outcome::failed(
-                Reason::CertificateUnusable,
-                &format!("locally signed certificate: {e}"),
-            );
-        }
-    };
-    let note = format!(
-        "certificate signed in the cluster by intermediate {}, serial {}, valid until {}{}",
-        intermediate.certificate().serial.to_colon_hex(),
-        issued.serial,
-        rfc3339(issued.not_after),
-        if clamped {
-            " (shortened to the intermediate's end)"
-        } else {
-            ""
-        }
-    );
-    // Conditional: a reconcile working from a stale copy must not sign and write again.
-    Outcome::issued(issued, &note, csr.metadata.resource_version.clone())
 }
 
 /// Runs a signing or recovery step through NCP.

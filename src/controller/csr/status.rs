@@ -3,7 +3,6 @@
 //! CertificateSigningRequest's status (server-side apply of our `Failed` condition or of
 //! `status.certificate`; the Approved and Denied conditions are the approver's and never ours).
 
-use super::decide::ANNOTATION_CSR_CA;
 use super::error::CsrError;
 use crate::controller::certificate_request::status::Requeue;
 use crate::controller::events::{EventAction, Note};
@@ -17,6 +16,10 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource as _, ResourceExt as _};
 use std::time::Duration;
+
+/// cert-manager's annotation with the root of a signed CSR (base64 PEM), where its own CSR signers
+/// put it.
+pub const ANNOTATION_CSR_CA: &str = "experimental.cert-manager.io/ca";
 
 /// The status to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
