@@ -266,3 +266,54 @@ fn action(requeue: Requeue) -> Action {
         Requeue::After(d) => Action::requeue(d),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csr_with(failed: Option<(&str, &str)>) -> CertificateSigningRequest {
+        let conditions: Vec<serde_json::Value> = failed
+            .map(|(r, m)| {
+                vec![serde_json::json!({"type": "Failed", "status": "True", "reason": r, "message": m})]
+            })
+            .unwrap_or_default();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "c"},
+            "spec": {"signerName": "clusterprivatecas.pca.ncp-issuer.dev/n", "request": ""},
+            "status": {"conditions": conditions}
+        }))
+        .expect("csr")
+    }
+
+    #[test]
+    fn a_failure_already_written_is_not_written_again_and_approval_is_never_in_the_body() {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let update = Update::Failed {
+            reason: Reason::NcpRefused,
+            message: "no".into(),
+        };
+        assert!(status_body(&csr_with(Some(("NcpRefused", "no"))), &update, now).is_none());
+        let body = status_body(&csr_with(None), &update, now).expect("a write");
+        let conditions = body["status"]["conditions"].as_array().expect("conditions");
+        assert_eq!(conditions.len(), 1, "only our Failed condition: {body}");
+        assert_eq!(conditions[0]["type"], "Failed");
+        assert_eq!(conditions[0]["reason"], "NcpRefused");
+    }
+
+    #[test]
+    fn a_signed_csr_gets_the_certificate_base64_in_its_status() {
+        let update = Update::Issued {
+            certificate_pem: "PEM".into(),
+            ca_pem: "ROOT".into(),
+            resource_version: Some("7".into()),
+        };
+        let body = status_body(
+            &csr_with(None),
+            &update,
+            k8s_openapi::jiff::Timestamp::now(),
+        )
+        .expect("a write");
+        assert_eq!(body["status"]["certificate"], "UEVN");
+        assert!(body["status"].get("conditions").is_none());
+    }
+}

@@ -243,3 +243,41 @@ pub async fn write(
         Requeue::After(d) => Action::requeue(d),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_issued_body_has_the_chain_its_times_one_issued_condition_and_the_precondition() {
+        let pcr: PodCertificateRequest = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"signerName": "s/x", "podName": "p", "podUID": "u", "serviceAccountName": "sa",
+                     "serviceAccountUID": "su", "nodeName": "n", "nodeUID": "nu",
+                     "pkixPublicKey": "", "proofOfPossession": ""}
+        }))
+        .expect("pcr");
+        let t = |s: i64| Timestamp::from_second(s).expect("time");
+        let update = Update::Issued {
+            chain: "CHAIN".into(),
+            not_before: t(0),
+            begin_refresh_at: t(2700),
+            not_after: t(3600),
+            resource_version: Some("9".into()),
+        };
+        let body = status_body(&pcr, &update, t(0));
+        assert_eq!(body["metadata"]["resourceVersion"], "9");
+        assert_eq!(body["status"]["certificateChain"], "CHAIN");
+        assert_eq!(body["status"]["beginRefreshAt"], "1970-01-01T00:45:00Z");
+        assert_eq!(body["status"]["conditions"][0]["type"], "Issued");
+        let denied = status_body(
+            &pcr,
+            &Update::Denied {
+                message: "m".into(),
+            },
+            t(0),
+        );
+        assert_eq!(denied["status"]["conditions"][0]["type"], "Denied");
+        assert!(denied["status"].get("certificateChain").is_none());
+    }
+}
