@@ -72,6 +72,24 @@ reasons! {
     /// Revocation could not be done yet and will be retried.
     RevocationPending,
 
+    // CertificateSigningRequest `Failed` reasons (and the reasons above, which apply too).
+    /// The CSR's requester may not `reference` the signer.
+    SignerReferenceDenied,
+
+    // PodCertificateRequest `Denied` and `Failed` reasons (and the failure causes above).
+    /// The issuer's `spec.podCertificates` policy refuses the request.
+    PodCertificatePolicyDenied,
+    /// The issuer signs through NCP, which cannot sign a request without a CSR.
+    PodCertificateNeedsSubordinate,
+    /// The request's proof of possession does not verify.
+    InvalidProofOfPossession,
+
+    // ClusterTrustBundle events on issuers.
+    /// The issuer's ClusterTrustBundle was created or updated.
+    TrustBundlePublished,
+    /// The cluster does not serve the ClusterTrustBundle API.
+    TrustBundleUnavailable,
+
     // Issuer `Ready` (and `UpstreamReady`) reasons.
     /// The NCP CA is ACTIVE and its chain is usable.
     CAActive,

@@ -54,6 +54,62 @@ pub struct IssuerSpec {
     /// is unreachable. Certificates signed this way cannot be revoked in NCP (see the README).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subordinate: Option<SubordinateSpec>,
+
+    /// Publication of the NCP root as a signer-linked ClusterTrustBundle (`certificates.k8s.io/v1beta1`,
+    /// named `<signer name with "/" as ":">:root`), which pods mount with a `clusterTrustBundle`
+    /// projected volume. Unset: as the controller's `--trust-bundles` flag says (`opt-in` by default:
+    /// no bundle; the chart passes `all`, so every issuer publishes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_bundle: Option<TrustBundleSpec>,
+
+    /// What PodCertificateRequests (`certificates.k8s.io/v1beta1`) for this issuer's signer name get:
+    /// who may request and what the certificate says. Subordinate issuers only. Unset: every
+    /// PodCertificateRequest for the issuer is denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_certificates: Option<PodCertificatePolicy>,
+}
+
+/// The issuer's ClusterTrustBundle.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustBundleSpec {
+    /// Whether to publish it (default true; false removes it).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Whether the bundle also holds the intermediates between the root and the signing CA (default
+    /// false: exactly the root, which is all a verifier needs).
+    #[serde(default)]
+    pub include_intermediates: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The policy of PodCertificateRequests (KEP-4317): the certificate is built from the pod's identity as
+/// the API server verified it, never from anything the pod controls.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodCertificatePolicy {
+    /// SPIFFE trust domain of the URI SAN `spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>`
+    /// (default `cluster.local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_domain: Option<String>,
+    /// Namespaces whose pods may request (a ClusterPrivateCA; empty: every namespace). A PrivateCA
+    /// serves pods of its own namespace only, whatever this says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Service accounts whose pods may request (empty: every one in an allowed namespace).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<String>,
+    /// DNS names to add, with `$(serviceAccount)`, `$(namespace)` and `$(podName)` replaced (default
+    /// none: the SPIFFE URI only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
+    /// Longest lifetime (a Go duration, default `24h`); shorter when the request's
+    /// `maxExpirationSeconds` or the intermediate's end says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration: Option<String>,
 }
 
 /// The in-cluster intermediate CA of subordinate mode.

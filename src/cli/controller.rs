@@ -93,6 +93,17 @@ pub struct ControllerArgs {
     /// days than this left.
     #[arg(long, default_value_t = 30)]
     expiry_warning_days: u64,
+    /// Sign Kubernetes CertificateSigningRequests for our signer names (needs the chart's CSR RBAC).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    csr_signer: bool,
+    /// Which issuers publish their NCP root as a ClusterTrustBundle: `off`, `opt-in` (those with
+    /// `spec.trustBundle`) or `all` (unless `spec.trustBundle.enabled` is false; the chart's default).
+    #[arg(long, value_enum, default_value = "opt-in")]
+    trust_bundles: controller::trust_bundle::decide::Publication,
+    /// Sign PodCertificateRequests for subordinate issuers (where the cluster serves the API; needs
+    /// the chart's PodCertificateRequest RBAC).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pod_certificates: bool,
 }
 
 /// Runs the operator until SIGTERM / Ctrl-C, or until leadership is lost.
@@ -162,6 +173,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         Some(identity.clone()),
     );
     let concurrency = args.concurrency;
+    let native = controller::NativeSigning {
+        csr: args.csr_signer,
+        trust_bundles: args.trust_bundles,
+        pod_certificates: args.pod_certificates,
+    };
     let result = if args.leader_elect {
         let ns = args.leader_election_namespace.clone().unwrap_or(crn);
         let config = lease::LeaseConfig {
@@ -175,14 +191,14 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         elector
             .run(shutdown.clone(), move |term| async move {
                 tracing::info!("leading: starting controllers");
-                controller::run_all(ctx, &watches, concurrency, term).await;
+                controller::run_all_with(ctx, &watches, concurrency, term, native).await;
             })
             .await
             .map(drop)
             .map_err(anyhow::Error::from)
     } else {
         metrics.set_leader(true);
-        controller::run_all(ctx, &watches, concurrency, shutdown.child_token()).await;
+        controller::run_all_with(ctx, &watches, concurrency, shutdown.child_token(), native).await;
         Ok(())
     };
     // However the controllers ended, everything else stops too.

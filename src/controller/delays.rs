@@ -40,6 +40,9 @@ pub const NOT_YET_VALID_MAX_WAIT: Duration = Duration::from_secs(86_400);
 /// Shortest requeue of a subordinate issuer before its intermediate's renewal.
 pub const RENEWAL_FLOOR: Duration = Duration::from_secs(1);
 
+/// Requeue of an issuer's ClusterTrustBundle when the cluster does not serve the API.
+pub const TRUST_BUNDLE_API_RETRY: Duration = Duration::from_secs(3600);
+
 /// Backoff after a retryable failure, from the request's age: grows with it, bounded by
 /// [`MIN_BACKOFF`]..[`MAX_BACKOFF`], with up to 20 % jitter.
 #[must_use]

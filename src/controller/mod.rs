@@ -6,6 +6,7 @@ mod clients;
 pub mod conditions;
 mod context;
 mod credentials;
+pub mod csr;
 pub mod delays;
 pub mod events;
 pub mod failure;
@@ -13,9 +14,11 @@ pub mod fairness;
 pub mod issuer;
 pub mod kube_message;
 pub mod period;
+pub mod pod_certificate;
 pub mod recovery;
 mod signers;
 pub mod subordinate;
+pub mod trust_bundle;
 
 pub use clients::NcpClientCache;
 pub use context::{
@@ -24,16 +27,64 @@ pub use context::{
 pub use credentials::{IssuerError, read_credentials};
 use std::sync::Arc;
 
-/// Runs the PrivateCA, ClusterPrivateCA and CertificateRequest controllers on the shared `watches`
-/// until `term` is cancelled (shutdown, or the end of a leadership term), and forgets the metrics and
-/// NCP clients of deleted issuers meanwhile.
+/// Which Kubernetes-native signing controllers run (each needs its own RBAC; see the chart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeSigning {
+    /// The CertificateSigningRequest signer.
+    pub csr: bool,
+    /// Which issuers publish a ClusterTrustBundle.
+    pub trust_bundles: trust_bundle::decide::Publication,
+    /// The PodCertificateRequest signer (where the cluster serves the API).
+    pub pod_certificates: bool,
+}
+
+impl Default for NativeSigning {
+    /// The CSR and PodCertificateRequest signers on; trust bundles for the issuers that ask for one.
+    fn default() -> Self {
+        Self {
+            csr: true,
+            trust_bundles: trust_bundle::decide::Publication::OptIn,
+            pod_certificates: true,
+        }
+    }
+}
+
+/// [`run_all_with`] with every Kubernetes-native signing controller on.
 pub async fn run_all(
     ctx: Arc<Context>,
     watches: &crate::watches::Watches,
     concurrency: u16,
     term: tokio_util::sync::CancellationToken,
 ) {
+    run_all_with(ctx, watches, concurrency, term, NativeSigning::default()).await;
+}
+
+/// Runs the PrivateCA, ClusterPrivateCA and CertificateRequest controllers, and the native signing
+/// controllers `native` turns on, on the shared `watches` until `term` is cancelled (shutdown, or the
+/// end of a leadership term), and forgets the metrics and NCP clients of deleted issuers meanwhile.
+pub async fn run_all_with(
+    ctx: Arc<Context>,
+    watches: &crate::watches::Watches,
+    concurrency: u16,
+    term: tokio_util::sync::CancellationToken,
+    native: NativeSigning,
+) {
+    let csr_term = term.clone();
+    let csr_signer = async {
+        if native.csr {
+            csr::run(ctx.clone(), concurrency, watches, csr_term).await;
+        }
+    };
+    let pcr_term = term.clone();
+    let pod_certificates = async {
+        if native.pod_certificates {
+            pod_certificate::run(ctx.clone(), concurrency, watches, pcr_term).await;
+        }
+    };
     tokio::join!(
+        csr_signer,
+        pod_certificates,
+        trust_bundle::run(ctx.clone(), watches, native.trust_bundles, term.clone()),
         issuer::run::<crate::api::PrivateCA>(
             ctx.clone(),
             &watches.private_cas,

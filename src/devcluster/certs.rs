@@ -18,7 +18,7 @@ pub struct ClusterCerts {
     pub admin_key_pem: String,
 }
 
-/// Generates everything and writes `ca.crt`, `apiserver.{crt,key}`, `admin.{crt,key}`, `sa.key` and `sa.pub`
+/// Generates everything and writes `ca.{crt,key}`, `apiserver.{crt,key}`, `admin.{crt,key}`, `sa.key` and `sa.pub`
 /// into `dir`.
 ///
 /// # Errors
@@ -71,6 +71,8 @@ pub fn generate(dir: &Path) -> Result<ClusterCerts, String> {
         std::fs::write(dir.join(name), content).map_err(|err| format!("write {name}: {err}"))
     };
     write("ca.crt", &ca.pem())?;
+    // For tests that act as a node (a client certificate for `system:node:<name>`).
+    write("ca.key", &ca.key().serialize_pem())?;
     write("apiserver.crt", &serving_cert.pem())?;
     write("apiserver.key", &serving_key.serialize_pem())?;
     write("admin.crt", &admin_cert.pem())?;

@@ -239,8 +239,15 @@ impl Cluster {
             format!("--service-account-key-file={}", f("sa.pub")),
             format!("--service-account-signing-key-file={}", f("sa.key")),
             "--service-cluster-ip-range=10.0.0.0/24".to_string(),
-            "--authorization-mode=RBAC".to_string(),
+            // The Node authorizer and NodeRestriction check requests made with a node's credentials
+            // as in a real cluster (the PodCertificateRequest tests act as the kubelet).
+            "--authorization-mode=Node,RBAC".to_string(),
+            "--enable-admission-plugins=NodeRestriction".to_string(),
             "--disable-admission-plugins=ServiceAccount".to_string(),
+            // Kubernetes-native signing: ClusterTrustBundle and PodCertificateRequest are beta and off
+            // by default in 1.35.
+            "--feature-gates=ClusterTrustBundle=true,ClusterTrustBundleProjection=true,PodCertificateRequest=true".to_string(),
+            "--runtime-config=certificates.k8s.io/v1beta1/clustertrustbundles=true,certificates.k8s.io/v1beta1/podcertificaterequests=true".to_string(),
             "--allow-privileged=true".to_string(),
             "--enable-priority-and-fairness=false".to_string(),
             "--profiling=false".to_string(),

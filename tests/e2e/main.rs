@@ -12,12 +12,15 @@ mod support;
 
 mod cluster_smoke;
 mod crd_validation;
+mod csr;
 mod hostile;
 mod ingress;
 mod issuance;
 mod issuer;
 mod lease;
 mod migrate;
+mod pod_certificate;
 mod recovery;
 mod subordinate;
 mod subordinate_outage;
+mod trust_bundle;

@@ -211,6 +211,9 @@ fn helm_lint_strict_is_clean_with_the_defaults_and_with_every_switch_flipped() {
             "replicaCount=1",
             "leaderElection.enabled=false",
             "testHook.enabled=false",
+            "nativeSigning.certificateSigningRequests=false",
+            "nativeSigning.trustBundles=off",
+            "nativeSigning.podCertificates=false",
         ],
         vec![
             "networkPolicy.enabled=true",
@@ -1636,7 +1639,8 @@ async fn with_only_the_charts_service_account_token_the_operator_issues_and_revo
             "metadata": {"name": cluster_ca},
             "spec": {"caTag": ca, "endpoint": support::emulator().base_url(),
                      "credentials": {"secretRef": {"name": "ncp-cluster"}},
-                     "subordinate": {"secretName": format!("{cluster_ca}-intermediate")}}
+                     "subordinate": {"secretName": format!("{cluster_ca}-intermediate")},
+                     "trustBundle": {}}
         }),
     )
     .await
@@ -1696,6 +1700,7 @@ async fn with_only_the_charts_service_account_token_the_operator_issues_and_revo
     .await;
     let (tls2, ca_crt2) = issued_secret(&admin, &ns, "api", "api-tls").await;
     assert!(openssl_verify(&tls2, &ca_crt2).is_ok());
+    native_signing_with_the_charts_rbac(&admin, &ns, &cluster_ca).await;
 
     // Events were published (events.k8s.io create).
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(admin.clone(), &ns);
@@ -1791,6 +1796,68 @@ async fn with_only_the_charts_service_account_token_the_operator_issues_and_revo
             .join("\n")
     );
     operator.stop();
+}
+
+/// Kubernetes-native signing with the chart's RBAC (nativeSigning defaults): an approved CSR for the
+/// ClusterPrivateCA is signed (CSR watch and patch, status patch, `sign` on the signer, a
+/// SubjectAccessReview), and its ClusterTrustBundle is published (`attest` on the signer).
+async fn native_signing_with_the_charts_rbac(admin: &kube::Client, ns: &str, issuer: &str) {
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    use k8s_openapi::api::certificates::v1beta1::ClusterTrustBundle;
+    let signer = format!("clusterprivatecas.pca.ncp-issuer.dev/{issuer}");
+    let key = ncp_pca_issuer::pki::PrivateKey::generate(KeyType::Ec256).expect("key");
+    let pem = ncp_pca_issuer::pki::create_csr(
+        &ncp_pca_issuer::pki::Name::new(),
+        &[ncp_pca_issuer::pki::San::Dns("csr.example.com".into())],
+        &key,
+        false,
+    )
+    .expect("csr");
+    let name = format!("{ns}-chart-csr");
+    let csrs: Api<CertificateSigningRequest> = Api::all(admin.clone());
+    let csr: CertificateSigningRequest = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"signerName": signer, "usages": ["digital signature", "server auth"],
+                 "request": base64::engine::general_purpose::STANDARD.encode(pem)}
+    }))
+    .expect("csr object");
+    let mut created = csrs
+        .create(&PostParams::default(), &csr)
+        .await
+        .expect("csr created");
+    created
+        .status
+        .get_or_insert_with(Default::default)
+        .conditions
+        .get_or_insert_with(Vec::new)
+        .push(
+            serde_json::from_value(json!({"type": "Approved", "status": "True",
+                                          "reason": "Test", "message": "approved by the chart test"}))
+            .expect("condition"),
+        );
+    csrs.replace_subresource("approval", &name, &PostParams::default(), &created)
+        .await
+        .expect("approved");
+    eventually("the CSR signed", Duration::from_secs(60), || {
+        let csrs = csrs.clone();
+        let name = name.clone();
+        async move {
+            let c = csrs.get(&name).await.ok()?;
+            c.status?
+                .certificate
+                .filter(|c| !c.0.is_empty())
+                .map(|_| ())
+        }
+    })
+    .await;
+    let _ = csrs.delete(&name, &DeleteParams::default()).await;
+    let bundles: Api<ClusterTrustBundle> = Api::all(admin.clone());
+    let bundle = format!("clusterprivatecas.pca.ncp-issuer.dev:{issuer}:root");
+    eventually("the ClusterTrustBundle", Duration::from_secs(60), || {
+        let (bundles, bundle) = (bundles.clone(), bundle.clone());
+        async move { bundles.get_opt(&bundle).await.ok()?.map(|_| ()) }
+    })
+    .await;
 }
 
 /// The HTTP status of a refused call (`None` when it succeeded).

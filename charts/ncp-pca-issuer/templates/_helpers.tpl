@@ -108,7 +108,7 @@ The controller's image (tag defaults to the chart's appVersion).
 The flags the chart sets on `ncp-pca-issuer controller`, in the order they are rendered.
 */}}
 {{- define "ncp-pca-issuer.chartFlagNames" -}}
-{{- toYaml (list "cluster-resource-namespace" "http-addr" "leader-elect" "leader-election-namespace" "leader-election-lease" "leader-election-lease-duration-seconds" "leader-election-renew-deadline-seconds" "leader-election-retry-period-seconds" "concurrency" "issuer-recheck-seconds" "ncp-timeout-seconds" "max-retry-seconds" "expiry-warning-days" "metrics-auth" "log-format") }}
+{{- toYaml (list "cluster-resource-namespace" "http-addr" "leader-elect" "leader-election-namespace" "leader-election-lease" "leader-election-lease-duration-seconds" "leader-election-renew-deadline-seconds" "leader-election-retry-period-seconds" "concurrency" "issuer-recheck-seconds" "ncp-timeout-seconds" "max-retry-seconds" "expiry-warning-days" "metrics-auth" "csr-signer" "trust-bundles" "pod-certificates" "log-format") }}
 {{- end }}
 
 {{/*
@@ -170,6 +170,9 @@ the effective value.
   "max-retry-seconds" (toString (int $c.maxRetrySeconds))
   "expiry-warning-days" (toString (int $c.expiryWarningDays))
   "metrics-auth" (toString .Values.metrics.auth)
+  "csr-signer" (toString .Values.nativeSigning.certificateSigningRequests)
+  "trust-bundles" .Values.nativeSigning.trustBundles
+  "pod-certificates" (toString .Values.nativeSigning.podCertificates)
   "log-format" $c.logFormat }}
 {{- toYaml (merge (include "ncp-pca-issuer.extraArgs" . | fromYaml).overrides $flags) }}
 {{- end }}
