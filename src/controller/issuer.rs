@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-mod messages;
 pub mod headroom;
+mod messages;
 
 pub use super::context::NCP_SIGNING_LIMIT;
 

@@ -92,10 +92,14 @@ async fn find_by_alias(probe: &Probe, alias: &str) -> Option<CaDetail> {
             .call(Operation::GetCaList, &["ca"], &[("pageNo", &page_no)], None)
             .await
             .ok()?;
-        let list: CaList =
-            crate::ncp::client::decode_raw_answer(answer.op, answer.http_status, None, &answer.bytes)
-                .ok()
-                .flatten()?;
+        let list: CaList = crate::ncp::client::decode_raw_answer(
+            answer.op,
+            answer.http_status,
+            None,
+            &answer.bytes,
+        )
+        .ok()
+        .flatten()?;
         let empty = list.ca_info_list.is_empty();
         let last = i64::from(page) >= list.total_page_no;
         if let Some(ca) = list

@@ -205,7 +205,14 @@ async fn sign(
         }) => {
             // If this write is lost, the next reconcile finds the certificate by its key.
             record_serial(csr, ctx, &ca_tag, &serial_no).await?;
-            Ok(finish(csr, ctx, request, &certificate, &ca_chain, &serial_no))
+            Ok(finish(
+                csr,
+                ctx,
+                request,
+                &certificate,
+                &ca_chain,
+                &serial_no,
+            ))
         }
         Err(e) => {
             let outcome = after_ncp_failure(csr, ctx, &e);
