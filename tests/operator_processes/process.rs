@@ -361,6 +361,116 @@ async fn lease_holder(client: &kube::Client, ns: &str, name: &str) -> Option<Str
         .filter(|h| !h.is_empty())
 }
 
+/// Every certificate CA `ca` of `emu` has issued, as lines `serial SANs → request`, where the request
+/// is the one among `requests` whose CSR holds the certified key (`NO REQUEST` when none does), then
+/// our `Issued` events in `ns` (which outlive a request cert-manager deleted, and name the serial) and
+/// the serial each request records: the explanation of a wrong count.
+async fn attribute(
+    emu: &ncp_pca_issuer::emulator::EmulatorHandle,
+    ca: &str,
+    client: &kube::Client,
+    ns: &str,
+    requests: &[DynamicObject],
+) -> String {
+    use base64::Engine as _;
+    use ncp_pca_issuer::pki::{Csr, parse_certificates_pem};
+    let keys: Vec<(String, Vec<u8>)> = requests
+        .iter()
+        .filter_map(|r| {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(r.data["spec"]["request"].as_str()?)
+                .ok()?;
+            let csr = Csr::from_pem(std::str::from_utf8(&pem).ok()?).ok()?;
+            Some((
+                r.metadata.name.clone()?,
+                csr.public_key().spki_der().to_vec(),
+            ))
+        })
+        .collect();
+    let ncp = ncp_client_on(emu);
+    let mut lines = Vec::new();
+    let mut page = 1;
+    loop {
+        let Ok(list) = ncp.get_end_cert_list(ca, Some(page)).await else {
+            lines.push(format!(
+                "(page {page} of the CA's certificates could not be read)"
+            ));
+            break;
+        };
+        for serial in &list.list_certs {
+            let parsed = match ncp.get_end_cert(ca, serial).await {
+                Ok(cert) => parse_certificates_pem(&cert.cert_pem).ok(),
+                Err(_) => None,
+            };
+            let Some(leaf) = parsed.as_ref().and_then(|p| p.first()) else {
+                lines.push(format!("{serial}: unreadable"));
+                continue;
+            };
+            let sans: Vec<String> = leaf.sans.iter().map(ToString::to_string).collect();
+            let owner = keys
+                .iter()
+                .find(|(_, key)| key.as_slice() == leaf.public_key.spki_der())
+                .map_or("NO REQUEST", |(name, _)| name.as_str());
+            lines.push(format!(
+                "{serial} {sans:?} not before {} → {owner}",
+                leaf.not_before
+            ));
+        }
+        if i64::from(page) >= list.total_page_no {
+            break;
+        }
+        page += 1;
+    }
+    // Our Issued events name the serial and the request (by uid too: cert-manager reuses a deleted
+    // request's name for its replacement).
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    for e in events
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        if e.reporting_controller.as_deref() == Some("ncp-pca-issuer")
+            && e.reason.as_deref() == Some("Issued")
+        {
+            let regarding = e.regarding.unwrap_or_default();
+            lines.push(format!(
+                "Issued event on {} (uid {}): {}",
+                regarding.name.unwrap_or_default(),
+                regarding.uid.unwrap_or_default(),
+                e.note.unwrap_or_default()
+            ));
+        }
+    }
+    // cert-manager's: a Certificate whose `Requested` event counts more than one created a second
+    // request (for a replaced private key, say).
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    for e in core
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        if e.reason.as_deref() == Some("Requested") {
+            lines.push(format!(
+                "cert-manager on {}: {} (×{})",
+                e.involved_object.name.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+                e.count.unwrap_or(1)
+            ));
+        }
+    }
+    for r in requests {
+        lines.push(format!(
+            "request {} (uid {}) records serial {:?}",
+            r.metadata.name.as_deref().unwrap_or_default(),
+            r.metadata.uid.as_deref().unwrap_or_default(),
+            annotation(r, SERIAL)
+        ));
+    }
+    lines.join("\n")
+}
+
 #[tokio::test]
 async fn killing_the_controller_while_a_batch_is_being_issued_and_starting_it_again_leaves_every_certificate_ready_without_duplicates()
  {
@@ -428,13 +538,22 @@ async fn killing_the_controller_while_a_batch_is_being_issued_and_starting_it_ag
         openssl_verify(&tls, &ca_crt).unwrap_or_else(|e| panic!("c{i} does not verify: {e}"));
     }
 
+    let requests = crs.list(&Default::default()).await.expect("requests").items;
+    // Every certificate the CA holds, each attributed to the request whose CSR key it certifies: a
+    // second certificate for one key is a second signing of one request; one for no present key was
+    // made for a request that is gone (cert-manager replaced it).
+    let attribution = attribute(emu, &ca, &client, &ns, &requests).await;
+    eprintln!("the CA's certificates:\n{attribution}");
     assert_eq!(
         emu.stats().issued_by(&ca),
         COUNT as u64,
-        "exactly one certificate per request across the kill"
+        "exactly one certificate per request across the kill:\n{attribution}"
     );
-    let requests = crs.list(&Default::default()).await.expect("requests").items;
-    assert_eq!(requests.len(), COUNT, "one request per Certificate");
+    assert_eq!(
+        requests.len(),
+        COUNT,
+        "one request per Certificate:\n{attribution}"
+    );
     let mut serials: Vec<&str> = requests
         .iter()
         .map(|r| annotation(r, SERIAL).expect("every request records its serial"))
