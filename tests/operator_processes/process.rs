@@ -210,7 +210,21 @@ impl Drop for OperatorProcess {
             );
         }
         self.process.stop();
+        // `stop` gives up on a watchdog whose operator ignores SIGTERM for 10 s (a frozen one, or a
+        // slow graceful shutdown) and kills only the watchdog: the orphaned operator would go on
+        // watching the whole cluster beside the next test's. It goes by its own pid.
+        if is_operator(self.pid) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+        }
     }
+}
+
+/// Whether `pid` is still one of our operator processes (not a reused pid).
+fn is_operator(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).next() == Some(OPERATOR_BIN.as_bytes()))
 }
 
 fn free_port() -> u16 {
