@@ -480,8 +480,8 @@ async fn attribute(
     for (name, uid, note) in &issued_events {
         lines.push(format!("Issued event on {name} (uid {uid}): {note}"));
     }
-    // cert-manager's: a Certificate whose `Requested` event counts more than one made a second
-    // request (for a replaced private key, say).
+    // cert-manager's events on the Certificates: each request it made (`Requested`), and why it
+    // issued (`Issuing`), so a second request of one Certificate explains itself.
     let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
     for e in core
         .list(&Default::default())
@@ -489,10 +489,11 @@ async fn attribute(
         .map(|l| l.items)
         .unwrap_or_default()
     {
-        if e.reason.as_deref() == Some("Requested") {
+        if e.involved_object.kind.as_deref() == Some("Certificate") {
             lines.push(format!(
-                "cert-manager on {}: {} (×{})",
+                "cert-manager on {}: {}: {} (×{})",
                 e.involved_object.name.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
                 e.message.unwrap_or_default(),
                 e.count.unwrap_or(1)
             ));
