@@ -386,9 +386,8 @@ struct Attributed {
 
 /// Every certificate CA `ca` of `emu` has issued, each with the present request (of `requests`) whose
 /// CSR holds its key and the request uid our `Issued` event in `ns` names for its serial (events
-/// outlive a request cert-manager deleted and replaced under the same name); and the same as text,
-/// with cert-manager's `Requested` events and each request's recorded serial: the explanation of a
-/// wrong count.
+/// outlive a request cert-manager has deleted); and the same as text, with cert-manager's events on
+/// the Certificates and each request's recorded serial: the explanation of a wrong count.
 async fn attribute(
     emu: &ncp_pca_issuer::emulator::EmulatorHandle,
     ca: &str,
@@ -591,10 +590,10 @@ async fn killing_the_controller_while_a_batch_is_being_issued_and_starting_it_ag
     .await;
     // The CA's certificates, each attributed to the request it was made for: the one our Issued
     // event names for its serial, else (signed without an answer, never announced) the present
-    // request whose key it certifies. cert-manager may replace a request it finds stale (its next
-    // private key replaced under load) by a new one of the same name: the replaced request was
-    // signed too, once, and that certificate is no duplicate. Two certificates for one request uid
-    // are.
+    // request whose key it certifies. Under load cert-manager may issue a Certificate twice (seen:
+    // `c3-1`, then `c3-2` a second later, a new revision with a new key) and delete the first
+    // request (revision history limit 1): that request was signed too, once, and its certificate
+    // is no duplicate. Two certificates for one request uid are.
     let (certs, attribution) = attribute(emu, &ca, &client, &ns, &requests).await;
     eprintln!("the CA's certificates:\n{attribution}");
     let uid_of = |name: &str| {
