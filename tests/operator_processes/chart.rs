@@ -1614,6 +1614,9 @@ async fn with_only_the_charts_service_account_token_the_operator_issues_and_revo
 
     // A ClusterPrivateCA: credentials read from the cluster resource namespace (the release's).
     let cluster_ca = format!("chart-{ns}");
+    // Deleted when the test ends (before its turn is released), so that no later operator process
+    // of this binary reconciles it.
+    let _cluster_ca_cleanup = support::ClusterPrivateCaCleanup(cluster_ca.clone());
     credentials_secret(
         &admin,
         &release.namespace,

@@ -88,6 +88,7 @@ async fn thirty_requests_hanging_on_one_issuer_leave_ten_requests_of_another_iss
     )
     .await;
     let cluster_issuer = format!("quiet-{quiet_ns}");
+    let _cluster_issuer_cleanup = support::ClusterPrivateCaCleanup(cluster_issuer.clone());
     ready_issuer_on(
         quiet,
         &client,

@@ -802,6 +802,39 @@ impl Drop for ClusterRbac {
     }
 }
 
+/// Deletes the `ClusterPrivateCA` of this name when the test ends, passed or failed: it is
+/// cluster-scoped, so it would outlive the test's namespace and be reconciled by every later
+/// operator of the test binary (which all watch the whole cluster), against an emulator that is not
+/// theirs.
+pub struct ClusterPrivateCaCleanup(pub String);
+
+impl Drop for ClusterPrivateCaCleanup {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        // Drop runs outside async: a small runtime of its own on another thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let client = cluster().client().await.ok()?;
+                let api = dynamic(
+                    &client,
+                    None,
+                    "pca.ncp-issuer.dev",
+                    "v1alpha1",
+                    "ClusterPrivateCA",
+                    "clusterprivatecas",
+                );
+                let _ = api.delete(&name, &kube::api::DeleteParams::default()).await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
 /// Binds ClusterRole `name` to ServiceAccount `ns/sa` (a ClusterRoleBinding of the same name).
 pub async fn bind_cluster_role(client: &kube::Client, name: &str, ns: &str, sa: &str) {
     use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
