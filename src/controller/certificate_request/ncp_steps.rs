@@ -6,12 +6,10 @@
 use super::decide::{NcpStep, request_age};
 use super::error::RequestError;
 use super::issuers::IssuerView;
-use super::metadata::{merge_metadata, request_name};
+use super::metadata::{merge_metadata, record_serial, request_name};
 use super::status::Outcome;
 use crate::api::RevocationPolicy;
-use crate::api::annotations::{
-    ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED, FINALIZER_REVOKE,
-};
+use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SIGNING_STARTED, FINALIZER_REVOKE};
 use crate::api::certmanager::CertificateRequest;
 use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
 use crate::controller::events::{EventAction, Note};
@@ -114,7 +112,7 @@ pub(super) async fn run(
             match find_by_key(cr, &ncp, &ca_tag, &csr).await {
                 Ok(Some(found)) => {
                     tracing::info!(request = %request_name(cr), serial = %found.serial, "recovered a certificate whose signing answer was lost");
-                    record_serial(cr, ctx, &ca_tag, &found.serial).await?;
+                    record_serial(&ctx.client, cr, &ca_tag, &found.serial).await?;
                     Ok(finish(
                         cr,
                         &csr,
@@ -205,9 +203,11 @@ async fn sign(
             serial_no,
             ..
         }) => {
-            // If this write is lost, the next reconcile finds the certificate by its key.
-            record_serial(cr, ctx, &ca_tag, &serial_no).await?;
-            Ok(finish(cr, csr, &certificate, &ca_chain, &serial_no))
+            // The Issued status carries the certificate (and so its serial); only if that write
+            // fails is the serial recorded, and if that is lost too, the next reconcile finds the
+            // certificate by its key.
+            Ok(finish(cr, csr, &certificate, &ca_chain, &serial_no)
+                .recording_serial_if_unwritten(&ca_tag, &serial_no))
         }
         Err(e) => {
             let outcome = after_ncp_failure(cr, ctx, &e);
@@ -324,21 +324,6 @@ async fn mark_started(
     merge_metadata(&ctx.client, cr, &patch)
         .await
         .map_err(|source| RequestError::WriteMarker {
-            request: request_name(cr),
-            source,
-        })
-}
-
-async fn record_serial(
-    cr: &CertificateRequest,
-    ctx: &Context,
-    ca_tag: &str,
-    serial: &str,
-) -> Result<(), RequestError> {
-    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SERIAL: serial, ANNOTATION_CA_TAG: ca_tag}}});
-    merge_metadata(&ctx.client, cr, &patch)
-        .await
-        .map_err(|source| RequestError::RecordSerial {
             request: request_name(cr),
             source,
         })

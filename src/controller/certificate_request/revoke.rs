@@ -166,7 +166,7 @@ enum Outcome {
 }
 
 async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Blocked> {
-    let Some(serial) = cr.annotations().get(ANNOTATION_SERIAL).cloned() else {
+    let Some(serial) = issued_serial(cr) else {
         return Ok(Outcome::Kept("no certificate was issued for this request"));
     };
     let crn = &ctx.settings.cluster_resource_namespace;
@@ -212,6 +212,26 @@ async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Bloc
             }
         }
     }
+}
+
+/// The serial of the request's certificate: the one recorded on it (NCP's own text, written only when
+/// the Issued status could not be), else the serial of the certificate in its status (NCP's form:
+/// lowercase colon hex). `None` when nothing was issued.
+fn issued_serial(cr: &CertificateRequest) -> Option<String> {
+    if let Some(serial) = cr
+        .annotations()
+        .get(ANNOTATION_SERIAL)
+        .filter(|s| !s.is_empty())
+    {
+        return Some(serial.clone());
+    }
+    let pem = cr.status.as_ref()?.certificate.as_ref()?;
+    let text = std::str::from_utf8(&pem.0).ok()?;
+    parse_certificates_pem(text)
+        .ok()?
+        .into_iter()
+        .next()
+        .map(|c| c.serial.to_colon_hex())
 }
 
 /// The first certificate of a PEM bundle, DER.
@@ -379,6 +399,30 @@ mod tests {
             decide(OnRequestDeletion, true, true, None),
             Verdict::Unsure(_)
         ));
+    }
+
+    #[test]
+    fn the_serial_to_revoke_is_the_recorded_one_else_that_of_the_certificate_in_status() {
+        use crate::api::certmanager::{CertificateRequestSpec, CertificateRequestStatus};
+        use crate::pki::{IssueOptions, Name, NameAttr, PrivateKey, Validity, self_signed_ca};
+        let key = PrivateKey::generate(crate::ncp::types::KeyType::Ec256).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let cert = self_signed_ca(
+            &Name::new().with(NameAttr::CommonName, "leaf"),
+            &key,
+            &IssueOptions::new(Validity::new(now, now + time::Duration::days(1)).unwrap()),
+        )
+        .unwrap();
+        let mut cr = CertificateRequest::new("r", CertificateRequestSpec::default());
+        assert_eq!(issued_serial(&cr), None, "nothing issued");
+        cr.status = Some(CertificateRequestStatus {
+            certificate: Some(k8s_openapi::ByteString(cert.to_pem().into_bytes())),
+            ..CertificateRequestStatus::default()
+        });
+        assert_eq!(issued_serial(&cr), Some(cert.serial.to_colon_hex()));
+        cr.metadata.annotations =
+            Some([(ANNOTATION_SERIAL.to_string(), "0a:0b".to_string())].into());
+        assert_eq!(issued_serial(&cr).as_deref(), Some("0a:0b"));
     }
 
     #[test]
