@@ -1,6 +1,7 @@
 //! The cluster watches, one per kind and shared: a reflector for each of `PrivateCA`,
-//! `ClusterPrivateCA`, `CertificateRequest` and Secret metadata, started at boot in every replica
-//! (leader or follower) and read by the controllers through subscriptions.
+//! `ClusterPrivateCA` and `CertificateRequest`, started at boot in every replica (leader or follower)
+//! and read by the controllers through subscriptions. There is no watch on Secrets (RBAC cannot limit
+//! a cluster-wide list to metadata): credentials are read with a GET at each issuer health check.
 //!
 //! **Why they start at boot.** `/readyz` answers 200 once every one of these watches has listed its
 //! kind (see [`Watches::synced`]); a follower runs the same watches, so it becomes ready on the same
@@ -19,9 +20,7 @@
 use crate::api::certmanager::CertificateRequest;
 use crate::api::{ClusterPrivateCA, PrivateCA};
 use futures::{Stream, StreamExt as _};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use std::collections::VecDeque;
@@ -215,16 +214,14 @@ pub struct Watches {
     /// Every `CertificateRequest`, pruned of what the controller never reads (see
     /// [`prune`]).
     pub requests: Shared<CertificateRequest>,
-    /// The metadata of every Secret (no key material is fetched or cached).
-    pub secrets: Shared<PartialObjectMeta<Secret>>,
 }
 
 impl Watches {
     /// Starts every watch; they run until `shutdown` is cancelled.
     #[must_use]
     pub fn start(client: &kube::Client, shutdown: &CancellationToken) -> Self {
-        // Issuers and Secrets are few: listed consistently. Requests may be many: listed from the
-        // API server's watch cache.
+        // Issuers are few: listed consistently. Requests may be many: listed from the API server's
+        // watch cache.
         let consistent = watcher::Config::default;
         Self {
             private_cas: Shared::start(
@@ -246,15 +243,6 @@ impl Watches {
                 .modify(prune),
                 shutdown,
             ),
-            secrets: Shared::start(
-                "Secret",
-                // `PartialObjectMeta` makes the requests metadata-only.
-                watcher(
-                    Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-                    consistent(),
-                ),
-                shutdown,
-            ),
         }
     }
 
@@ -264,7 +252,6 @@ impl Watches {
             self.private_cas.synced(),
             self.cluster_private_cas.synced(),
             self.requests.synced(),
-            self.secrets.synced(),
         );
     }
 }

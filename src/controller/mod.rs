@@ -30,16 +30,10 @@ pub async fn run_all(
     term: tokio_util::sync::CancellationToken,
 ) {
     tokio::join!(
-        issuer::run::<crate::api::PrivateCA>(
-            ctx.clone(),
-            &watches.private_cas,
-            &watches.secrets,
-            term.clone()
-        ),
+        issuer::run::<crate::api::PrivateCA>(ctx.clone(), &watches.private_cas, term.clone()),
         issuer::run::<crate::api::ClusterPrivateCA>(
             ctx.clone(),
             &watches.cluster_private_cas,
-            &watches.secrets,
             term.clone()
         ),
         certificate_request::run(ctx.clone(), concurrency, watches, term.clone()),

@@ -11,12 +11,12 @@ use super::status::Outcome;
 use crate::api::RevocationPolicy;
 use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SIGNING_STARTED, FINALIZER_REVOKE};
 use crate::api::certmanager::CertificateRequest;
-use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
+use crate::controller::Context;
+use crate::controller::delays::{CLIENT_WAIT, CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
 use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, FailCause, after_failure};
 use crate::controller::period::{self, period_days};
 use crate::controller::recovery::{Recovered, find_issued, settle_window};
-use crate::controller::{Context, IssuerError, read_credentials};
 use crate::ncp::types::{IssuedCert, KeyType, Period};
 use crate::ncp::{self, NcpError};
 use crate::pki::{Csr, assemble, missing_usages};
@@ -77,14 +77,10 @@ pub(super) async fn run(
         Ok(csr) => csr,
         Err(e) => return Ok(Outcome::failed(Reason::InvalidRequest, &e.to_string())),
     };
-    let ncp = match client_for(ctx, issuer).await {
-        Ok(c) => c,
-        Err(e) => {
-            // Next: issuer or Secret changes re-trigger through the issuer controller; retry as a
-            // fallback.
-            let msg = format!("issuer cannot be used: {e}");
-            return Ok(Outcome::pending(&msg, ISSUER_WAIT));
-        }
+    let Some(ncp) = ctx.ncp_clients.current(&issuer.owner, issuer.generation) else {
+        // The issuer's health check has not built a client for this generation yet (just started,
+        // or its spec just changed): no write, look again shortly. Requests never read the Secret.
+        return Ok(Outcome::requeue(CLIENT_WAIT));
     };
     let ca_tag_or_issuers = |ca_tag: String| {
         if ca_tag.is_empty() {
@@ -138,17 +134,6 @@ pub(super) async fn run(
         }
         NcpStep::Sign => sign(cr, ctx, issuer, &ncp, &csr).await,
     }
-}
-
-/// The NCP client for the issuer, with the credentials its Secret holds now.
-async fn client_for(ctx: &Context, issuer: &IssuerView) -> Result<ncp::Client, IssuerError> {
-    let credentials = read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec).await?;
-    ctx.ncp_clients.get(
-        &issuer.owner,
-        &issuer.spec,
-        &credentials,
-        ctx.settings.ncp_request_timeout,
-    )
 }
 
 async fn sign(
@@ -210,6 +195,11 @@ async fn sign(
                 .recording_serial_if_unwritten(&ca_tag, &serial_no))
         }
         Err(e) => {
+            if e.is_issuer_level() {
+                // The issuer's problem (credentials, CA): its controller checks it again, once for
+                // however many requests fail like this.
+                ctx.ncp_clients.ask_recheck(&issuer.owner);
+            }
             let outcome = after_ncp_failure(cr, ctx, &e);
             // NCP certainly did not sign: the marker goes, so that a retry signs instead of searching
             // NCP (not needed when the request fails for good).

@@ -8,9 +8,9 @@ use super::metadata::request_name;
 use crate::api::RevocationPolicy;
 use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SERIAL, FINALIZER_REVOKE};
 use crate::api::certmanager::{Certificate, CertificateRequest};
+use crate::controller::Context;
 use crate::controller::delays::{REVOKE_GIVE_UP, REVOKE_RETRY};
 use crate::controller::events::{EventAction, Note};
-use crate::controller::{Context, IssuerError, read_credentials};
 use crate::ncp::NcpError;
 use crate::pki::parse_certificates_pem;
 use crate::reason::Reason;
@@ -42,9 +42,10 @@ enum Blocked {
     /// Whether the certificate is still served is not known.
     #[error("{0}")]
     Unsure(&'static str),
-    /// The issuer cannot be used (credentials).
-    #[error(transparent)]
-    Issuer(#[from] IssuerError),
+    /// The issuer's health check has built no NCP client for it (not checked yet at its current
+    /// generation, or its credentials cannot be read).
+    #[error("its issuer has no usable NCP client yet (see the issuer's Ready condition)")]
+    NoClient,
     /// NCP failed in a way a retry may fix.
     #[error(transparent)]
     Ncp(NcpError),
@@ -193,14 +194,10 @@ async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Bloc
                 .get(ANNOTATION_CA_TAG)
                 .cloned()
                 .unwrap_or_else(|| issuer.spec.ca_tag.clone());
-            let credentials =
-                read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec).await?;
-            let ncp = ctx.ncp_clients.get(
-                &issuer.owner,
-                &issuer.spec,
-                &credentials,
-                ctx.settings.ncp_request_timeout,
-            )?;
+            let ncp = ctx
+                .ncp_clients
+                .current(&issuer.owner, issuer.generation)
+                .ok_or(Blocked::NoClient)?;
             match ncp.revoke_end_cert(&ca_tag, &serial).await {
                 Ok(()) => Ok(Outcome::Revoked(serial)),
                 // Already gone in NCP (trimmed after expiry): nothing left to revoke.

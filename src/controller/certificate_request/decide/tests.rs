@@ -129,6 +129,7 @@ fn view(readiness: Readiness, subordinate: bool) -> IssuerView {
         readiness,
         ca_not_after_unix: None,
         owner: "ClusterPrivateCA/ca".into(),
+        generation: Some(1),
         subordinate_root: None,
         reference: Default::default(),
     }
