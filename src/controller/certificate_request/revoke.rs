@@ -5,8 +5,10 @@
 use super::error::RequestError;
 use super::issuers::{IssuerCache, IssuerLookup};
 use super::metadata::request_name;
+
+mod unrecorded;
 use crate::api::RevocationPolicy;
-use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SERIAL, FINALIZER_REVOKE};
+use crate::api::annotations::{ANNOTATION_SERIAL, FINALIZER_REVOKE};
 use crate::api::certmanager::{Certificate, CertificateRequest};
 use crate::controller::Context;
 use crate::controller::delays::{REVOKE_GIVE_UP, REVOKE_RETRY};
@@ -125,7 +127,10 @@ pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action,
             Ok(Action::await_change())
         }
         Ok(Outcome::Refused(why)) => {
-            let msg = format!("NCP refused to revoke, releasing the request: {why}");
+            let msg = format!(
+                "NCP refused to revoke, releasing the request: {why}; {}",
+                unrecorded::left_valid(cr, crate::controller::recovery::settle_window(ctx))
+            );
             let note = Note::warning(Reason::RevocationFailed, msg, EventAction::Revoke);
             ctx.publish(&cr.object_ref(&()), note).await;
             release(cr, ctx).await?;
@@ -138,8 +143,9 @@ pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action,
         }
         Err(why) if waited >= REVOKE_GIVE_UP => {
             let msg = format!(
-                "revocation abandoned after {}s, releasing the request: {why}",
-                waited.as_secs()
+                "revocation abandoned after {}s, releasing the request: {why}; {}",
+                waited.as_secs(),
+                unrecorded::left_valid(cr, crate::controller::recovery::settle_window(ctx))
             );
             let note = Note::warning(Reason::RevocationFailed, msg, EventAction::Revoke);
             ctx.publish(&cr.object_ref(&()), note).await;
@@ -167,37 +173,50 @@ enum Outcome {
 }
 
 async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Blocked> {
-    let Some(serial) = issued_serial(cr) else {
+    let recorded = issued_serial(cr);
+    if recorded.is_none() && unrecorded::marker(cr).is_none() {
         return Ok(Outcome::Kept("no certificate was issued for this request"));
-    };
+    }
     let crn = &ctx.settings.cluster_resource_namespace;
     let issuer = match IssuerCache::default().lookup(&ctx.client, cr, crn).await {
         IssuerLookup::Found(issuer) => issuer,
         IssuerLookup::Missing => return Err(Blocked::IssuerGone),
         _ => return Err(Blocked::IssuerUnreadable),
     };
-    if issuer.spec.revocation_policy == RevocationPolicy::Never {
+    let policy = issuer.spec.revocation_policy;
+    if policy == RevocationPolicy::Never {
         return Ok(Outcome::Kept("the issuer's revocation policy is Never"));
     }
-    let (certificate_exists, still_served) = certificate_state(cr, ctx).await?;
-    match decide(
-        issuer.spec.revocation_policy,
-        true,
-        certificate_exists,
-        still_served,
-    ) {
+    let (certificate_exists, still_served) = certificate_state(cr, ctx, None).await?;
+    match decide(policy, true, certificate_exists, still_served) {
         Verdict::Keep(why) => Ok(Outcome::Kept(why)),
         Verdict::Unsure(why) => Err(Blocked::Unsure(why)),
         Verdict::Revoke => {
-            let ca_tag = cr
-                .annotations()
-                .get(ANNOTATION_CA_TAG)
-                .cloned()
-                .unwrap_or_else(|| issuer.spec.ca_tag.clone());
+            let ca_tag = unrecorded::ca_tag(cr).unwrap_or_else(|| issuer.spec.ca_tag.clone());
             let ncp = ctx
                 .ncp_clients
                 .current(&issuer.owner, issuer.generation)
                 .ok_or(Blocked::NoClient)?;
+            let serial = match recorded {
+                Some(serial) => serial,
+                // Signing started and its answer was lost: the certificate may exist in NCP,
+                // recorded nowhere. Find it by key before letting the request go.
+                None => match unrecorded::recover(cr, ctx, &ncp, &ca_tag).await? {
+                    unrecorded::Found::Certificate { serial, leaf_der } => {
+                        let (_, served) = certificate_state(cr, ctx, Some(&leaf_der)).await?;
+                        match decide(policy, true, certificate_exists, served) {
+                            Verdict::Revoke => serial,
+                            Verdict::Keep(why) => return Ok(Outcome::Kept(why)),
+                            Verdict::Unsure(why) => return Err(Blocked::Unsure(why)),
+                        }
+                    }
+                    unrecorded::Found::Nothing => {
+                        return Ok(Outcome::Kept(
+                            "NCP has no certificate for this request's key: its signing never took effect",
+                        ));
+                    }
+                },
+            };
             match ncp.revoke_end_cert(&ca_tag, &serial).await {
                 Ok(()) => Ok(Outcome::Revoked(serial)),
                 // Already gone in NCP (trimmed after expiry): nothing left to revoke.
@@ -212,8 +231,8 @@ async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Bloc
 }
 
 /// The serial of the request's certificate: the one recorded on it (NCP's own text, written only when
-/// the Issued status could not be), else the serial of the certificate in its status (NCP's form:
-/// lowercase colon hex). `None` when nothing was issued.
+/// the Issued status could not be), else, when NCP signed it, the serial of the certificate in its
+/// status (NCP's form: lowercase colon hex). `None` when nothing is known to be issued.
 fn issued_serial(cr: &CertificateRequest) -> Option<String> {
     if let Some(serial) = cr
         .annotations()
@@ -222,6 +241,8 @@ fn issued_serial(cr: &CertificateRequest) -> Option<String> {
     {
         return Some(serial.clone());
     }
+    // Only a certificate NCP signed (the start marker says so) has a serial NCP knows.
+    unrecorded::marker(cr)?;
     let pem = cr.status.as_ref()?.certificate.as_ref()?;
     let text = std::str::from_utf8(&pem.0).ok()?;
     parse_certificates_pem(text)
@@ -242,10 +263,11 @@ fn leaf_der(pem: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Whether the owning Certificate exists (and is not being deleted), and whether its Secret serves
-/// this request's certificate (`None`: unknown).
+/// this request's certificate (`leaf`, DER, else the one in its status; `None`: unknown).
 async fn certificate_state(
     cr: &CertificateRequest,
     ctx: &Context,
+    leaf: Option<&[u8]>,
 ) -> Result<(bool, Option<bool>), Blocked> {
     let ns = cr.namespace().unwrap_or_default();
     let owner = cr
@@ -273,12 +295,13 @@ async fn certificate_state(
         // Gone, being deleted, or replaced by a new object of the same name.
         _ => return Ok((false, Some(false))),
     };
-    let Some(ours) = cr
-        .status
-        .as_ref()
-        .and_then(|s| s.certificate.as_ref())
-        .and_then(|b| leaf_der(&b.0))
-    else {
+    let ours = leaf.map(<[u8]>::to_vec).or_else(|| {
+        cr.status
+            .as_ref()
+            .and_then(|s| s.certificate.as_ref())
+            .and_then(|b| leaf_der(&b.0))
+    });
+    let Some(ours) = ours else {
         // Never written to status, so cert-manager never put it in the Secret.
         return Ok((true, Some(false)));
     };
@@ -354,79 +377,4 @@ pub async fn remove_all_finalizers(client: &kube::Client) -> Result<Vec<String>,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use RevocationPolicy::{Never, OnCertificateDeletion, OnRequestDeletion};
-
-    #[test]
-    fn never_revokes_nothing() {
-        assert!(matches!(
-            decide(Never, true, false, Some(false)),
-            Verdict::Keep(_)
-        ));
-    }
-
-    #[test]
-    fn on_certificate_deletion_revokes_only_once_the_certificate_is_gone() {
-        assert!(matches!(
-            decide(OnCertificateDeletion, true, true, Some(false)),
-            Verdict::Keep(_)
-        ));
-        assert_eq!(
-            decide(OnCertificateDeletion, true, false, Some(false)),
-            Verdict::Revoke
-        );
-    }
-
-    #[test]
-    fn on_request_deletion_revokes_unless_the_certificate_is_still_served() {
-        assert_eq!(
-            decide(OnRequestDeletion, true, true, Some(false)),
-            Verdict::Revoke
-        );
-        assert!(matches!(
-            decide(OnRequestDeletion, true, true, Some(true)),
-            Verdict::Keep(_)
-        ));
-    }
-
-    #[test]
-    fn doubt_about_what_is_served_never_revokes() {
-        assert!(matches!(
-            decide(OnRequestDeletion, true, true, None),
-            Verdict::Unsure(_)
-        ));
-    }
-
-    #[test]
-    fn the_serial_to_revoke_is_the_recorded_one_else_that_of_the_certificate_in_status() {
-        use crate::api::certmanager::{CertificateRequestSpec, CertificateRequestStatus};
-        use crate::pki::{IssueOptions, Name, NameAttr, PrivateKey, Validity, self_signed_ca};
-        let key = PrivateKey::generate(crate::ncp::types::KeyType::Ec256).unwrap();
-        let now = time::OffsetDateTime::now_utc();
-        let cert = self_signed_ca(
-            &Name::new().with(NameAttr::CommonName, "leaf"),
-            &key,
-            &IssueOptions::new(Validity::new(now, now + time::Duration::days(1)).unwrap()),
-        )
-        .unwrap();
-        let mut cr = CertificateRequest::new("r", CertificateRequestSpec::default());
-        assert_eq!(issued_serial(&cr), None, "nothing issued");
-        cr.status = Some(CertificateRequestStatus {
-            certificate: Some(k8s_openapi::ByteString(cert.to_pem().into_bytes())),
-            ..CertificateRequestStatus::default()
-        });
-        assert_eq!(issued_serial(&cr), Some(cert.serial.to_colon_hex()));
-        cr.metadata.annotations =
-            Some([(ANNOTATION_SERIAL.to_string(), "0a:0b".to_string())].into());
-        assert_eq!(issued_serial(&cr).as_deref(), Some("0a:0b"));
-    }
-
-    #[test]
-    fn nothing_issued_means_nothing_to_revoke() {
-        assert!(matches!(
-            decide(OnRequestDeletion, false, false, Some(false)),
-            Verdict::Keep(_)
-        ));
-    }
-}
+mod tests;
