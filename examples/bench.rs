@@ -220,12 +220,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })?;
 
     // 1. The control plane, with cert-manager's client limits raised (see `--cm-qps`).
-    let mut options = ClusterOptions::from_env()?;
+    let mut options = ClusterOptions::from_env()?
+        .with_cert_manager_client_limits(Some(args.cm_qps), Some(args.cm_burst));
     options.extra_crds.push(ncp_pca_issuer::api::crd_yaml()?);
-    options.cert_manager_args = vec![
-        format!("--kube-api-qps={}", args.cm_qps),
-        format!("--kube-api-burst={}", args.cm_burst),
-    ];
     progress("starting the control plane");
     let started = Instant::now();
     let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options))
