@@ -30,6 +30,9 @@
 //! Every process it starts runs under the devcluster watchdog and is stopped by PID at the end, on
 //! error, and when this process dies. Everything listens on 127.0.0.1.
 
+#[path = "bench_parts/status_write.rs"]
+mod status_write;
+
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -122,6 +125,10 @@ struct Args {
     /// Command put in front of the operator binary, split on spaces (e.g. `heaptrack -o /tmp/op`).
     #[arg(long, default_value = "")]
     operator_wrapper: String,
+    /// After the batches, write the Issued status of this many requests by server-side apply and as
+    /// many by merge patch, and print what each way cost the API server (0: skip).
+    #[arg(long, default_value_t = 0)]
+    status_writes: usize,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -256,6 +263,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await
             .map(|audit| format!("{}{audit}", run.report)),
         Err(e) => Err(e),
+    };
+    let result = match result {
+        Ok(report) if args.status_writes > 0 => status_write::compare(
+            &client,
+            &cluster,
+            args.status_writes,
+            usize::from(args.concurrency),
+        )
+        .await
+        .map(|section| format!("{report}{section}")),
+        other => other,
     };
 
     // The operator is stopped by PID whatever happened (its Drop does the same on an early return).
