@@ -737,3 +737,61 @@ async fn rotated_credentials_are_picked_up_by_requests_without_a_secret_read_per
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_issuer_asks_ncp_once_per_change_and_not_again_for_its_own_status_write() {
+    let emu = support::own_emulator();
+    operator();
+    let client = client().await;
+    let ns = namespace("issuer-once").await;
+    let ca = support::emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
+    let calls = || {
+        let stats = emu.stats();
+        (
+            stats.calls(Operation::GetCa).total,
+            stats.calls(Operation::GetCaChain).total,
+        )
+    };
+    support::ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    // Ready is written: the check that wrote it asked NCP once. Its own status write (and the
+    // periodic re-check, 10 s away in these tests) must not make it ask again.
+    assert_eq!(
+        calls(),
+        (1, 1),
+        "one Get CA and one Get CA Chain for the first check"
+    );
+    support::stays(
+        "no second Get CA / Get CA Chain after the issuer's own status write",
+        Duration::from_secs(4),
+        || async { calls() == (1, 1) },
+    )
+    .await;
+    // A spec change: one more check, one more pair of calls.
+    let pcas = dynamic(
+        &client,
+        Some(&ns),
+        "pca.ncp-issuer.dev",
+        "v1alpha1",
+        "PrivateCA",
+        "privatecas",
+    );
+    pcas.patch(
+        "pca",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"revocationPolicy": "Never"}})),
+    )
+    .await
+    .expect("spec changed");
+    eventually(
+        "the re-check of the new spec",
+        Duration::from_secs(30),
+        || async { (calls() == (2, 2)).then_some(()) },
+    )
+    .await;
+    support::stays(
+        "one check per spec change",
+        Duration::from_secs(4),
+        || async { calls() == (2, 2) },
+    )
+    .await;
+}
