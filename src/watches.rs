@@ -258,8 +258,10 @@ impl Watches {
 
 /// Drops from the cached copy of a request what no reconcile reads, so that the cache of every
 /// CertificateRequest in the cluster stays small: `managedFields` always (a JSON tree per field manager,
-/// the largest part of a request), and for requests of other issuers everything but their identity and
-/// `issuerRef` (their CSR, annotations and status, with the issued certificate).
+/// the largest part of a request); for requests of other issuers everything but their identity and
+/// `issuerRef` (their CSR, annotations and status, with the issued certificate); and for our requests
+/// in a final state (Issued, Failed, Denied: never acted on again) their CSR and the certificate and CA
+/// in their status. Their deletion (the revocation finalizer) reads the request fresh.
 pub fn prune(cr: &mut CertificateRequest) {
     cr.metadata.managed_fields = None;
     if !cr.names_our_issuer() {
@@ -267,7 +269,23 @@ pub fn prune(cr: &mut CertificateRequest) {
         cr.metadata.labels = None;
         cr.spec.request = k8s_openapi::ByteString(Vec::new());
         cr.status = None;
+    } else if is_final(cr) {
+        cr.spec.request = k8s_openapi::ByteString(Vec::new());
+        if let Some(status) = cr.status.as_mut() {
+            status.certificate = None;
+            status.ca = None;
+        }
     }
+}
+
+/// Whether the request's Ready condition is final: True, or False with reason Failed or Denied.
+fn is_final(cr: &CertificateRequest) -> bool {
+    use crate::reason::Reason;
+    cr.condition("Ready").is_some_and(|c| {
+        c.status == "True"
+            || [Reason::Failed.as_str(), Reason::Denied.as_str()]
+                .contains(&c.reason.as_deref().unwrap_or_default())
+    })
 }
 
 #[cfg(test)]
@@ -310,6 +328,51 @@ mod tests {
 
     fn value(cm: &ConfigMap) -> &str {
         cm.data.as_ref().unwrap()["v"].as_str()
+    }
+
+    #[test]
+    fn a_final_request_of_ours_is_cached_without_its_csr_and_certificate() {
+        use crate::api::certmanager::{
+            CertificateRequestSpec, CertificateRequestStatus, RequestCondition,
+        };
+        let request = |ready: &str, reason: &str| {
+            let mut cr = CertificateRequest::new(
+                "r",
+                serde_json::from_value::<CertificateRequestSpec>(serde_json::json!({
+                    "request": "Y3Ny",
+                    "issuerRef": {"group": "pca.ncp-issuer.dev", "kind": "PrivateCA", "name": "pca"}
+                }))
+                .unwrap(),
+            );
+            cr.status = Some(CertificateRequestStatus {
+                conditions: vec![RequestCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    reason: Some(reason.into()),
+                    ..RequestCondition::default()
+                }],
+                certificate: Some(k8s_openapi::ByteString(b"cert".to_vec())),
+                ca: Some(k8s_openapi::ByteString(b"ca".to_vec())),
+                ..CertificateRequestStatus::default()
+            });
+            cr
+        };
+        for (ready, reason) in [("True", "Issued"), ("False", "Failed"), ("False", "Denied")] {
+            let mut cr = request(ready, reason);
+            prune(&mut cr);
+            assert!(cr.spec.request.0.is_empty(), "{reason}");
+            let status = cr.status.as_ref().unwrap();
+            assert!(
+                status.certificate.is_none() && status.ca.is_none(),
+                "{reason}"
+            );
+            assert_eq!(status.conditions.len(), 1, "the condition stays: {reason}");
+        }
+        // Still being worked on: kept whole.
+        let mut pending = request("False", "Pending");
+        prune(&mut pending);
+        assert_eq!(pending.spec.request.0, b"csr");
+        assert!(pending.status.unwrap().certificate.is_some());
     }
 
     #[tokio::test]

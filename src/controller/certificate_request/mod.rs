@@ -50,8 +50,17 @@ pub async fn reconcile_with(
         return Ok(Action::await_change());
     }
     if cr.metadata.deletion_timestamp.is_some() {
-        // Deletion: the revocation finalizer's own flow.
-        return revoke::on_delete(&cr, &ctx).await;
+        if !revoke::holds(&cr) {
+            // Not ours to hold: nothing to do.
+            return Ok(Action::await_change());
+        }
+        // Deletion: the revocation finalizer's own flow, on the request as it is (the cached copy of
+        // a finished request lacks its certificate, see `watches::prune`).
+        return match read_fresh(&cr, &ctx).await? {
+            Some(fresh) => revoke::on_delete(&fresh, &ctx).await,
+            // Gone already.
+            None => Ok(Action::await_change()),
+        };
     }
     // Fetch.
     let cached = decide::next(&cr);

@@ -98,12 +98,18 @@ pub fn decide(
     }
 }
 
+/// Whether the request carries our revocation finalizer.
+#[must_use]
+pub fn holds(cr: &CertificateRequest) -> bool {
+    cr.finalizers().iter().any(|f| f == FINALIZER_REVOKE)
+}
+
 /// Handles a request being deleted while it carries our finalizer.
 ///
 /// # Errors
 /// When a Kubernetes write fails.
 pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action, RequestError> {
-    if !cr.finalizers().iter().any(|f| f == FINALIZER_REVOKE) {
+    if !holds(cr) {
         // Not ours to hold: nothing to do.
         return Ok(Action::await_change());
     }
