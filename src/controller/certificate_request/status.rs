@@ -331,6 +331,8 @@ impl Outcome {
 /// Applies `outcome` to the request: the one place that writes a CertificateRequest's status. The
 /// status is written when it says something new; then the events are published and the issuance
 /// counted. A conditional update that lost to a concurrent change writes nothing and looks again soon.
+/// When the write fails and the outcome carries a serial ([`Outcome::recording_serial_if_unwritten`]),
+/// the serial is recorded on the request before the error is returned.
 ///
 /// # Errors
 /// When the API server refuses the write (the error policy retries).
