@@ -30,6 +30,9 @@
 //! Every process it starts runs under the devcluster watchdog and is stopped by PID at the end, on
 //! error, and when this process dies. Everything listens on 127.0.0.1.
 
+#[path = "bench_parts/status_write.rs"]
+mod status_write;
+
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -122,6 +125,10 @@ struct Args {
     /// Command put in front of the operator binary, split on spaces (e.g. `heaptrack -o /tmp/op`).
     #[arg(long, default_value = "")]
     operator_wrapper: String,
+    /// After the batches, write the Issued status of this many requests by server-side apply and as
+    /// many by merge patch, and print what each way cost the API server (0: skip).
+    #[arg(long, default_value_t = 0)]
+    status_writes: usize,
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {
@@ -220,12 +227,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })?;
 
     // 1. The control plane, with cert-manager's client limits raised (see `--cm-qps`).
-    let mut options = ClusterOptions::from_env()?;
+    let mut options = ClusterOptions::from_env()?
+        .with_cert_manager_client_limits(Some(args.cm_qps), Some(args.cm_burst));
     options.extra_crds.push(ncp_pca_issuer::api::crd_yaml()?);
-    options.cert_manager_args = vec![
-        format!("--kube-api-qps={}", args.cm_qps),
-        format!("--kube-api-burst={}", args.cm_burst),
-    ];
     progress("starting the control plane");
     let started = Instant::now();
     let cluster = tokio::task::spawn_blocking(move || Cluster::start(&options))
@@ -259,6 +263,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await
             .map(|audit| format!("{}{audit}", run.report)),
         Err(e) => Err(e),
+    };
+    let result = match result {
+        Ok(report) if args.status_writes > 0 => status_write::compare(
+            &client,
+            &cluster,
+            args.status_writes,
+            usize::from(args.concurrency),
+        )
+        .await
+        .map(|section| format!("{report}{section}")),
+        other => other,
     };
 
     // The operator is stopped by PID whatever happened (its Drop does the same on an early return).

@@ -2,7 +2,7 @@
 //!
 //! - `/livez` answers 200 while the process runs.
 //! - `/readyz` answers 503 until every watch behind the controllers (`PrivateCA`,
-//!   `ClusterPrivateCA`, `CertificateRequest`, Secret metadata; see [`crate::watches`]) has listed
+//!   `ClusterPrivateCA`, `CertificateRequest`; see [`crate::watches`]) has listed
 //!   its kind, then 200 for good. Every replica runs those watches, the follower included, so a
 //!   follower is ready on the same terms as the leader; an identity that may not list one of the
 //!   kinds never becomes ready.

@@ -1,6 +1,7 @@
 //! The cluster watches, one per kind and shared: a reflector for each of `PrivateCA`,
-//! `ClusterPrivateCA`, `CertificateRequest` and Secret metadata, started at boot in every replica
-//! (leader or follower) and read by the controllers through subscriptions.
+//! `ClusterPrivateCA` and `CertificateRequest`, started at boot in every replica (leader or follower)
+//! and read by the controllers through subscriptions. There is no watch on Secrets (RBAC cannot limit
+//! a cluster-wide list to metadata): credentials are read with a GET at each issuer health check.
 //!
 //! **Why they start at boot.** `/readyz` answers 200 once every one of these watches has listed its
 //! kind (see [`Watches::synced`]); a follower runs the same watches, so it becomes ready on the same
@@ -19,9 +20,7 @@
 use crate::api::certmanager::CertificateRequest;
 use crate::api::{ClusterPrivateCA, PrivateCA};
 use futures::{Stream, StreamExt as _};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use std::collections::VecDeque;
@@ -215,16 +214,14 @@ pub struct Watches {
     /// Every `CertificateRequest`, pruned of what the controller never reads (see
     /// [`prune`]).
     pub requests: Shared<CertificateRequest>,
-    /// The metadata of every Secret (no key material is fetched or cached).
-    pub secrets: Shared<PartialObjectMeta<Secret>>,
 }
 
 impl Watches {
     /// Starts every watch; they run until `shutdown` is cancelled.
     #[must_use]
     pub fn start(client: &kube::Client, shutdown: &CancellationToken) -> Self {
-        // Issuers and Secrets are few: listed consistently. Requests may be many: listed from the
-        // API server's watch cache.
+        // Issuers are few: listed consistently. Requests may be many: listed from the API server's
+        // watch cache.
         let consistent = watcher::Config::default;
         Self {
             private_cas: Shared::start(
@@ -246,15 +243,6 @@ impl Watches {
                 .modify(prune),
                 shutdown,
             ),
-            secrets: Shared::start(
-                "Secret",
-                // `PartialObjectMeta` makes the requests metadata-only.
-                watcher(
-                    Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-                    consistent(),
-                ),
-                shutdown,
-            ),
         }
     }
 
@@ -264,15 +252,16 @@ impl Watches {
             self.private_cas.synced(),
             self.cluster_private_cas.synced(),
             self.requests.synced(),
-            self.secrets.synced(),
         );
     }
 }
 
 /// Drops from the cached copy of a request what no reconcile reads, so that the cache of every
 /// CertificateRequest in the cluster stays small: `managedFields` always (a JSON tree per field manager,
-/// the largest part of a request), and for requests of other issuers everything but their identity and
-/// `issuerRef` (their CSR, annotations and status, with the issued certificate).
+/// the largest part of a request); for requests of other issuers everything but their identity and
+/// `issuerRef` (their CSR, annotations and status, with the issued certificate); and for our requests
+/// in a final state (Issued, Failed, Denied: never acted on again) their CSR and the certificate and CA
+/// in their status. Their deletion (the revocation finalizer) reads the request fresh.
 pub fn prune(cr: &mut CertificateRequest) {
     cr.metadata.managed_fields = None;
     if !cr.names_our_issuer() {
@@ -280,7 +269,23 @@ pub fn prune(cr: &mut CertificateRequest) {
         cr.metadata.labels = None;
         cr.spec.request = k8s_openapi::ByteString(Vec::new());
         cr.status = None;
+    } else if is_final(cr) {
+        cr.spec.request = k8s_openapi::ByteString(Vec::new());
+        if let Some(status) = cr.status.as_mut() {
+            status.certificate = None;
+            status.ca = None;
+        }
     }
+}
+
+/// Whether the request's Ready condition is final: True, or False with reason Failed or Denied.
+fn is_final(cr: &CertificateRequest) -> bool {
+    use crate::reason::Reason;
+    cr.condition("Ready").is_some_and(|c| {
+        c.status == "True"
+            || [Reason::Failed.as_str(), Reason::Denied.as_str()]
+                .contains(&c.reason.as_deref().unwrap_or_default())
+    })
 }
 
 #[cfg(test)]
@@ -323,6 +328,51 @@ mod tests {
 
     fn value(cm: &ConfigMap) -> &str {
         cm.data.as_ref().unwrap()["v"].as_str()
+    }
+
+    #[test]
+    fn a_final_request_of_ours_is_cached_without_its_csr_and_certificate() {
+        use crate::api::certmanager::{
+            CertificateRequestSpec, CertificateRequestStatus, RequestCondition,
+        };
+        let request = |ready: &str, reason: &str| {
+            let mut cr = CertificateRequest::new(
+                "r",
+                serde_json::from_value::<CertificateRequestSpec>(serde_json::json!({
+                    "request": "Y3Ny",
+                    "issuerRef": {"group": "pca.ncp-issuer.dev", "kind": "PrivateCA", "name": "pca"}
+                }))
+                .unwrap(),
+            );
+            cr.status = Some(CertificateRequestStatus {
+                conditions: vec![RequestCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    reason: Some(reason.into()),
+                    ..RequestCondition::default()
+                }],
+                certificate: Some(k8s_openapi::ByteString(b"cert".to_vec())),
+                ca: Some(k8s_openapi::ByteString(b"ca".to_vec())),
+                ..CertificateRequestStatus::default()
+            });
+            cr
+        };
+        for (ready, reason) in [("True", "Issued"), ("False", "Failed"), ("False", "Denied")] {
+            let mut cr = request(ready, reason);
+            prune(&mut cr);
+            assert!(cr.spec.request.0.is_empty(), "{reason}");
+            let status = cr.status.as_ref().unwrap();
+            assert!(
+                status.certificate.is_none() && status.ca.is_none(),
+                "{reason}"
+            );
+            assert_eq!(status.conditions.len(), 1, "the condition stays: {reason}");
+        }
+        // Still being worked on: kept whole.
+        let mut pending = request("False", "Pending");
+        prune(&mut pending);
+        assert_eq!(pending.spec.request.0, b"csr");
+        assert!(pending.status.unwrap().certificate.is_some());
     }
 
     #[tokio::test]

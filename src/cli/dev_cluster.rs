@@ -11,6 +11,13 @@ pub struct DevClusterArgs {
     /// Do not apply our CRDs.
     #[arg(long)]
     no_crds: bool,
+    /// The cert-manager controller's `--kube-api-qps` (cert-manager's default: 50). Raise it to compare
+    /// issuers on equal terms: with the default, cert-manager's own client is the bottleneck.
+    #[arg(long, value_name = "QPS")]
+    cert_manager_kube_api_qps: Option<f64>,
+    /// The cert-manager controller's `--kube-api-burst` (cert-manager's default: 100).
+    #[arg(long, value_name = "BURST")]
+    cert_manager_kube_api_burst: Option<u32>,
 }
 
 /// Starts the control plane, prints how to use it, and stops it on SIGTERM or Ctrl-C.
@@ -19,7 +26,10 @@ pub struct DevClusterArgs {
 ///
 /// When the control plane cannot start or the CRDs cannot be applied.
 pub async fn run(args: DevClusterArgs) -> anyhow::Result<()> {
-    let mut options = ClusterOptions::from_env()?;
+    let mut options = ClusterOptions::from_env()?.with_cert_manager_client_limits(
+        args.cert_manager_kube_api_qps,
+        args.cert_manager_kube_api_burst,
+    );
     if !args.no_crds {
         options.extra_crds.push(crate::api::crd_yaml()?);
     }

@@ -92,7 +92,17 @@ impl IssuerError {
     }
 }
 
-/// Reads the access key and secret key from the issuer's credentials Secret, in `namespace` only.
+/// What an issuer's credentials Secret holds, and which version of it was read.
+#[derive(Debug, Clone)]
+pub struct SecretCredentials {
+    /// The access key and secret key (`Debug` redacts the secret key).
+    pub credentials: Credentials,
+    /// The Secret's `metadata.resourceVersion`.
+    pub resource_version: Option<String>,
+}
+
+/// Reads the access key and secret key from the issuer's credentials Secret, in `namespace` only (one
+/// GET; only the issuer's health check calls this, never a request).
 ///
 /// # Errors
 /// When the Secret or a key is missing or unusable.
@@ -100,7 +110,7 @@ pub async fn read_credentials(
     client: &kube::Client,
     namespace: &str,
     spec: &IssuerSpec,
-) -> Result<Credentials, IssuerError> {
+) -> Result<SecretCredentials, IssuerError> {
     let secret_ref = &spec.credentials.secret_ref;
     let name = secret_ref.name.clone();
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -151,8 +161,11 @@ pub async fn read_credentials(
         }
         Ok(trimmed)
     };
-    Ok(Credentials::new(
-        value(secret_ref.access_key_key())?,
-        value(secret_ref.secret_key_key())?,
-    ))
+    Ok(SecretCredentials {
+        credentials: Credentials::new(
+            value(secret_ref.access_key_key())?,
+            value(secret_ref.secret_key_key())?,
+        ),
+        resource_version: secret.metadata.resource_version.clone(),
+    })
 }

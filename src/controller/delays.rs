@@ -7,6 +7,9 @@ pub const ISSUER_WAIT: Duration = Duration::from_secs(60);
 /// How long a new, unapproved request waits for cert-manager's approver before it is marked
 /// Initializing (approval usually comes within milliseconds).
 pub const APPROVAL_GRACE: Duration = Duration::from_secs(2);
+/// How soon a request whose issuer has no NCP client for its current generation yet (the issuer's
+/// health check builds it: at start, and after a spec change) looks again; nothing is written meanwhile.
+pub const CLIENT_WAIT: Duration = Duration::from_secs(1);
 /// Safety-net requeue when a fresh read shows that a request moved on since the cached copy.
 pub const STALE_RETRY: Duration = Duration::from_secs(1);
 /// Requeue after a conditional write lost to a concurrent change (another replica, cert-manager).

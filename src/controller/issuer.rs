@@ -1,8 +1,10 @@
 //! The `PrivateCA` / `ClusterPrivateCA` controller: reads the credentials, asks NCP about the CA (Get
-//! CA, Get CA Chain), and publishes `Ready` and what NCP said in status. Re-checks periodically and when
-//! the spec or the credentials Secret changes; CertificateRequests never trigger an NCP call here.
+//! CA, Get CA Chain), builds the NCP client the issuer's requests use, and publishes `Ready` and what
+//! NCP said in status. Re-checks periodically, when the spec changes, and when a request's NCP call
+//! failed for a reason of the issuer's (see [`run`]); its own status writes trigger nothing.
 //! In subordinate mode it also keeps the in-cluster intermediate (see [`super::subordinate`]).
 
+use super::clients::ClientKey;
 use super::conditions::{self, ConditionStatus, Desired};
 use super::delays::{STALE_CHECK_FLOOR, TRANSIENT_RETRY};
 use super::events::{EventAction, Note};
@@ -15,14 +17,14 @@ use crate::ncp::types::{CaDetail, CaStatus, split_pem_blocks};
 use crate::reason::Reason;
 use crate::watches::Shared;
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
 use kube::api::{Patch, PatchParams};
-use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::utils::{Predicate as _, PredicateConfig, predicates};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -156,12 +158,27 @@ async fn check<K: IssuerResource>(
     ctx: &Context,
 ) -> Result<(CaDetail, String, crate::ncp::Client), IssuerError> {
     let spec = issuer.issuer_spec();
+    let owner = issuer.owner_id();
     let namespace = issuer.secret_namespace(&ctx.settings.cluster_resource_namespace);
-    let credentials = read_credentials(&ctx.client, &namespace, spec).await?;
-    let ncp = ctx.ncp_clients.get(
-        &issuer.owner_id(),
+    // The one read of the credentials: the client built from them is what the issuer's requests use
+    // until the next check.
+    let read = match read_credentials(&ctx.client, &namespace, spec).await {
+        Ok(read) => read,
+        Err(e) => {
+            // No usable credentials: the requests of this issuer get no client.
+            ctx.ncp_clients.remove(&owner);
+            return Err(e);
+        }
+    };
+    let key = ClientKey {
+        generation: issuer.meta().generation,
+        secret_version: read.resource_version,
+    };
+    let ncp = ctx.ncp_clients.install(
+        &owner,
+        key,
         spec,
-        &credentials,
+        &read.credentials,
         ctx.settings.ncp_request_timeout,
     )?;
     let detail = ncp.get_ca(&spec.ca_tag).await?;
@@ -261,7 +278,7 @@ pub async fn reconcile<K: IssuerResource>(
         ctx.publish(&issuer.object_ref(&()), note).await;
     }
     // Next: the periodic re-check (sooner after a transient failure, or at the intermediate's renewal);
-    // spec and Secret changes trigger an earlier reconcile through the watches.
+    // spec changes and re-checks asked by requests trigger an earlier reconcile (see `run`).
     Ok(Action::requeue(verdict.requeue))
 }
 
@@ -377,39 +394,34 @@ fn error_policy<K: IssuerResource>(
     Action::requeue(TRANSIENT_RETRY)
 }
 
-/// Runs the controller for one issuer kind on the shared `issuers` and `secrets` watches until
-/// `shutdown` is cancelled.
+/// Runs the controller for one issuer kind on the shared `issuers` watch until `shutdown` is
+/// cancelled.
+///
+/// An issuer is checked (credentials GET, Get CA, Get CA Chain) when it is first seen, when its spec
+/// (generation) or its annotations change — not on the status writes of its own checks —, at the
+/// periodic re-check, and when one of its requests hit an issuer-level NCP failure
+/// ([`NcpClientCache::ask_recheck`](super::NcpClientCache::ask_recheck)). There is no watch on
+/// Secrets: rotated credentials are read at the next of these (touching an annotation of the issuer
+/// re-checks it at once).
 pub async fn run<K: IssuerResource>(
     ctx: Arc<Context>,
     issuers: &Shared<K>,
-    secrets: &Shared<PartialObjectMeta<Secret>>,
     shutdown: CancellationToken,
 ) {
     let store = issuers.store();
-    let crn = ctx.settings.cluster_resource_namespace.clone();
-    let controller = Controller::for_shared_stream(issuers.objects(), store.clone());
+    let changed = issuers
+        .objects()
+        .map(|issuer| Ok::<K, kube::runtime::watcher::Error>((*issuer).clone()))
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            PredicateConfig::default(),
+        )
+        .filter_map(|issuer| std::future::ready(issuer.ok().map(Arc::new)));
+    let controller = Controller::for_shared_stream(changed, store.clone());
     let live = store.clone();
-    // A Secret change (metadata only: no key material is cached) re-checks the issuers that
-    // reference the Secret from the namespace they are allowed to read.
+    let asked = ctx.ncp_clients.rechecks_asked(store);
     controller
-        .watches_shared_stream(secrets.objects(), move |secret| {
-            let ns = secret.namespace().unwrap_or_default();
-            let name = secret.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|i| {
-                    let spec = i.issuer_spec();
-                    (spec.credentials.secret_ref.name == name
-                        || spec
-                            .subordinate
-                            .as_ref()
-                            .is_some_and(|s| s.secret_name == name))
-                        && i.secret_namespace(&crn) == ns
-                })
-                .map(|i| ObjectRef::from_obj(&*i))
-                .collect::<Vec<_>>()
-        })
+        .reconcile_on(asked)
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(
             move |issuer, ctx| {

@@ -85,16 +85,10 @@ pub async fn run_all_with(
         csr_signer,
         pod_certificates,
         trust_bundle::run(ctx.clone(), watches, native.trust_bundles, term.clone()),
-        issuer::run::<crate::api::PrivateCA>(
-            ctx.clone(),
-            &watches.private_cas,
-            &watches.secrets,
-            term.clone()
-        ),
+        issuer::run::<crate::api::PrivateCA>(ctx.clone(), &watches.private_cas, term.clone()),
         issuer::run::<crate::api::ClusterPrivateCA>(
             ctx.clone(),
             &watches.cluster_private_cas,
-            &watches.secrets,
             term.clone()
         ),
         certificate_request::run(ctx.clone(), concurrency, watches, term.clone()),

@@ -114,6 +114,23 @@ impl ClusterOptions {
             cert_manager_args: Vec::new(),
         })
     }
+
+    /// The same options, with the cert-manager controller's client limits (`--kube-api-qps`,
+    /// `--kube-api-burst`; cert-manager's own defaults are 50 and 100, which throttle it, not the API
+    /// server, when many Certificates are issued at once). Later limits replace earlier ones.
+    #[must_use]
+    pub fn with_cert_manager_client_limits(mut self, qps: Option<f64>, burst: Option<u32>) -> Self {
+        let mut set = |flag: &str, value: Option<String>| {
+            if let Some(value) = value {
+                let prefix = format!("{flag}=");
+                self.cert_manager_args.retain(|a| !a.starts_with(&prefix));
+                self.cert_manager_args.push(format!("{prefix}{value}"));
+            }
+        };
+        set("--kube-api-qps", qps.map(|q| q.to_string()));
+        set("--kube-api-burst", burst.map(|b| b.to_string()));
+        self
+    }
 }
 
 /// `$TEST_CLUSTER_BIN` if set, else the output of `tests/cluster/build.sh` (seconds when cached).
@@ -605,5 +622,29 @@ async fn wait_http_ok(
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cert_manager_client_limits_become_its_flags_and_replace_earlier_ones() {
+        let options = ClusterOptions {
+            bin_dir: PathBuf::new(),
+            work_dir: PathBuf::new(),
+            remove_work_dir_on_exit: false,
+            cert_manager: true,
+            cert_manager_cluster_resource_namespace: "cert-manager".into(),
+            extra_crds: Vec::new(),
+            cert_manager_args: vec!["--kube-api-qps=1".into(), "--v=2".into()],
+        }
+        .with_cert_manager_client_limits(Some(500.0), Some(1000))
+        .with_cert_manager_client_limits(None, Some(2000));
+        assert_eq!(
+            options.cert_manager_args,
+            ["--v=2", "--kube-api-qps=500", "--kube-api-burst=2000"]
+        );
     }
 }

@@ -499,3 +499,299 @@ async fn a_duration_longer_than_the_ca_lives_is_clamped_to_the_ca_and_said_in_an
     .await;
     assert!(note.contains("valid until"), "{note}");
 }
+
+/// Our part of a request's status: the Ready condition and the fields only we write.
+fn our_status(request: &kube::api::DynamicObject) -> Option<serde_json::Value> {
+    let status = &request.data["status"];
+    let ready = status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?
+        .clone();
+    Some(serde_json::json!({
+        "ready": ready, "certificate": status["certificate"], "ca": status["ca"],
+        "failureTime": status["failureTime"],
+    }))
+}
+
+/// Every version of every CertificateRequest in `ns`, as a watch delivers them (each write is one
+/// version), until `done` says the collected versions are enough.
+async fn request_versions_until(
+    client: &kube::Client,
+    ns: &str,
+    started: tokio::sync::oneshot::Sender<()>,
+    done: impl Fn(&[kube::api::DynamicObject]) -> bool,
+) -> Vec<kube::api::DynamicObject> {
+    use futures::StreamExt as _;
+    use kube::runtime::watcher;
+    let api = dynamic(
+        client,
+        Some(ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    let mut events = std::pin::pin!(watcher(api, watcher::Config::default()));
+    let mut started = Some(started);
+    let mut versions = Vec::new();
+    while let Some(event) = events.next().await {
+        match event.expect("watch") {
+            watcher::Event::InitDone => {
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(());
+                }
+            }
+            watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+                versions.push(obj);
+                if done(&versions) {
+                    return versions;
+                }
+            }
+            watcher::Event::Init | watcher::Event::Delete(_) => {}
+        }
+    }
+    versions
+}
+
+#[tokio::test]
+async fn a_request_approved_at_first_sight_is_issued_through_ncp_with_exactly_one_status_write() {
+    operator();
+    let client = client().await;
+    let ns = namespace("issue-one-write").await;
+    let ca = emulator_root_ca(KeyType::Ec256, 3650).await;
+    ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+
+    // Every version of the request, from before it exists until it is Ready.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let watching = tokio::spawn({
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            request_versions_until(&client, &ns, tx, |versions| {
+                versions.last().and_then(our_status).is_some_and(|s| {
+                    s["ready"]["status"] == "True" || s["ready"]["reason"] == "Failed"
+                })
+            })
+            .await
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), rx)
+        .await
+        .expect("the watch lists within 30 s")
+        .expect("the watch started");
+    support::ecdsa_certificate(&client, &ns, "once", issuer_ref("pca", "PrivateCA")).await;
+    let (tls, ca_crt) = issued_secret(&client, &ns, "once", "once-tls").await;
+    openssl_verify(&tls, &ca_crt).expect("verifies");
+    let versions = tokio::time::timeout(Duration::from_secs(30), watching)
+        .await
+        .expect("the Ready version is seen")
+        .expect("watch task");
+
+    // Our status writes: the versions where our part of the status changed.
+    let mut ours: Vec<serde_json::Value> = Vec::new();
+    for v in &versions {
+        if let Some(s) = our_status(v)
+            && ours.last() != Some(&s)
+        {
+            ours.push(s);
+        }
+    }
+    let reasons: Vec<&serde_json::Value> = ours.iter().map(|s| &s["ready"]["reason"]).collect();
+    assert_eq!(
+        reasons,
+        [&serde_json::json!("Issued")],
+        "one status write, Issued (no Initializing, no Pending) over {} versions",
+        versions.len()
+    );
+    assert!(
+        versions.iter().any(|v| v
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("pca.ncp-issuer.dev/signing-started"))),
+        "the start marker was written before signing"
+    );
+    let last = versions.last().expect("a version");
+    assert!(
+        last.metadata
+            .annotations
+            .as_ref()
+            .is_none_or(|a| !a.contains_key("pca.ncp-issuer.dev/serial")),
+        "no serial annotation when the Issued write succeeded"
+    );
+}
+
+#[tokio::test]
+async fn rotated_credentials_are_picked_up_by_requests_without_a_secret_read_per_request() {
+    use ncp_pca_issuer::emulator::{EmulatorConfig, spawn};
+    use ncp_pca_issuer::ncp::Credentials;
+    operator();
+    let client = client().await;
+    let ns = namespace("issue-rotate").await;
+    // An emulator of this test's own, with a read-only key besides the full one.
+    let mut config = EmulatorConfig::new(Credentials::new(support::EMU_AK, support::EMU_SK));
+    config.test_controls = true;
+    config.strict_signing = true;
+    config.viewer_credentials = Some(Credentials::new("viewer-ak", "viewer-sk-0123456789"));
+    let emu = spawn(config).await.expect("emulator");
+    let ca = support::emulator_root_ca_on(&emu, KeyType::Ec256, 3650).await;
+
+    // The issuer starts with the read-only key: Get CA works, so it is Ready; signing does not.
+    support::credentials_secret(
+        &client,
+        &ns,
+        "creds",
+        &[
+            ("NCLOUD_ACCESS_KEY", "viewer-ak"),
+            ("NCLOUD_SECRET_KEY", "viewer-sk-0123456789"),
+        ],
+    )
+    .await;
+    let pcas = dynamic(
+        &client,
+        Some(&ns),
+        "pca.ncp-issuer.dev",
+        "v1alpha1",
+        "PrivateCA",
+        "privatecas",
+    );
+    support::apply(
+        &pcas,
+        serde_json::json!({"apiVersion": "pca.ncp-issuer.dev/v1alpha1", "kind": "PrivateCA",
+            "metadata": {"name": "pca"},
+            "spec": {"caTag": ca, "endpoint": emu.base_url(), "credentials": {"secretRef": {"name": "creds"}}}}),
+    )
+    .await
+    .expect("issuer");
+    support::issuer_condition(&client, Some(&ns), "PrivateCA", "pca", "True", "CAActive").await;
+    support::ecdsa_certificate(&client, &ns, "first", issuer_ref("pca", "PrivateCA")).await;
+    let crs = dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    eventually(
+        "the request to wait for its issuer after NCP refused the read-only key",
+        Duration::from_secs(60),
+        || async {
+            let list = crs.list(&Default::default()).await.ok()?;
+            list.items.iter().find_map(|r| {
+                our_status(r).filter(|s| {
+                    s["ready"]["reason"] == "Pending"
+                        && s["ready"]["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("waiting for the issuer"))
+                })
+            })
+        },
+    )
+    .await;
+    assert_eq!(emu.stats().issued_by(&ca), 0);
+
+    // The rotation: the full key. The issuer's next check reads it and builds a new client, which
+    // wakes the waiting request.
+    support::credentials_secret(
+        &client,
+        &ns,
+        "creds",
+        &[
+            ("NCLOUD_ACCESS_KEY", support::EMU_AK),
+            ("NCLOUD_SECRET_KEY", support::EMU_SK),
+        ],
+    )
+    .await;
+    let (tls, ca_crt) = issued_secret(&client, &ns, "first", "first-tls").await;
+    openssl_verify(&tls, &ca_crt).expect("verifies");
+    assert_eq!(
+        emu.stats().issued_by(&ca),
+        1,
+        "signed once, with the rotated key"
+    );
+
+    // No Secret read per request: right after a check of the issuer (the next periodic one is 10 s
+    // away), the Secret goes; requests made now are still signed, with the client that check built.
+    support::issuer_reconciled(&emu, &client, Some(&ns), "PrivateCA", "pca").await;
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
+        .delete("creds", &Default::default())
+        .await
+        .expect("secret deleted");
+    for name in ["second", "third", "fourth"] {
+        support::ecdsa_certificate(&client, &ns, name, issuer_ref("pca", "PrivateCA")).await;
+    }
+    for name in ["second", "third", "fourth"] {
+        issued_secret(&client, &ns, name, &format!("{name}-tls")).await;
+    }
+    assert_eq!(emu.stats().issued_by(&ca), 4);
+    // The check, not the requests, reads the Secret: the next one finds it gone.
+    support::issuer_condition(
+        &client,
+        Some(&ns),
+        "PrivateCA",
+        "pca",
+        "False",
+        "CredentialsNotFound",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_issuer_asks_ncp_once_per_change_and_not_again_for_its_own_status_write() {
+    let emu = support::own_emulator();
+    operator();
+    let client = client().await;
+    let ns = namespace("issuer-once").await;
+    let ca = support::emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
+    let calls = || {
+        let stats = emu.stats();
+        (
+            stats.calls(Operation::GetCa).total,
+            stats.calls(Operation::GetCaChain).total,
+        )
+    };
+    support::ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    // Ready is written: the check that wrote it asked NCP once. Its own status write (and the
+    // periodic re-check, 10 s away in these tests) must not make it ask again.
+    assert_eq!(
+        calls(),
+        (1, 1),
+        "one Get CA and one Get CA Chain for the first check"
+    );
+    support::stays(
+        "no second Get CA / Get CA Chain after the issuer's own status write",
+        Duration::from_secs(4),
+        || async { calls() == (1, 1) },
+    )
+    .await;
+    // A spec change: one more check, one more pair of calls.
+    let pcas = dynamic(
+        &client,
+        Some(&ns),
+        "pca.ncp-issuer.dev",
+        "v1alpha1",
+        "PrivateCA",
+        "privatecas",
+    );
+    pcas.patch(
+        "pca",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"revocationPolicy": "Never"}})),
+    )
+    .await
+    .expect("spec changed");
+    eventually(
+        "the re-check of the new spec",
+        Duration::from_secs(30),
+        || async { (calls() == (2, 2)).then_some(()) },
+    )
+    .await;
+    support::stays(
+        "one check per spec change",
+        Duration::from_secs(4),
+        || async { calls() == (2, 2) },
+    )
+    .await;
+}

@@ -71,3 +71,123 @@ async fn throttling_and_server_errors_are_retried_until_the_certificate_is_issue
         "one certificate despite the failures"
     );
 }
+
+#[tokio::test]
+async fn a_certificate_whose_signing_answer_was_lost_is_still_revoked_when_its_certificate_is_deleted()
+ {
+    use std::time::Duration;
+    use support::{dynamic, eventually, ncp_client_on};
+    let emu = own_emulator();
+    operator();
+    let client = client().await;
+    let ns = namespace("revoke-gap").await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
+    ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    // The signing takes effect in NCP and its answer is lost; the recovery cannot list the CA's
+    // certificates, so the request holds a start marker and no serial: recorded nowhere.
+    emu.add_fault(
+        FaultRule::new(FaultKind::CommitThenLoseResponse)
+            .for_operation(Operation::SignEndCsr)
+            .times(1),
+    );
+    emu.add_fault(
+        FaultRule::new(FaultKind::Unavailable503).for_operation(Operation::GetEndCertList),
+    );
+    certificate(&client, &ns, "gap", serde_json::json!({
+        "secretName": "gap-tls", "dnsNames": ["gap.example.com"], "privateKey": {"algorithm": "ECDSA"},
+        "issuerRef": issuer_ref("pca", "PrivateCA")
+    }))
+    .await;
+    let crs = dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    let request = eventually(
+        "a request signed in NCP with a start marker and no serial",
+        Duration::from_secs(60),
+        || async {
+            if emu.stats().issued_by(&ca) != 1 {
+                return None;
+            }
+            let list = crs.list(&Default::default()).await.ok()?;
+            list.items.into_iter().find(|r| {
+                let a = r.metadata.annotations.clone().unwrap_or_default();
+                a.contains_key("pca.ncp-issuer.dev/signing-started")
+                    && !a.contains_key("pca.ncp-issuer.dev/serial")
+                    && r.data["status"]["certificate"].is_null()
+            })
+        },
+    )
+    .await;
+    let name = request.metadata.name.clone().expect("name");
+    // The Certificate goes (policy OnCertificateDeletion), and with it the request.
+    dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "Certificate",
+        "certificates",
+    )
+    .delete("gap", &Default::default())
+    .await
+    .expect("delete certificate");
+    // NCP cannot be asked: the finalizer holds the request, and an event says so.
+    eventually(
+        "the revocation to wait, with an event",
+        Duration::from_secs(60),
+        || async {
+            let held = crs.get_opt(&name).await.ok()??;
+            held.metadata.deletion_timestamp.as_ref()?;
+            support::events_about(&client, &ns, &name)
+                .await
+                .iter()
+                .any(|(reason, _)| reason == "RevocationPending")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        revoked_serials(emu, &ca).await.is_empty(),
+        "nothing revoked yet"
+    );
+
+    // NCP answers again: the certificate is found by key, revoked, and the request released.
+    emu.clear_faults();
+    eventually("the request released", Duration::from_secs(90), || async {
+        crs.get_opt(&name).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let listed = ncp_client_on(emu)
+        .get_end_cert_list(&ca, Some(1))
+        .await
+        .expect("the CA's certificates");
+    assert_eq!(listed.list_certs.len(), 1, "one certificate in NCP");
+    let serial = listed.list_certs[0].clone();
+    let revoked = revoked_serials(emu, &ca).await;
+    assert!(
+        revoked.contains(&serial),
+        "{serial} not in the CRL: {revoked:?}"
+    );
+    assert_eq!(emu.stats().issued_by(&ca), 1, "signed once, never again");
+}
+
+/// The serials in CA `ca`'s CRL (rotated first), in NCP's text form.
+async fn revoked_serials(emu: &ncp_pca_issuer::emulator::EmulatorHandle, ca: &str) -> Vec<String> {
+    let ncp = support::ncp_client_on(emu);
+    ncp.rotate_crl(ca).await.expect("crl rotated");
+    let crl = ncp.get_ca_crl(ca).await.expect("crl");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(crl.as_bytes()).expect("crl pem");
+    let (_, crl) = x509_parser::parse_x509_crl(&pem.contents).expect("crl parses");
+    crl.iter_revoked_certificates()
+        .map(|r| {
+            ncp_pca_issuer::pki::Serial::from_bytes(r.raw_serial())
+                .expect("serial")
+                .to_colon_hex()
+        })
+        .collect()
+}

@@ -1273,7 +1273,7 @@ fn rbac_never_writes_secrets_keeps_leases_to_the_release_namespace_and_aggregate
                 if role["metadata"]["name"] == "ncp-pca-issuer-subordinate-secrets" {
                     assert_eq!(verbs, ["create", "update"], "subordinate secrets: {rule}");
                 } else {
-                    assert_eq!(verbs, ["get", "list", "watch"], "secrets: {rule}");
+                    assert_eq!(verbs, ["get"], "secrets: {rule}");
                 }
             }
             if resources.contains(&json!("leases")) {
@@ -1893,11 +1893,14 @@ async fn the_charts_service_account_is_forbidden_what_the_operator_does_not_need
     // What it needs works with this token (so the refusals below are RBAC, not a broken token).
     let secrets: Api<Secret> = Api::namespaced(sa.clone(), &other);
     assert!(secrets.get("precious").await.is_ok(), "get secret");
-    assert!(
-        Api::<Secret>::all(sa.clone())
-            .list_metadata(&ListParams::default().limit(1))
-            .await
-            .is_ok(),
+    // No list of Secrets, not even of their metadata (a leaked token cannot dump them).
+    assert_eq!(
+        refused(
+            Api::<Secret>::all(sa.clone())
+                .list_metadata(&ListParams::default().limit(1))
+                .await
+        ),
+        Some(403),
         "list secrets cluster-wide"
     );
 
@@ -2146,6 +2149,63 @@ async fn cert_managers_service_account_may_approve_requests_for_both_kinds_and_n
         assert!(
             !signer_allowed(&admin, CERT_MANAGER_SA, other).await,
             "the chart grants {other}"
+        );
+    }
+}
+
+/// `kubectl auth can-i` with only the chart's ServiceAccount token (exit status 0: yes).
+fn can_i_with(kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(cluster().bin_dir().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .arg("auth")
+        .arg("can-i")
+        .args(args)
+        .output()
+        .expect("kubectl runs")
+}
+
+#[tokio::test]
+async fn kubectl_auth_can_i_as_the_charts_service_account_lists_get_on_secrets_and_no_list_or_watch()
+ {
+    let release = installed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = token_kubeconfig(release, dir.path()).await;
+    let other = namespace("chart-can-i").await;
+
+    // Everything the token may do in some namespace, as `kubectl auth can-i --list` prints it.
+    let out = can_i_with(&kubeconfig, &["--list", "--namespace", &other]);
+    assert!(out.status.success(), "can-i --list: {}", text(&out));
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    let secrets_rows: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some("secrets"))
+        .collect();
+    assert!(
+        !secrets_rows.is_empty(),
+        "no secrets rule at all:\n{listing}"
+    );
+    for row in &secrets_rows {
+        // Columns: resource, non-resource URLs, resource names, verbs ("[get]").
+        let verbs = row.rsplit('[').next().unwrap_or_default();
+        assert!(
+            !verbs.contains("list") && !verbs.contains("watch") && !verbs.contains('*'),
+            "the chart's ServiceAccount may list or watch Secrets: {row}\n{listing}"
+        );
+    }
+    assert!(
+        secrets_rows.iter().any(|r| r.contains("[get]")),
+        "get on secrets is needed for credentials: {secrets_rows:?}"
+    );
+
+    // And asked one verb at a time, cluster-wide: get yes; list, watch no.
+    for (verb, allowed) in [("get", true), ("list", false), ("watch", false)] {
+        let out = can_i_with(&kubeconfig, &[verb, "secrets", "--all-namespaces"]);
+        assert_eq!(
+            out.status.success(),
+            allowed,
+            "can-i {verb} secrets --all-namespaces: {}",
+            text(&out)
         );
     }
 }

@@ -53,7 +53,9 @@ pub fn next(cr: &CertificateRequest) -> Next {
     if cr.condition_true("Denied") {
         return Next::MarkDenied;
     }
-    if cr.condition("Ready").is_none() {
+    // A request signed at first sight has no Ready condition until its Issued write: with our
+    // annotations on it, it is past the first touch (recovery below), whatever the cache shows.
+    if cr.condition("Ready").is_none() && !has_signing_annotations(cr) {
         return Next::Initialize;
     }
     if !cr.condition_true("Approved") {
@@ -183,24 +185,25 @@ pub fn plan(observed: Observed<'_>) -> Plan {
     }
 }
 
-/// The first touch. For a Ready subordinate issuer, signing in the cluster finishes within one
-/// reconcile, so an Initializing status would only be overwritten, at the cost of an API write per
-/// certificate (cert-manager's own CA issuer writes none): an approved request is signed at once, and
-/// a new one not yet approved gets a moment for cert-manager's approver before it is marked
-/// Initializing.
+/// The first touch. With a Ready issuer (as the cache has it), signing finishes within one reconcile
+/// (in the cluster, or through NCP after the start marker), so an Initializing status would only be
+/// overwritten, at the cost of an API write per certificate (cert-manager's own CA issuer writes
+/// none): an approved request is signed at once, and a new one not yet approved gets a moment for
+/// cert-manager's approver before it is marked Initializing. An issuer not Ready in the cache means a
+/// wait anyway: Initializing first, as cert-manager's contract has it.
 fn first_touch(cr: &CertificateRequest, issuer: IssuerLookup, now: Timestamp) -> Plan {
     let fast = match issuer {
-        IssuerLookup::Found(view)
-            if view.is_ready()
-                && view.spec.subordinate.is_some()
-                && !has_signing_annotations(cr) =>
-        {
-            view
-        }
+        IssuerLookup::Found(view) if view.is_ready() && !has_signing_annotations(cr) => view,
         _ => return Plan::Write(Outcome::initializing()),
     };
     if cr.condition_true("Approved") {
-        return Plan::SignLocally(fast);
+        return if fast.spec.subordinate.is_some() {
+            Plan::SignLocally(fast)
+        } else {
+            // The start marker (conditional on this resourceVersion) is the only write before NCP
+            // signs; the Issued status is the next.
+            Plan::Ncp(fast, NcpStep::Sign)
+        };
     }
     match approval_grace_left(cr, now) {
         // Next: the approval wakes us; otherwise Initializing after the grace.

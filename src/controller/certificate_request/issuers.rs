@@ -39,8 +39,10 @@ pub struct IssuerView {
     pub readiness: Readiness,
     /// The NCP CA's NotAfter, as the issuer last saw it.
     pub ca_not_after_unix: Option<i64>,
-    /// How the issuer names itself on the Secrets it owns (subordinate mode).
+    /// How the issuer names itself on the Secrets it owns (subordinate mode), and its NCP client.
     pub owner: String,
+    /// Its `metadata.generation`: its NCP client is used only if built at this generation.
+    pub generation: Option<i64>,
     /// The root the issuer checked its intermediate against (subordinate mode).
     pub subordinate_root: Option<String>,
     /// The issuer, as the related object of the request's events.
@@ -79,6 +81,7 @@ impl IssuerView {
             readiness,
             ca_not_after_unix,
             owner: issuer.owner_id(),
+            generation: issuer.meta().generation,
             subordinate_root: status
                 .and_then(|s| s.subordinate.as_ref())
                 .map(|s| s.root_sha256.clone()),
@@ -135,6 +138,28 @@ impl IssuerCache {
                 .map(|i| IssuerView::from(&*i, crn)),
         }?;
         view.is_ready().then_some(view)
+    }
+
+    /// Kind, namespace and name of the cached issuer whose owner id is `owner`.
+    #[must_use]
+    pub fn issuer_named_by_owner(
+        &self,
+        owner: &str,
+    ) -> Option<(&'static str, Option<String>, String)> {
+        let private = self.private_cas.as_ref().and_then(|s| {
+            s.state()
+                .into_iter()
+                .find(|i| i.owner_id() == owner)
+                .map(|i| (PrivateCA::KIND, i.namespace(), i.name_any()))
+        });
+        private.or_else(|| {
+            self.cluster_private_cas.as_ref().and_then(|s| {
+                s.state()
+                    .into_iter()
+                    .find(|i| i.owner_id() == owner)
+                    .map(|i| (ClusterPrivateCA::KIND, None, i.name_any()))
+            })
+        })
     }
 
     /// The request's issuer: from the cache when Ready there, else read from the API server.

@@ -27,3 +27,21 @@ pub(super) async fn merge_metadata(
     .await
     .map(|_| ())
 }
+
+/// Records the serial NCP gave (with the CA tag) on the request: how a certificate whose Issued write
+/// failed is found again without searching NCP.
+pub(super) async fn record_serial(
+    client: &kube::Client,
+    cr: &CertificateRequest,
+    ca_tag: &str,
+    serial: &str,
+) -> Result<(), super::RequestError> {
+    use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SERIAL};
+    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SERIAL: serial, ANNOTATION_CA_TAG: ca_tag}}});
+    merge_metadata(client, cr, &patch)
+        .await
+        .map_err(|source| super::RequestError::RecordSerial {
+            request: request_name(cr),
+            source,
+        })
+}

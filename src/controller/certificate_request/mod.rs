@@ -33,6 +33,7 @@ use kube::runtime::reflector::ObjectRef;
 use metadata::request_name;
 use std::sync::Arc;
 
+use crate::controller::clients::Notice;
 use crate::controller::delays::{FAIRNESS_RETRY, MIN_BACKOFF};
 
 /// Reconciles one request, with issuers looked up in `issuers` first.
@@ -49,8 +50,17 @@ pub async fn reconcile_with(
         return Ok(Action::await_change());
     }
     if cr.metadata.deletion_timestamp.is_some() {
-        // Deletion: the revocation finalizer's own flow.
-        return revoke::on_delete(&cr, &ctx).await;
+        if !revoke::holds(&cr) {
+            // Not ours to hold: nothing to do.
+            return Ok(Action::await_change());
+        }
+        // Deletion: the revocation finalizer's own flow, on the request as it is (the cached copy of
+        // a finished request lacks its certificate, see `watches::prune`).
+        return match read_fresh(&cr, &ctx).await? {
+            Some(fresh) => revoke::on_delete(&fresh, &ctx).await,
+            // Gone already.
+            None => Ok(Action::await_change()),
+        };
     }
     // Fetch.
     let cached = decide::next(&cr);
@@ -162,7 +172,22 @@ pub async fn run(
         private_cas: Some(watches.private_cas.store()),
         cluster_private_cas: Some(watches.cluster_private_cas.store()),
     };
+    // A new NCP client for an issuer (its check read rotated credentials, say) wakes the requests
+    // that waited on the old one; no request reads the Secret itself.
+    let store3 = controller.store();
+    let lookup = issuers.clone();
+    let replaced = ctx.ncp_clients.notices().flat_map(move |notice| {
+        let woken = match notice {
+            Notice::Replaced(owner) => lookup
+                .issuer_named_by_owner(&owner)
+                .map(|(kind, ns, name)| waiting_on(&store3, kind, ns, name))
+                .unwrap_or_default(),
+            Notice::RecheckAsked(_) => Vec::new(),
+        };
+        futures::stream::iter(woken)
+    });
     controller
+        .reconcile_on(replaced)
         .watches_shared_stream(watches.private_cas.objects(), move |i| {
             waiting_on(&store, PrivateCA::KIND, i.namespace(), i.name_any())
         })

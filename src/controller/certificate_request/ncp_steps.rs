@@ -6,19 +6,17 @@
 use super::decide::{NcpStep, request_age};
 use super::error::RequestError;
 use super::issuers::IssuerView;
-use super::metadata::{merge_metadata, request_name};
+use super::metadata::{merge_metadata, record_serial, request_name};
 use super::status::Outcome;
 use crate::api::RevocationPolicy;
-use crate::api::annotations::{
-    ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED, FINALIZER_REVOKE,
-};
+use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SIGNING_STARTED, FINALIZER_REVOKE};
 use crate::api::certmanager::CertificateRequest;
-use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
+use crate::controller::Context;
+use crate::controller::delays::{CLIENT_WAIT, CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
 use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, FailCause, after_failure, after_not_yet_valid};
 use crate::controller::period::{self, period_days};
 use crate::controller::recovery::{Recovered, find_issued, settle_window};
-use crate::controller::{Context, IssuerError, read_credentials};
 use crate::ncp::types::{IssuedCert, KeyType, Period};
 use crate::ncp::{self, NcpError};
 use crate::pki::{AssembleError, Csr, assemble_with_skew, missing_usages};
@@ -79,14 +77,10 @@ pub(super) async fn run(
         Ok(csr) => csr,
         Err(e) => return Ok(Outcome::failed(Reason::InvalidRequest, &e.to_string())),
     };
-    let ncp = match client_for(ctx, issuer).await {
-        Ok(c) => c,
-        Err(e) => {
-            // Next: issuer or Secret changes re-trigger through the issuer controller; retry as a
-            // fallback.
-            let msg = format!("issuer cannot be used: {e}");
-            return Ok(Outcome::pending(&msg, ISSUER_WAIT));
-        }
+    let Some(ncp) = ctx.ncp_clients.current(&issuer.owner, issuer.generation) else {
+        // The issuer's health check has not built a client for this generation yet (just started,
+        // or its spec just changed): no write, look again shortly. Requests never read the Secret.
+        return Ok(Outcome::requeue(CLIENT_WAIT));
     };
     let ca_tag_or_issuers = |ca_tag: String| {
         if ca_tag.is_empty() {
@@ -114,7 +108,7 @@ pub(super) async fn run(
             match find_by_key(cr, &ncp, &ca_tag, &csr).await {
                 Ok(Some(found)) => {
                     tracing::info!(request = %request_name(cr), serial = %found.serial, "recovered a certificate whose signing answer was lost");
-                    record_serial(cr, ctx, &ca_tag, &found.serial).await?;
+                    record_serial(&ctx.client, cr, &ca_tag, &found.serial).await?;
                     Ok(finish(
                         cr,
                         ctx,
@@ -141,17 +135,6 @@ pub(super) async fn run(
         }
         NcpStep::Sign => sign(cr, ctx, issuer, &ncp, &csr).await,
     }
-}
-
-/// The NCP client for the issuer, with the credentials its Secret holds now.
-async fn client_for(ctx: &Context, issuer: &IssuerView) -> Result<ncp::Client, IssuerError> {
-    let credentials = read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec).await?;
-    ctx.ncp_clients.get(
-        &issuer.owner,
-        &issuer.spec,
-        &credentials,
-        ctx.settings.ncp_request_timeout,
-    )
 }
 
 async fn sign(
@@ -206,11 +189,29 @@ async fn sign(
             serial_no,
             ..
         }) => {
-            // If this write is lost, the next reconcile finds the certificate by its key.
-            record_serial(cr, ctx, &ca_tag, &serial_no).await?;
-            Ok(finish(cr, ctx, csr, &certificate, &ca_chain, &serial_no))
+            let outcome = finish(cr, ctx, csr, &certificate, &ca_chain, &serial_no);
+            if outcome
+                .update()
+                .is_some_and(|u| u.reason() == Reason::Issued)
+            {
+                // The Issued status carries the certificate (and so its serial); only if that
+                // write fails is the serial recorded, and if that is lost too, the next reconcile
+                // finds the certificate by its key.
+                Ok(outcome.recording_serial_if_unwritten(&ca_tag, &serial_no))
+            } else {
+                // Signed but not used (not yet valid: NCP's clock ahead; or unusable): the serial
+                // is recorded, so a retry reads the certificate back by serial and a deletion can
+                // revoke it.
+                record_serial(&ctx.client, cr, &ca_tag, &serial_no).await?;
+                Ok(outcome)
+            }
         }
         Err(e) => {
+            if e.is_issuer_level() {
+                // The issuer's problem (credentials, CA): its controller checks it again, once for
+                // however many requests fail like this.
+                ctx.ncp_clients.ask_recheck(&issuer.owner);
+            }
             let outcome = after_ncp_failure(cr, ctx, &e);
             // NCP certainly did not sign: the marker goes, so that a retry signs instead of searching
             // NCP (not needed when the request fails for good).
@@ -345,21 +346,6 @@ async fn mark_started(
     merge_metadata(&ctx.client, cr, &patch)
         .await
         .map_err(|source| RequestError::WriteMarker {
-            request: request_name(cr),
-            source,
-        })
-}
-
-async fn record_serial(
-    cr: &CertificateRequest,
-    ctx: &Context,
-    ca_tag: &str,
-    serial: &str,
-) -> Result<(), RequestError> {
-    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SERIAL: serial, ANNOTATION_CA_TAG: ca_tag}}});
-    merge_metadata(&ctx.client, cr, &patch)
-        .await
-        .map_err(|source| RequestError::RecordSerial {
             request: request_name(cr),
             source,
         })

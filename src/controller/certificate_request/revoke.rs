@@ -7,12 +7,14 @@ use crate::controller::kube_message::kube_message;
 use super::error::RequestError;
 use super::issuers::{IssuerCache, IssuerLookup};
 use super::metadata::request_name;
+
+mod unrecorded;
 use crate::api::RevocationPolicy;
-use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SERIAL, FINALIZER_REVOKE};
+use crate::api::annotations::{ANNOTATION_SERIAL, FINALIZER_REVOKE};
 use crate::api::certmanager::{Certificate, CertificateRequest};
+use crate::controller::Context;
 use crate::controller::delays::{REVOKE_GIVE_UP, REVOKE_RETRY};
 use crate::controller::events::{EventAction, Note};
-use crate::controller::{Context, IssuerError, read_credentials};
 use crate::ncp::NcpError;
 use crate::pki::parse_certificates_pem;
 use crate::reason::Reason;
@@ -44,9 +46,10 @@ enum Blocked {
     /// Whether the certificate is still served is not known.
     #[error("{0}")]
     Unsure(&'static str),
-    /// The issuer cannot be used (credentials).
-    #[error(transparent)]
-    Issuer(#[from] IssuerError),
+    /// The issuer's health check has built no NCP client for it (not checked yet at its current
+    /// generation, or its credentials cannot be read).
+    #[error("its issuer has no usable NCP client yet (see the issuer's Ready condition)")]
+    NoClient,
     /// NCP failed in a way a retry may fix.
     #[error(transparent)]
     Ncp(NcpError),
@@ -97,12 +100,18 @@ pub fn decide(
     }
 }
 
+/// Whether the request carries our revocation finalizer.
+#[must_use]
+pub fn holds(cr: &CertificateRequest) -> bool {
+    cr.finalizers().iter().any(|f| f == FINALIZER_REVOKE)
+}
+
 /// Handles a request being deleted while it carries our finalizer.
 ///
 /// # Errors
 /// When a Kubernetes write fails.
 pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action, RequestError> {
-    if !cr.finalizers().iter().any(|f| f == FINALIZER_REVOKE) {
+    if !holds(cr) {
         // Not ours to hold: nothing to do.
         return Ok(Action::await_change());
     }
@@ -126,7 +135,10 @@ pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action,
             Ok(Action::await_change())
         }
         Ok(Outcome::Refused(why)) => {
-            let msg = format!("NCP refused to revoke, releasing the request: {why}");
+            let msg = format!(
+                "NCP refused to revoke, releasing the request: {why}; {}",
+                unrecorded::left_valid(cr, crate::controller::recovery::settle_window(ctx))
+            );
             let note = Note::warning(Reason::RevocationFailed, msg, EventAction::Revoke);
             ctx.publish(&cr.object_ref(&()), note).await;
             release(cr, ctx).await?;
@@ -139,8 +151,9 @@ pub async fn on_delete(cr: &CertificateRequest, ctx: &Context) -> Result<Action,
         }
         Err(why) if waited >= REVOKE_GIVE_UP => {
             let msg = format!(
-                "revocation abandoned after {}s, releasing the request: {why}",
-                waited.as_secs()
+                "revocation abandoned after {}s, releasing the request: {why}; {}",
+                waited.as_secs(),
+                unrecorded::left_valid(cr, crate::controller::recovery::settle_window(ctx))
             );
             let note = Note::warning(Reason::RevocationFailed, msg, EventAction::Revoke);
             ctx.publish(&cr.object_ref(&()), note).await;
@@ -168,41 +181,50 @@ enum Outcome {
 }
 
 async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Blocked> {
-    let Some(serial) = cr.annotations().get(ANNOTATION_SERIAL).cloned() else {
+    let recorded = issued_serial(cr);
+    if recorded.is_none() && unrecorded::marker(cr).is_none() {
         return Ok(Outcome::Kept("no certificate was issued for this request"));
-    };
+    }
     let crn = &ctx.settings.cluster_resource_namespace;
     let issuer = match IssuerCache::default().lookup(&ctx.client, cr, crn).await {
         IssuerLookup::Found(issuer) => issuer,
         IssuerLookup::Missing => return Err(Blocked::IssuerGone),
         _ => return Err(Blocked::IssuerUnreadable),
     };
-    if issuer.spec.revocation_policy == RevocationPolicy::Never {
+    let policy = issuer.spec.revocation_policy;
+    if policy == RevocationPolicy::Never {
         return Ok(Outcome::Kept("the issuer's revocation policy is Never"));
     }
-    let (certificate_exists, still_served) = certificate_state(cr, ctx).await?;
-    match decide(
-        issuer.spec.revocation_policy,
-        true,
-        certificate_exists,
-        still_served,
-    ) {
+    let (certificate_exists, still_served) = certificate_state(cr, ctx, None).await?;
+    match decide(policy, true, certificate_exists, still_served) {
         Verdict::Keep(why) => Ok(Outcome::Kept(why)),
         Verdict::Unsure(why) => Err(Blocked::Unsure(why)),
         Verdict::Revoke => {
-            let ca_tag = cr
-                .annotations()
-                .get(ANNOTATION_CA_TAG)
-                .cloned()
-                .unwrap_or_else(|| issuer.spec.ca_tag.clone());
-            let credentials =
-                read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec).await?;
-            let ncp = ctx.ncp_clients.get(
-                &issuer.owner,
-                &issuer.spec,
-                &credentials,
-                ctx.settings.ncp_request_timeout,
-            )?;
+            let ca_tag = unrecorded::ca_tag(cr).unwrap_or_else(|| issuer.spec.ca_tag.clone());
+            let ncp = ctx
+                .ncp_clients
+                .current(&issuer.owner, issuer.generation)
+                .ok_or(Blocked::NoClient)?;
+            let serial = match recorded {
+                Some(serial) => serial,
+                // Signing started and its answer was lost: the certificate may exist in NCP,
+                // recorded nowhere. Find it by key before letting the request go.
+                None => match unrecorded::recover(cr, ctx, &ncp, &ca_tag).await? {
+                    unrecorded::Found::Certificate { serial, leaf_der } => {
+                        let (_, served) = certificate_state(cr, ctx, Some(&leaf_der)).await?;
+                        match decide(policy, true, certificate_exists, served) {
+                            Verdict::Revoke => serial,
+                            Verdict::Keep(why) => return Ok(Outcome::Kept(why)),
+                            Verdict::Unsure(why) => return Err(Blocked::Unsure(why)),
+                        }
+                    }
+                    unrecorded::Found::Nothing => {
+                        return Ok(Outcome::Kept(
+                            "NCP has no certificate for this request's key: its signing never took effect",
+                        ));
+                    }
+                },
+            };
             match ncp.revoke_end_cert(&ca_tag, &serial).await {
                 Ok(()) => Ok(Outcome::Revoked(serial)),
                 // Already gone in NCP (trimmed after expiry): nothing left to revoke.
@@ -216,6 +238,28 @@ async fn attempt(cr: &CertificateRequest, ctx: &Context) -> Result<Outcome, Bloc
     }
 }
 
+/// The serial of the request's certificate: the one recorded on it (NCP's own text, written only when
+/// the Issued status could not be), else, when NCP signed it, the serial of the certificate in its
+/// status (NCP's form: lowercase colon hex). `None` when nothing is known to be issued.
+fn issued_serial(cr: &CertificateRequest) -> Option<String> {
+    if let Some(serial) = cr
+        .annotations()
+        .get(ANNOTATION_SERIAL)
+        .filter(|s| !s.is_empty())
+    {
+        return Some(serial.clone());
+    }
+    // Only a certificate NCP signed (the start marker says so) has a serial NCP knows.
+    unrecorded::marker(cr)?;
+    let pem = cr.status.as_ref()?.certificate.as_ref()?;
+    let text = std::str::from_utf8(&pem.0).ok()?;
+    parse_certificates_pem(text)
+        .ok()?
+        .into_iter()
+        .next()
+        .map(|c| c.serial.to_colon_hex())
+}
+
 /// The first certificate of a PEM bundle, DER.
 fn leaf_der(pem: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(pem).ok()?;
@@ -227,10 +271,11 @@ fn leaf_der(pem: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Whether the owning Certificate exists (and is not being deleted), and whether its Secret serves
-/// this request's certificate (`None`: unknown).
+/// this request's certificate (`leaf`, DER, else the one in its status; `None`: unknown).
 async fn certificate_state(
     cr: &CertificateRequest,
     ctx: &Context,
+    leaf: Option<&[u8]>,
 ) -> Result<(bool, Option<bool>), Blocked> {
     let ns = cr.namespace().unwrap_or_default();
     let owner = cr
@@ -258,12 +303,13 @@ async fn certificate_state(
         // Gone, being deleted, or replaced by a new object of the same name.
         _ => return Ok((false, Some(false))),
     };
-    let Some(ours) = cr
-        .status
-        .as_ref()
-        .and_then(|s| s.certificate.as_ref())
-        .and_then(|b| leaf_der(&b.0))
-    else {
+    let ours = leaf.map(<[u8]>::to_vec).or_else(|| {
+        cr.status
+            .as_ref()
+            .and_then(|s| s.certificate.as_ref())
+            .and_then(|b| leaf_der(&b.0))
+    });
+    let Some(ours) = ours else {
         // Never written to status, so cert-manager never put it in the Secret.
         return Ok((true, Some(false)));
     };
@@ -339,55 +385,4 @@ pub async fn remove_all_finalizers(client: &kube::Client) -> Result<Vec<String>,
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use RevocationPolicy::{Never, OnCertificateDeletion, OnRequestDeletion};
-
-    #[test]
-    fn never_revokes_nothing() {
-        assert!(matches!(
-            decide(Never, true, false, Some(false)),
-            Verdict::Keep(_)
-        ));
-    }
-
-    #[test]
-    fn on_certificate_deletion_revokes_only_once_the_certificate_is_gone() {
-        assert!(matches!(
-            decide(OnCertificateDeletion, true, true, Some(false)),
-            Verdict::Keep(_)
-        ));
-        assert_eq!(
-            decide(OnCertificateDeletion, true, false, Some(false)),
-            Verdict::Revoke
-        );
-    }
-
-    #[test]
-    fn on_request_deletion_revokes_unless_the_certificate_is_still_served() {
-        assert_eq!(
-            decide(OnRequestDeletion, true, true, Some(false)),
-            Verdict::Revoke
-        );
-        assert!(matches!(
-            decide(OnRequestDeletion, true, true, Some(true)),
-            Verdict::Keep(_)
-        ));
-    }
-
-    #[test]
-    fn doubt_about_what_is_served_never_revokes() {
-        assert!(matches!(
-            decide(OnRequestDeletion, true, true, None),
-            Verdict::Unsure(_)
-        ));
-    }
-
-    #[test]
-    fn nothing_issued_means_nothing_to_revoke() {
-        assert!(matches!(
-            decide(OnRequestDeletion, false, false, Some(false)),
-            Verdict::Keep(_)
-        ));
-    }
-}
+mod tests;

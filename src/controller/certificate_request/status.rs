@@ -169,6 +169,18 @@ pub struct Outcome {
     update: Option<Update>,
     events: Vec<Note>,
     requeue: Requeue,
+    /// The serial NCP gave for the certificate in `update`, recorded on the request only when the
+    /// status write fails (the at-most-once rule's fallback, see [`Outcome::recording_serial_if_unwritten`]).
+    serial_if_unwritten: Option<SerialRecord>,
+}
+
+/// A serial to record on the request, with the CA tag it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialRecord {
+    /// The CA tag.
+    pub ca_tag: String,
+    /// The serial, as NCP gave it.
+    pub serial: String,
 }
 
 impl Outcome {
@@ -179,6 +191,7 @@ impl Outcome {
             update: None,
             events: Vec::new(),
             requeue: Requeue::OnChange,
+            serial_if_unwritten: None,
         }
     }
 
@@ -266,6 +279,24 @@ impl Outcome {
         self
     }
 
+    /// The same outcome, recording `serial` (of CA `ca_tag`) on the request if its status update
+    /// cannot be written: a certificate NCP signed is then fetched by serial, not searched for. When
+    /// the write succeeds, the Issued status carries the certificate and nothing else is written.
+    #[must_use]
+    pub fn recording_serial_if_unwritten(mut self, ca_tag: &str, serial: &str) -> Self {
+        self.serial_if_unwritten = Some(SerialRecord {
+            ca_tag: ca_tag.to_string(),
+            serial: serial.to_string(),
+        });
+        self
+    }
+
+    /// The serial recorded if the status update cannot be written.
+    #[must_use]
+    pub fn serial_if_unwritten(&self) -> Option<&SerialRecord> {
+        self.serial_if_unwritten.as_ref()
+    }
+
     /// The same outcome with one more event.
     #[must_use]
     pub fn with_event(mut self, note: Note) -> Self {
@@ -300,6 +331,8 @@ impl Outcome {
 /// Applies `outcome` to the request: the one place that writes a CertificateRequest's status. The
 /// status is written when it says something new; then the events are published and the issuance
 /// counted. A conditional update that lost to a concurrent change writes nothing and looks again soon.
+/// When the write fails and the outcome carries a serial ([`Outcome::recording_serial_if_unwritten`]),
+/// the serial is recorded on the request before the error is returned.
 ///
 /// # Errors
 /// When the API server refuses the write (the error policy retries).
@@ -331,6 +364,20 @@ pub async fn write(
                             request: super::metadata::request_name(cr),
                             source,
                         };
+                        if let Some(record) = &outcome.serial_if_unwritten {
+                            // Signed, not written: the serial is what the next reconcile finishes
+                            // from. If this write fails as well, recovery by key finds it.
+                            let recorded = super::metadata::record_serial(
+                                &ctx.client,
+                                cr,
+                                &record.ca_tag,
+                                &record.serial,
+                            )
+                            .await;
+                            if let Err(e) = recorded {
+                                tracing::warn!(error = %e, "cannot record the serial either; the next reconcile recovers the certificate by its key");
+                            }
+                        }
                         if update.resource_version.is_some() && error.is_conflict() {
                             // Next: the watch brings the newer request (already written by us, or
                             // changed by someone else); the requeue is a safety net.

@@ -7,14 +7,14 @@ use super::decide::{requested_duration, requests_ca};
 use super::error::CsrError;
 use super::status::Outcome;
 use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED};
+use crate::controller::Context;
 use crate::controller::certificate_request::IssuerView;
 use crate::controller::certificate_request::decide::NcpStep;
-use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
+use crate::controller::delays::{CLIENT_WAIT, CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
 use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, FailCause, after_failure, after_not_yet_valid};
 use crate::controller::period::period_days;
 use crate::controller::recovery::{Recovered, find_issued, settle_window};
-use crate::controller::{Context, IssuerError, read_credentials};
 use crate::ncp::types::{IssuedCert, KeyType, Period};
 use crate::ncp::{self, NcpError};
 use crate::pki::{AssembleError, Csr, assemble_with_skew, missing_usages};
@@ -76,13 +76,10 @@ pub(super) async fn through_ncp(
         Ok(r) => r,
         Err(e) => return Ok(Outcome::failed(Reason::InvalidRequest, &e.to_string())),
     };
-    let ncp = match client_for(ctx, issuer).await {
-        Ok(c) => c,
-        // Next: issuer or Secret changes re-trigger through the issuer controller; retry as a fallback.
-        Err(e) => {
-            let msg = format!("issuer cannot be used: {e}");
-            return Ok(Outcome::waiting(&msg, ISSUER_WAIT));
-        }
+    let Some(ncp) = ctx.ncp_clients.current(&issuer.owner, issuer.generation) else {
+        // The issuer's health check has not built a client for this generation yet (just started,
+        // or its spec just changed): look again shortly. Requests never read the Secret.
+        return Ok(Outcome::requeue(CLIENT_WAIT));
     };
     let or_issuers = |ca_tag: String| {
         if ca_tag.is_empty() {
@@ -138,16 +135,6 @@ pub(super) async fn through_ncp(
         }
         NcpStep::Sign => sign(csr, ctx, issuer, &ncp, &request).await,
     }
-}
-
-async fn client_for(ctx: &Context, issuer: &IssuerView) -> Result<ncp::Client, IssuerError> {
-    let credentials = read_credentials(&ctx.client, &issuer.secret_namespace, &issuer.spec).await?;
-    ctx.ncp_clients.get(
-        &issuer.owner,
-        &issuer.spec,
-        &credentials,
-        ctx.settings.ncp_request_timeout,
-    )
 }
 
 async fn sign(
@@ -215,6 +202,10 @@ async fn sign(
             ))
         }
         Err(e) => {
+            if e.is_issuer_level() {
+                // The issuer's problem (credentials, CA): its controller checks it again.
+                ctx.ncp_clients.ask_recheck(&issuer.owner);
+            }
             let outcome = after_ncp_failure(csr, ctx, &e);
             // NCP certainly did not sign: the marker goes, so that a retry signs instead of searching.
             if !e.may_have_applied() && outcome.update().is_none() {

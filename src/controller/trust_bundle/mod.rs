@@ -21,7 +21,7 @@ use crate::controller::certificate_request::{IssuerView, Readiness};
 use crate::controller::csr::decide::SignerRef;
 use crate::controller::delays::{ISSUER_WAIT, MIN_BACKOFF, TRUST_BUNDLE_API_RETRY};
 use crate::controller::events::{EventAction, Note};
-use crate::controller::{IssuerError, read_credentials, subordinate};
+use crate::controller::subordinate;
 use crate::reason::Reason;
 use decide::{MANAGED_BY, MANAGED_BY_LABEL, Publication, bundle_name, bundle_pem, needs_write};
 use futures::StreamExt as _;
@@ -68,9 +68,9 @@ enum ChainError {
     /// The subordinate intermediate is not usable.
     #[error(transparent)]
     Intermediate(#[from] subordinate::SignerError),
-    /// The issuer's credentials or client.
-    #[error(transparent)]
-    Issuer(#[from] IssuerError),
+    /// The issuer's health check has not built an NCP client for its current generation yet.
+    #[error("the issuer's health check has not built its NCP client yet")]
+    NoClient,
     /// Get CA Chain failed.
     #[error(transparent)]
     Ncp(#[from] crate::ncp::NcpError),
@@ -92,13 +92,10 @@ async fn ca_chain(ctx: &Context, view: &IssuerView) -> Result<Vec<String>, Chain
             signer.intermediate.root_pem.clone(),
         ]);
     }
-    let credentials = read_credentials(&ctx.client, &view.secret_namespace, &view.spec).await?;
-    let ncp = ctx.ncp_clients.get(
-        &view.owner,
-        &view.spec,
-        &credentials,
-        ctx.settings.ncp_request_timeout,
-    )?;
+    let ncp = ctx
+        .ncp_clients
+        .current(&view.owner, view.generation)
+        .ok_or(ChainError::NoClient)?;
     Ok(vec![ncp.get_ca_chain(&view.spec.ca_tag).await?])
 }
 

@@ -129,6 +129,7 @@ fn view(readiness: Readiness, subordinate: bool) -> IssuerView {
         readiness,
         ca_not_after_unix: None,
         owner: "ClusterPrivateCA/ca".into(),
+        generation: Some(1),
         subordinate_root: None,
         reference: Default::default(),
     }
@@ -242,34 +243,43 @@ fn a_fresh_read_that_moved_on_is_not_acted_on() {
 }
 
 #[test]
-fn the_first_touch_signs_at_once_only_for_an_approved_request_of_a_ready_subordinate_issuer() {
+fn the_first_touch_signs_at_once_an_approved_request_of_an_issuer_ready_in_the_cache() {
     let ready_sub = || IssuerLookup::Found(Box::new(view(Readiness::Ready, true)));
-    // Approved when first seen: signed in the cluster, no Initializing write.
+    let ready_ncp = || IssuerLookup::Found(Box::new(view(Readiness::Ready, false)));
+    // Approved when first seen: signed in the cluster, or through NCP; no Initializing write.
     let approved_new = cr(&[("Approved", "True", None)], &[]);
     assert!(matches!(
         observe(&approved_new, ready_sub(), false),
         Plan::SignLocally(_)
     ));
+    assert!(matches!(
+        observe(&approved_new, ready_ncp(), false),
+        Plan::Ncp(_, NcpStep::Sign)
+    ));
     // Not approved, within the grace: wait for the approver without a write.
     let mut young = cr(&[], &[]);
     young.metadata.creation_timestamp = Some(Time(Timestamp::from_second(999).unwrap()));
-    assert_eq!(
-        written(&observe(&young, ready_sub(), false)),
-        (
-            None,
-            super::super::status::Requeue::After(Duration::from_secs(1))
-        )
-    );
+    for issuer in [ready_sub(), ready_ncp()] {
+        assert_eq!(
+            written(&observe(&young, issuer, false)),
+            (
+                None,
+                super::super::status::Requeue::After(Duration::from_secs(1))
+            )
+        );
+    }
     // Not approved, grace over: Initializing.
     let mut old = young;
     old.metadata.creation_timestamp = Some(Time(Timestamp::from_second(10).unwrap()));
-    assert_eq!(
-        written(&observe(&old, ready_sub(), false)).0,
-        Some(Reason::Initializing)
-    );
-    // NCP mode, or an issuer not Ready in the cache: Initializing.
+    for issuer in [ready_sub(), ready_ncp()] {
+        assert_eq!(
+            written(&observe(&old, issuer, false)).0,
+            Some(Reason::Initializing)
+        );
+    }
+    // An issuer not Ready in the cache: Initializing, then the wait for it.
     for issuer in [
-        IssuerLookup::Found(Box::new(view(Readiness::Ready, false))),
+        IssuerLookup::Found(Box::new(view(Readiness::Unchecked, false))),
         IssuerLookup::NotCached,
     ] {
         assert_eq!(
@@ -277,14 +287,43 @@ fn the_first_touch_signs_at_once_only_for_an_approved_request_of_a_ready_subordi
             Some(Reason::Initializing)
         );
     }
-    // Signing already started through NCP: Initializing, then recovery.
+}
+
+#[test]
+fn a_request_signed_at_first_sight_is_recovered_not_initialized_when_its_answer_was_lost() {
+    // The start marker, no Ready condition (the Issued write never came): recovery, read fresh.
     let marked = cr(
         &[("Approved", "True", None)],
+        &[(ANNOTATION_SIGNING_STARTED, "t"), (ANNOTATION_CA_TAG, "ca")],
+    );
+    let step = next(&marked);
+    assert_eq!(
+        step,
+        Next::RecoverByKey {
+            ca_tag: "ca".into()
+        }
+    );
+    assert!(needs_fresh_read(&step));
+    let p = observe(
+        &marked,
+        IssuerLookup::Found(Box::new(view(Readiness::Ready, true))),
+        true,
+    );
+    assert!(
+        matches!(&p, Plan::Ncp(_, NcpStep::RecoverByKey { ca_tag }) if ca_tag == "ca"),
+        "{p:?}"
+    );
+    // The fresh read shows the Issued write landed after all: left alone.
+    let done = cr(
+        &[
+            ("Ready", "True", Some("Issued")),
+            ("Approved", "True", None),
+        ],
         &[(ANNOTATION_SIGNING_STARTED, "t")],
     );
     assert_eq!(
-        written(&observe(&marked, ready_sub(), false)).0,
-        Some(Reason::Initializing)
+        written(&observe(&done, IssuerLookup::NotNeeded, true)),
+        (None, super::super::status::Requeue::OnChange)
     );
 }
 

@@ -60,6 +60,7 @@ fn view(subordinate: bool, readiness: Readiness) -> IssuerLookup {
         readiness,
         ca_not_after_unix: None,
         owner: "o".into(),
+        generation: None,
         subordinate_root: None,
         reference: Default::default(),
     }))

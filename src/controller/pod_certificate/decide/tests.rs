@@ -48,6 +48,7 @@ fn view(subordinate: bool, policy: Option<serde_json::Value>) -> IssuerLookup {
         readiness: Readiness::Ready,
         ca_not_after_unix: None,
         owner: "o".into(),
+        generation: None,
         subordinate_root: None,
         reference: Default::default(),
     }))

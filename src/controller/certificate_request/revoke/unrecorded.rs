@@ -1,0 +1,143 @@
+//! A deleted request whose NCP signing started but whose certificate is recorded nowhere (the answer
+//! was lost: a start marker, no serial, no certificate in status). Before the request goes, its
+//! certificate is looked for in NCP by key, with the recovery used before any second signing
+//! ([`find_issued`]), so that it can be revoked per the policy; and when the request is released
+//! without revocation, the Warning names what may be left valid.
+
+use super::Blocked;
+use super::issued_serial;
+use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SIGNING_STARTED};
+use crate::api::certmanager::CertificateRequest;
+use crate::controller::Context;
+use crate::controller::recovery::{find_issued, settle_window};
+use crate::ncp;
+use crate::pki::{Csr, parse_certificates_pem};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt as _;
+use std::time::Duration;
+
+/// How much later than the end of the settle window a recovered certificate's notBefore may lie (our
+/// clock against NCP's). A certificate of the same key signed later belongs to another request (a
+/// Certificate with `rotationPolicy: Never` reuses its key) and is never taken for this one.
+const NOT_BEFORE_MARGIN: Duration = Duration::from_secs(300);
+
+/// What NCP holds for the request's key.
+pub(super) enum Found {
+    /// The certificate signed for it.
+    Certificate {
+        /// Its serial, as NCP names it.
+        serial: String,
+        /// The leaf, DER.
+        leaf_der: Vec<u8>,
+    },
+    /// Nothing: the signing never took effect.
+    Nothing,
+}
+
+/// The start marker's text, if signing through NCP started.
+pub(super) fn marker(cr: &CertificateRequest) -> Option<&str> {
+    cr.metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_SIGNING_STARTED)
+        .map(String::as_str)
+}
+
+fn marker_time(cr: &CertificateRequest) -> Option<Timestamp> {
+    marker(cr)?.parse().ok()
+}
+
+/// The CA tag recorded with the marker.
+pub(super) fn ca_tag(cr: &CertificateRequest) -> Option<String> {
+    cr.annotations()
+        .get(ANNOTATION_CA_TAG)
+        .filter(|t| !t.is_empty())
+        .cloned()
+}
+
+/// Looks in NCP CA `ca_tag` for the certificate signed for the request's key and SANs since its
+/// start marker (an unparsable marker searches the whole CA).
+///
+/// # Errors
+/// [`Blocked`] when NCP cannot be asked, or a signing call may still be running in NCP (the marker
+/// is younger than the settle window): the finalizer stays, within the bounded retry.
+pub(super) async fn recover(
+    cr: &CertificateRequest,
+    ctx: &Context,
+    ncp: &ncp::Client,
+    ca_tag: &str,
+) -> Result<Found, Blocked> {
+    let csr = std::str::from_utf8(&cr.spec.request.0)
+        .ok()
+        .and_then(|text| Csr::from_pem(text).ok());
+    let Some(csr) = csr else {
+        // NCP never signs what is not a CSR.
+        return Ok(Found::Nothing);
+    };
+    let started = marker_time(cr);
+    let settle = settle_window(ctx);
+    let latest_not_before = started
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.as_second()).ok())
+        .map(|t| t + settle + NOT_BEFORE_MARGIN);
+    let found = find_issued(
+        ncp,
+        ca_tag,
+        started.map_or(0, Timestamp::as_millisecond),
+        |c| {
+            c.public_key.spki_der() == csr.public_key().spki_der()
+                && csr.sans().iter().all(|san| c.sans.contains(san))
+                && c.sans.iter().all(|san| csr.sans().contains(san))
+                && latest_not_before.is_none_or(|latest| c.not_before <= latest)
+        },
+    )
+    .await
+    .map_err(Blocked::Ncp)?;
+    if let Some(found) = found {
+        let leaf_der = parse_certificates_pem(&found.cert_pem)
+            .ok()
+            .and_then(|certs| certs.into_iter().next())
+            .map(|c| c.der)
+            .unwrap_or_default();
+        return Ok(Found::Certificate {
+            serial: found.serial,
+            leaf_der,
+        });
+    }
+    let age = started
+        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t)).ok())
+        .unwrap_or(settle);
+    if age < settle {
+        return Err(Blocked::Unsure(
+            "its signing call may still be running in NCP (the settle window is not over)",
+        ));
+    }
+    Ok(Found::Nothing)
+}
+
+/// What a release without revocation may leave valid, for the Warning: the request, the CA, and the
+/// serial or, when none was recorded, the time window in which NCP may have signed (`settle` after
+/// the start marker).
+pub(super) fn left_valid(cr: &CertificateRequest, settle: Duration) -> String {
+    let request = super::request_name(cr);
+    let ca = ca_tag(cr).unwrap_or_else(|| "(unknown)".into());
+    if let Some(serial) = issued_serial(cr) {
+        return format!(
+            "certificate {serial} of CertificateRequest {request} in NCP CA {ca} may still be valid"
+        );
+    }
+    let window = match marker_time(cr) {
+        Some(t) => {
+            let end = t
+                .checked_add(settle)
+                .map_or_else(|_| "?".to_string(), |e| e.to_string());
+            format!("signed between {t} and {end}")
+        }
+        None => format!(
+            "signed at an unknown time (start marker {:?})",
+            marker(cr).unwrap_or_default()
+        ),
+    };
+    format!(
+        "a certificate of CertificateRequest {request} in NCP CA {ca}, {window}, serial unknown, may exist and still be valid: look for it in NCP and revoke it by hand"
+    )
+}
