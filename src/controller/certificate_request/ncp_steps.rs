@@ -6,6 +6,7 @@
 use super::decide::{NcpStep, request_age};
 use super::error::RequestError;
 use super::issuers::IssuerView;
+use super::marker;
 use super::metadata::{merge_metadata, request_name};
 use super::status::Outcome;
 use crate::api::RevocationPolicy;
@@ -13,11 +14,10 @@ use crate::api::annotations::{
     ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED, FINALIZER_REVOKE,
 };
 use crate::api::certmanager::CertificateRequest;
-use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
+use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT};
 use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, FailCause, after_failure};
 use crate::controller::period::{self, period_days};
-use crate::controller::recovery::{Recovered, find_issued, settle_window};
 use crate::controller::{Context, IssuerError, read_credentials};
 use crate::ncp::types::{IssuedCert, KeyType, Period};
 use crate::ncp::{self, NcpError};
@@ -53,19 +53,6 @@ pub(super) fn requested_duration(cr: &CertificateRequest) -> Result<Duration, Ba
         Some(d) => period::parse_go_duration(d)?,
         None => period::DEFAULT_DURATION,
     })
-}
-
-/// How long ago the start marker was written (zero when unreadable: wait the whole window).
-fn marker_age(cr: &CertificateRequest) -> Duration {
-    marker_time(cr)
-        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t)).ok())
-        .unwrap_or_default()
-}
-
-fn marker_time(cr: &CertificateRequest) -> Option<Timestamp> {
-    cr.annotations()
-        .get(ANNOTATION_SIGNING_STARTED)
-        .and_then(|t| t.parse::<Timestamp>().ok())
 }
 
 /// Runs a signing or recovery step.
@@ -111,32 +98,7 @@ pub(super) async fn run(
         }
         NcpStep::RecoverByKey { ca_tag } => {
             let ca_tag = ca_tag_or_issuers(ca_tag);
-            match find_by_key(cr, &ncp, &ca_tag, &csr).await {
-                Ok(Some(found)) => {
-                    tracing::info!(request = %request_name(cr), serial = %found.serial, "recovered a certificate whose signing answer was lost");
-                    record_serial(cr, ctx, &ca_tag, &found.serial).await?;
-                    Ok(finish(
-                        cr,
-                        &csr,
-                        &found.cert_pem,
-                        &found.chain,
-                        &found.serial,
-                    ))
-                }
-                Ok(None) => {
-                    // A call that timed out may still be running inside NCP: only once the marker is
-                    // older than the settle window is "not found" proof that it never took effect.
-                    let settle = settle_window(ctx);
-                    let age = marker_age(cr);
-                    if age < settle {
-                        return Ok(Outcome::requeue(settle - age));
-                    }
-                    // NCP has no certificate for this key since the marker: signing again is safe.
-                    clear_marker(cr, ctx).await?;
-                    Ok(Outcome::requeue(RESIGN_AFTER_CLEAR))
-                }
-                Err(e) => Ok(after_ncp_failure(cr, ctx, &e)),
-            }
+            marker::recover_by_key(cr, ctx, &ncp, &ca_tag, &csr).await
         }
         NcpStep::Sign => sign(cr, ctx, issuer, &ncp, &csr).await,
     }
@@ -222,7 +184,7 @@ async fn sign(
 }
 
 /// The Issued outcome for NCP's answer, once the chain verifies and carries the CSR's key.
-fn finish(
+pub(super) fn finish(
     cr: &CertificateRequest,
     csr: &Csr,
     cert_pem: &str,
@@ -265,7 +227,7 @@ fn finish(
 }
 
 /// The outcome of a failed NCP call, per the shared classifier.
-fn after_ncp_failure(cr: &CertificateRequest, ctx: &Context, e: &NcpError) -> Outcome {
+pub(super) fn after_ncp_failure(cr: &CertificateRequest, ctx: &Context, e: &NcpError) -> Outcome {
     let age = request_age(cr, Timestamp::now());
     let budget = ctx.settings.max_retry_duration;
     match after_failure(e, age, budget) {
@@ -329,7 +291,7 @@ async fn mark_started(
         })
 }
 
-async fn record_serial(
+pub(super) async fn record_serial(
     cr: &CertificateRequest,
     ctx: &Context,
     ca_tag: &str,
@@ -344,7 +306,10 @@ async fn record_serial(
         })
 }
 
-async fn clear_marker(cr: &CertificateRequest, ctx: &Context) -> Result<(), RequestError> {
+pub(super) async fn clear_marker(
+    cr: &CertificateRequest,
+    ctx: &Context,
+) -> Result<(), RequestError> {
     let patch =
         serde_json::json!({"metadata": {"annotations": {ANNOTATION_SIGNING_STARTED: null}}});
     merge_metadata(&ctx.client, cr, &patch)
@@ -353,20 +318,4 @@ async fn clear_marker(cr: &CertificateRequest, ctx: &Context) -> Result<(), Requ
             request: request_name(cr),
             source,
         })
-}
-
-/// Looks for a certificate with the CSR's public key and SANs issued since the start marker.
-async fn find_by_key(
-    cr: &CertificateRequest,
-    ncp: &ncp::Client,
-    ca_tag: &str,
-    csr: &Csr,
-) -> Result<Option<Recovered>, NcpError> {
-    let started = marker_time(cr).map_or(0, |t| t.as_millisecond());
-    find_issued(ncp, ca_tag, started, |c| {
-        c.public_key.spki_der() == csr.public_key().spki_der()
-            && csr.sans().iter().all(|san| c.sans.contains(san))
-            && c.sans.iter().all(|san| csr.sans().contains(san))
-    })
-    .await
 }
