@@ -68,6 +68,9 @@ reasons! {
     RevocationFailed,
     /// Revocation could not be done yet and will be retried.
     RevocationPending,
+    /// The signing-started marker is not a time, or lies in the future: the request is searched for
+    /// in NCP within the retry budget, never signed again.
+    MarkerUnusable,
 
     // Issuer `Ready` (and `UpstreamReady`) reasons.
     /// The NCP CA is ACTIVE and its chain is usable.

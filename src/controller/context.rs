@@ -49,6 +49,8 @@ pub struct Context {
     pub metrics: crate::metrics::Metrics,
     /// Intermediates of subordinate issuers.
     pub subordinates: SignerCache,
+    /// Certificates recently read by recovery searches, per NCP CA.
+    pub recovery: super::recovery::RecoveryIndex,
 }
 
 impl std::fmt::Debug for Context {
@@ -99,5 +101,6 @@ pub fn context(
         ncp_clients: NcpClientCache::with_observer(Some(observer)),
         metrics,
         subordinates: SignerCache::default(),
+        recovery: super::recovery::RecoveryIndex::default(),
     })
 }

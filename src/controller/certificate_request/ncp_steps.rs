@@ -6,7 +6,7 @@
 use super::decide::{NcpStep, request_age};
 use super::error::RequestError;
 use super::issuers::IssuerView;
-use super::marker;
+use super::marker::{self, Recovery};
 use super::metadata::{merge_metadata, request_name};
 use super::status::Outcome;
 use crate::api::RevocationPolicy;
@@ -14,7 +14,7 @@ use crate::api::annotations::{
     ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_SIGNING_STARTED, FINALIZER_REVOKE,
 };
 use crate::api::certmanager::CertificateRequest;
-use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT};
+use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
 use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, FailCause, after_failure};
 use crate::controller::period::{self, period_days};
@@ -98,7 +98,21 @@ pub(super) async fn run(
         }
         NcpStep::RecoverByKey { ca_tag } => {
             let ca_tag = ca_tag_or_issuers(ca_tag);
-            marker::recover_by_key(cr, ctx, &ncp, &ca_tag, &csr).await
+            Ok(
+                match marker::recover_by_key(cr, ctx, &ncp, &ca_tag, &csr).await {
+                    Recovery::Found(found) => {
+                        tracing::info!(request = %request_name(cr), serial = %found.serial, "recovered a certificate whose signing answer was lost");
+                        record_serial(cr, ctx, &ca_tag, &found.serial).await?;
+                        finish(cr, &csr, &found.cert_pem, &found.chain, &found.serial)
+                    }
+                    Recovery::Resign => {
+                        clear_marker(cr, ctx).await?;
+                        Outcome::requeue(RESIGN_AFTER_CLEAR)
+                    }
+                    Recovery::Failed(e) => after_ncp_failure(cr, ctx, &e),
+                    Recovery::Then(outcome) => outcome,
+                },
+            )
         }
         NcpStep::Sign => sign(cr, ctx, issuer, &ncp, &csr).await,
     }
@@ -184,7 +198,7 @@ async fn sign(
 }
 
 /// The Issued outcome for NCP's answer, once the chain verifies and carries the CSR's key.
-pub(super) fn finish(
+fn finish(
     cr: &CertificateRequest,
     csr: &Csr,
     cert_pem: &str,
@@ -227,7 +241,7 @@ pub(super) fn finish(
 }
 
 /// The outcome of a failed NCP call, per the shared classifier.
-pub(super) fn after_ncp_failure(cr: &CertificateRequest, ctx: &Context, e: &NcpError) -> Outcome {
+fn after_ncp_failure(cr: &CertificateRequest, ctx: &Context, e: &NcpError) -> Outcome {
     let age = request_age(cr, Timestamp::now());
     let budget = ctx.settings.max_retry_duration;
     match after_failure(e, age, budget) {
@@ -291,7 +305,7 @@ async fn mark_started(
         })
 }
 
-pub(super) async fn record_serial(
+async fn record_serial(
     cr: &CertificateRequest,
     ctx: &Context,
     ca_tag: &str,
@@ -306,10 +320,7 @@ pub(super) async fn record_serial(
         })
 }
 
-pub(super) async fn clear_marker(
-    cr: &CertificateRequest,
-    ctx: &Context,
-) -> Result<(), RequestError> {
+async fn clear_marker(cr: &CertificateRequest, ctx: &Context) -> Result<(), RequestError> {
     let patch =
         serde_json::json!({"metadata": {"annotations": {ANNOTATION_SIGNING_STARTED: null}}});
     merge_metadata(&ctx.client, cr, &patch)
