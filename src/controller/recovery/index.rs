@@ -19,6 +19,8 @@ pub const MAX_INDEXED_CAS: usize = 64;
 pub const MAX_ENTRIES_PER_CA: usize = 4096;
 /// How long an entry (and an unfinished search's place) is kept.
 pub const ENTRY_TTL: Duration = Duration::from_secs(600);
+/// How many full list pages it remembers per CA.
+pub const MAX_CACHED_PAGES: usize = 1024;
 /// At most this many index matches are read from NCP before a search falls back to the list.
 const MAX_CANDIDATES: usize = 4;
 
@@ -41,6 +43,11 @@ struct CaState {
     pages_hint: Option<u32>,
     entries: HashMap<String, (Entry, Instant)>,
     cursors: HashMap<String, (Cursor, Instant)>,
+    /// Full pages of an oldest-first list, which only change when certificates are removed: page →
+    /// serials, read when the list held `total_cnt` certificates.
+    pages: HashMap<u32, (Vec<String>, Instant)>,
+    /// The largest `totalCnt` seen; a smaller one means certificates were removed.
+    total_cnt: i64,
     /// A search of this CA is running.
     busy: bool,
     touched: Instant,
@@ -53,6 +60,8 @@ impl CaState {
             pages_hint: None,
             entries: HashMap::new(),
             cursors: HashMap::new(),
+            pages: HashMap::new(),
+            total_cnt: 0,
             busy: false,
             touched: now,
         }
@@ -177,6 +186,43 @@ impl RecoveryIndex {
 
     pub(super) fn set_pages_hint(&self, ca: &str, pages: u32) {
         self.with_ca(ca, |s, _| s.pages_hint = Some(pages));
+    }
+
+    /// Notes a list answer: remembers page `page` when it is not the last (so full: it changes only
+    /// if certificates are removed), and forgets every page when the list shrank.
+    pub(super) fn saw_page(
+        &self,
+        ca: &str,
+        page: u32,
+        total_pages: u32,
+        total_cnt: i64,
+        serials: &[String],
+    ) {
+        self.with_ca(ca, |s, now| {
+            if total_cnt < s.total_cnt {
+                s.pages.clear();
+            }
+            s.total_cnt = total_cnt;
+            if s.order == Some(Order::Ascending) && !serials.is_empty() && page < total_pages {
+                if s.pages.len() >= MAX_CACHED_PAGES {
+                    s.pages
+                        .retain(|_, (_, at)| now.duration_since(*at) < ENTRY_TTL);
+                }
+                if s.pages.len() < MAX_CACHED_PAGES {
+                    s.pages.insert(page, (serials.to_vec(), now));
+                }
+            }
+        });
+    }
+
+    /// A remembered full page.
+    pub(super) fn page(&self, ca: &str, page: u32) -> Option<Vec<String>> {
+        self.with_ca(ca, |s, now| {
+            s.pages
+                .get(&page)
+                .filter(|(_, at)| now.duration_since(*at) < ENTRY_TTL)
+                .map(|(serials, _)| serials.clone())
+        })
     }
 
     pub(super) fn cursor(&self, ca: &str, id: &str) -> Option<Cursor> {

@@ -124,6 +124,13 @@ impl Scan<'_> {
         self.spend()?;
         let list = self.ncp.get_end_cert_list(self.ca_tag, Some(page)).await?;
         self.index.set_pages_hint(&self.ca, pages_of(&list).max(1));
+        self.index.saw_page(
+            &self.ca,
+            page,
+            pages_of(&list),
+            list.total_cnt,
+            &list.list_certs,
+        );
         Ok(list)
     }
 
@@ -235,7 +242,13 @@ pub async fn find_issued(
             }
             Ok(Search::Unfinished)
         }
-        Err(Stop::Ncp(e)) => Err(e),
+        Err(Stop::Ncp(e)) => {
+            // The next attempt goes on where this one stopped.
+            if let Some(c) = at {
+                index.set_cursor(&scan.ca, search_id, c);
+            }
+            Err(e)
+        }
     }
 }
 
@@ -276,12 +289,29 @@ async fn search(
     };
     let mut retargets = 0;
     let mut first_read = true;
+    // `totalPageNo` and `totalCnt` of the last answer.
+    let mut known: Option<(u32, i64)> = None;
     loop {
-        let list = match pages.iter().position(|(p, _)| *p == page) {
-            Some(i) => pages.swap_remove(i).1,
-            None => scan.list(page).await?,
+        let cached = match (order, known) {
+            // A full page of an oldest-first list, below the last one this search read: unchanged
+            // unless the list shrank, which the next real answer tells.
+            (Order::Ascending, Some((pages_then, cnt))) if page < pages_then => {
+                scan.index.page(&scan.ca, page).map(|serials| EndCertList {
+                    total_cnt: cnt,
+                    list_certs: serials,
+                    total_page_no: i64::from(pages_then),
+                    current_page_no: i64::from(page),
+                })
+            }
+            _ => None,
+        };
+        let list = match (pages.iter().position(|(p, _)| *p == page), cached) {
+            (Some(i), _) => pages.swap_remove(i).1,
+            (None, Some(list)) => list,
+            (None, None) => scan.list(page).await?,
         };
         let total = pages_of(&list);
+        known = Some((total, list.total_cnt));
         let newest = match order {
             Order::Ascending => total.max(1),
             Order::Descending => 1,

@@ -305,3 +305,29 @@ fn the_index_is_bounded_per_ca_and_in_cas() {
     // Two endpoints (tenants) with the same CA tag never share entries.
     assert_ne!(ca_key("http://a", "k", "t"), ca_key("http://b", "k", "t"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_searches_read_only_the_newest_page_of_a_busy_window() {
+    let emu = emulator().await;
+    let ncp = client(&emu);
+    let ca_tag = root_ca(&ncp).await;
+    seed(&emu, &ncp, &ca_tag, 100, DAY_MS).await;
+    // Fifty certificates inside the window, none the one sought.
+    seed(&emu, &ncp, &ca_tag, 50, 0).await;
+    let started = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+    let (_, spki, sans) = csr_for("absent");
+    let sought = Sought::key_and_sans(&spki, &sans);
+    let window = Window::around(started, SETTLE);
+    let index = RecoveryIndex::default();
+    let (first, _) = search_to_end(&ncp, &index, &ca_tag, "one", window, &sought).await;
+    assert!(matches!(first, Search::NotFound { .. }), "{first:?}");
+    let before = lookups(&emu);
+    let (second, reconciles) = search_to_end(&ncp, &index, &ca_tag, "two", window, &sought).await;
+    assert!(matches!(second, Search::NotFound { .. }), "{second:?}");
+    assert_eq!(reconciles, 1);
+    assert_eq!(
+        lookups(&emu) - before,
+        1,
+        "the newest page; the full pages below it and their certificates come from the index"
+    );
+}
