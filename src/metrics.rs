@@ -1,5 +1,9 @@
 //! Prometheus metrics (`OpenMetrics` text on `/metrics`): NCP calls, certificates, reconciles, issuer
-//! readiness and leadership. Every name starts with [`PREFIX`] and an underscore.
+//! readiness, the CAs' and intermediates' remaining capacity and lifetime, leadership, the build and
+//! the process. Every name starts with [`PREFIX`] and an underscore; the issuer kind is always the
+//! `issuer_kind` label. Families whose label values are known in advance (issuer kinds, NCP operations,
+//! failure reasons, controllers) are exported with zero values from the start, so queries need no
+//! `or vector(0)`; per-issuer series appear with the issuer's first check and go with the issuer.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -10,10 +14,24 @@
 //! | `ncp_pca_issuer_certificates_revoked_total` | counter | `issuer_kind` |
 //! | `ncp_pca_issuer_reconcile_total` | counter | `controller`, `result` |
 //! | `ncp_pca_issuer_reconcile_duration_seconds` | histogram | `controller` |
-//! | `ncp_pca_issuer_issuer_ready` | gauge (1/0) | `kind`, `namespace` (empty for cluster-scoped), `name` |
+//! | `ncp_pca_issuer_issuer_ready` | gauge (1/0) | `issuer_kind`, `namespace` (empty for cluster-scoped), `name` |
+//! | `ncp_pca_issuer_ca_not_after_timestamp_seconds` | gauge | same as `issuer_ready` |
+//! | `ncp_pca_issuer_ca_signing_count` | gauge | same |
+//! | `ncp_pca_issuer_ca_issuances_remaining` | gauge | same |
+//! | `ncp_pca_issuer_ca_signing_limit` | gauge | same |
+//! | `ncp_pca_issuer_intermediate_not_after_timestamp_seconds` | gauge | same (subordinate mode) |
+//! | `ncp_pca_issuer_intermediate_renewal_timestamp_seconds` | gauge | same (subordinate mode) |
 //! | `ncp_pca_issuer_leader` | gauge (1/0) | |
+//! | `ncp_pca_issuer_build_info` | gauge (1) | `version` |
+//! | `ncp_pca_issuer_process_resident_memory_bytes` | gauge | |
+//! | `ncp_pca_issuer_process_cpu_seconds_total` | counter | |
+//! | `ncp_pca_issuer_process_open_fds` | gauge | |
+//! | `ncp_pca_issuer_process_max_fds` | gauge | |
+
+mod process;
 
 use crate::ncp::{CallObserver, Operation};
+use crate::reason::Reason;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -31,6 +49,29 @@ pub const PREFIX: &str = "ncp_pca_issuer";
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The two issuer kinds, the values of every `issuer_kind` label.
+pub const ISSUER_KINDS: [&str; 2] = ["PrivateCA", "ClusterPrivateCA"];
+
+/// The `controller` label values of the reconcile metrics.
+pub const CONTROLLERS: [&str; 3] = ["PrivateCA", "ClusterPrivateCA", "CertificateRequest"];
+
+/// The `result` label values of the reconcile counter.
+pub const RECONCILE_RESULTS: [&str; 2] = ["ok", "error"];
+
+/// The reasons a `CertificateRequest` ends Failed with (the failure counter's `reason` values).
+pub const FAILURE_REASONS: [Reason; 8] = [
+    Reason::InvalidRequest,
+    Reason::UnsupportedKey,
+    Reason::CARequestRefused,
+    Reason::NcpRefused,
+    Reason::RetryBudgetSpent,
+    Reason::CertificateUnusable,
+    Reason::CertificateGone,
+    Reason::SigningFailed,
+];
+
+/// The `outcome` of a successful NCP call.
+pub const SUCCESS: &str = "success";
 /// Bucket bounds, in seconds, of the NCP request histogram (NCP answers in tens to hundreds of ms;
 /// the client's timeouts are tens of seconds).
 const NCP_DURATION_BUCKETS: [f64; 12] = [
@@ -76,9 +117,14 @@ struct ControllerLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IssuerLabels {
-    kind: String,
+    issuer_kind: String,
     namespace: String,
     name: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -91,6 +137,103 @@ fn reconcile_histogram() -> Histogram {
     Histogram::new(RECONCILE_DURATION_BUCKETS)
 }
 
+/// What the per-issuer gauges say of one issuer. `None` means not known (NCP never described the
+/// CA, or the issuer has no intermediate): such a gauge has no series rather than a made-up 0, which
+/// an expiry alert would read as "expired in 1970".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IssuerGauges {
+    /// `Ready=True`.
+    pub ready: bool,
+    /// The NCP CA's NotAfter, unix seconds.
+    pub ca_not_after: Option<i64>,
+    /// How many certificates the NCP CA has signed.
+    pub ca_signing_count: Option<i64>,
+    /// How many more it may sign under NCP's cap.
+    pub ca_issuances_remaining: Option<i64>,
+    /// NCP's cap per CA, as the operator counts it (`--signing-limit`).
+    pub ca_signing_limit: Option<i64>,
+    /// The in-cluster intermediate's NotAfter, unix seconds (subordinate mode).
+    pub intermediate_not_after: Option<i64>,
+    /// When the intermediate is due to be replaced, unix seconds (subordinate mode).
+    pub intermediate_renewal: Option<i64>,
+}
+
+/// The per-issuer gauge families, all labelled by [`IssuerLabels`].
+#[derive(Debug, Default)]
+struct IssuerFamilies {
+    ready: Family<IssuerLabels, Gauge>,
+    ca_not_after: Family<IssuerLabels, Gauge>,
+    ca_signing_count: Family<IssuerLabels, Gauge>,
+    ca_issuances_remaining: Family<IssuerLabels, Gauge>,
+    ca_signing_limit: Family<IssuerLabels, Gauge>,
+    intermediate_not_after: Family<IssuerLabels, Gauge>,
+    intermediate_renewal: Family<IssuerLabels, Gauge>,
+}
+
+impl IssuerFamilies {
+    /// Every family but `ready`, with the value `gauges` gives it.
+    fn optional(&self, gauges: &IssuerGauges) -> [(&Family<IssuerLabels, Gauge>, Option<i64>); 6] {
+        [
+            (&self.ca_not_after, gauges.ca_not_after),
+            (&self.ca_signing_count, gauges.ca_signing_count),
+            (&self.ca_issuances_remaining, gauges.ca_issuances_remaining),
+            (&self.ca_signing_limit, gauges.ca_signing_limit),
+            (&self.intermediate_not_after, gauges.intermediate_not_after),
+            (&self.intermediate_renewal, gauges.intermediate_renewal),
+        ]
+    }
+
+    /// Drops every series of `labels`; true if the issuer had one.
+    fn remove(&self, labels: &IssuerLabels) -> bool {
+        let mut removed = self.ready.remove(labels);
+        for (family, _) in self.optional(&IssuerGauges::default()) {
+            removed |= family.remove(labels);
+        }
+        removed
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "issuer_ready",
+            "Whether an issuer is Ready (1) or not (0)",
+            self.ready.clone(),
+        );
+        registry.register_with_unit(
+            "ca_not_after_timestamp",
+            "When the issuer's NCP CA expires (unix time)",
+            Unit::Seconds,
+            self.ca_not_after.clone(),
+        );
+        registry.register(
+            "ca_signing_count",
+            "Certificates the issuer's NCP CA has signed, as Get CA counts them",
+            self.ca_signing_count.clone(),
+        );
+        registry.register(
+            "ca_issuances_remaining",
+            "Certificates the issuer's NCP CA may still sign under NCP's cap per CA",
+            self.ca_issuances_remaining.clone(),
+        );
+        registry.register(
+            "ca_signing_limit",
+            "NCP's cap of issuances per CA, as the operator counts it",
+            self.ca_signing_limit.clone(),
+        );
+        registry.register_with_unit(
+            "intermediate_not_after_timestamp",
+            "When a subordinate issuer's in-cluster intermediate expires (unix time)",
+            Unit::Seconds,
+            self.intermediate_not_after.clone(),
+        );
+        registry.register_with_unit(
+            "intermediate_renewal_timestamp",
+            "When a subordinate issuer's intermediate is due to be replaced (unix time)",
+            Unit::Seconds,
+            self.intermediate_renewal.clone(),
+        );
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     registry: Registry,
@@ -101,8 +244,8 @@ struct Inner {
     revoked: Family<IssuerKindLabels, Counter>,
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_duration: HistogramFamily<ControllerLabels>,
-    issuer_ready: Family<IssuerLabels, Gauge>,
-    /// The issuers that have an `issuer_ready` series (a `Family` cannot be listed), for
+    per_issuer: IssuerFamilies,
+    /// The issuers that have per-issuer series (a `Family` cannot be listed), for
     /// [`Metrics::retain_issuers`].
     issuers: Mutex<HashSet<IssuerLabels>>,
     leader: Gauge,
@@ -121,7 +264,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered under [`PREFIX`] (`leader` starts at 0).
+    /// A fresh registry with every metric registered under [`PREFIX`]: `leader` at 0, `build_info`
+    /// at 1, and the series of every known label value at 0.
     #[must_use]
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
@@ -171,19 +315,23 @@ impl Metrics {
             Unit::Seconds,
             reconcile_duration.clone(),
         );
-        let issuer_ready = Family::<IssuerLabels, Gauge>::default();
-        registry.register(
-            "issuer_ready",
-            "Whether an issuer is Ready (1) or not (0)",
-            issuer_ready.clone(),
-        );
+        let per_issuer = IssuerFamilies::default();
+        per_issuer.register(&mut registry);
         let leader = Gauge::default();
         registry.register(
             "leader",
             "Whether this replica is the leader (1) or not (0)",
             leader.clone(),
         );
-        Self {
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "The operator's version (always 1)", build);
+        registry.register_collector(Box::new(process::ProcessCollector));
+        let metrics = Self {
             inner: Arc::new(Inner {
                 registry,
                 ncp_requests,
@@ -193,10 +341,51 @@ impl Metrics {
                 revoked,
                 reconciles,
                 reconcile_duration,
-                issuer_ready,
+                per_issuer,
                 issuers: Mutex::default(),
                 leader,
             }),
+        };
+        metrics.create_zero_series();
+        metrics
+    }
+
+    /// Creates, at 0, the series of every label value known in advance (each `get_or_create` guard
+    /// is dropped at once: creating the series is the point).
+    fn create_zero_series(&self) {
+        let inner = &self.inner;
+        for op in Operation::ALL {
+            drop(inner.ncp_requests.get_or_create(&NcpCallLabels {
+                operation: op.name(),
+                outcome: SUCCESS.to_string(),
+            }));
+            drop(inner.ncp_duration.get_or_create(&OperationLabels {
+                operation: op.name(),
+            }));
+        }
+        for kind in ISSUER_KINDS {
+            let labels = IssuerKindLabels {
+                issuer_kind: kind.to_string(),
+            };
+            drop(inner.issued.get_or_create(&labels));
+            drop(inner.revoked.get_or_create(&labels));
+            for reason in FAILURE_REASONS {
+                drop(inner.failed.get_or_create(&FailedLabels {
+                    issuer_kind: kind.to_string(),
+                    reason: reason.as_str().to_string(),
+                }));
+            }
+        }
+        for controller in CONTROLLERS {
+            for result in RECONCILE_RESULTS {
+                drop(inner.reconciles.get_or_create(&ReconcileLabels {
+                    controller: controller.to_string(),
+                    result: result.to_string(),
+                }));
+            }
+            drop(inner.reconcile_duration.get_or_create(&ControllerLabels {
+                controller: controller.to_string(),
+            }));
         }
     }
 
@@ -268,43 +457,61 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Sets whether the issuer `kind` `namespace/name` is Ready (`namespace` empty for a
-    /// `ClusterPrivateCA`).
-    pub fn set_issuer_ready(&self, kind: &str, namespace: &str, name: &str, ready: bool) {
-        let labels = issuer_labels(kind, namespace, name);
+    /// Sets the per-issuer gauges of the issuer `issuer_kind` `namespace/name` (`namespace` empty
+    /// for a `ClusterPrivateCA`); a value that is `None` drops its series.
+    pub fn set_issuer(
+        &self,
+        issuer_kind: &str,
+        namespace: &str,
+        name: &str,
+        gauges: &IssuerGauges,
+    ) {
+        let labels = issuer_labels(issuer_kind, namespace, name);
         let mut issuers = self.issuers();
-        self.inner
-            .issuer_ready
+        let families = &self.inner.per_issuer;
+        families
+            .ready
             .get_or_create(&labels)
-            .set(i64::from(ready));
+            .set(i64::from(gauges.ready));
+        for (family, value) in families.optional(gauges) {
+            match value {
+                Some(v) => {
+                    family.get_or_create(&labels).set(v);
+                }
+                None => {
+                    family.remove(&labels);
+                }
+            }
+        }
         issuers.insert(labels);
     }
 
-    /// Drops the series of a deleted issuer (its `issuer_ready` gauge); true if it existed.
-    pub fn remove_issuer(&self, kind: &str, namespace: &str, name: &str) -> bool {
-        let labels = issuer_labels(kind, namespace, name);
+    /// Drops every series of a deleted issuer; true if it had any.
+    pub fn remove_issuer(&self, issuer_kind: &str, namespace: &str, name: &str) -> bool {
+        let labels = issuer_labels(issuer_kind, namespace, name);
         let mut issuers = self.issuers();
         issuers.remove(&labels);
-        self.inner.issuer_ready.remove(&labels)
+        self.inner.per_issuer.remove(&labels)
     }
 
-    /// Drops the series of every issuer of `kind` for which `keep(namespace, name)` is false (after
-    /// a re-list, for issuers deleted while the watch was down); returns how many were dropped.
-    pub fn retain_issuers(&self, kind: &str, keep: impl Fn(&str, &str) -> bool) -> usize {
+    /// Drops every series of each issuer of `issuer_kind` for which `keep(namespace, name)` is false
+    /// (after a re-list, for issuers deleted while the watch was down); returns how many issuers were
+    /// dropped.
+    pub fn retain_issuers(&self, issuer_kind: &str, keep: impl Fn(&str, &str) -> bool) -> usize {
         let mut issuers = self.issuers();
         let gone: Vec<IssuerLabels> = issuers
             .iter()
-            .filter(|l| l.kind == kind && !keep(&l.namespace, &l.name))
+            .filter(|l| l.issuer_kind == issuer_kind && !keep(&l.namespace, &l.name))
             .cloned()
             .collect();
         for labels in &gone {
             issuers.remove(labels);
-            self.inner.issuer_ready.remove(labels);
+            self.inner.per_issuer.remove(labels);
         }
         gone.len()
     }
 
-    /// The issuer set, locked; held across the matching `Family` update so the two agree.
+    /// The issuer set, locked; held across the matching `Family` updates so the two agree.
     fn issuers(&self) -> std::sync::MutexGuard<'_, HashSet<IssuerLabels>> {
         self.inner
             .issuers
@@ -330,9 +537,9 @@ impl Metrics {
     }
 }
 
-fn issuer_labels(kind: &str, namespace: &str, name: &str) -> IssuerLabels {
+fn issuer_labels(issuer_kind: &str, namespace: &str, name: &str) -> IssuerLabels {
     IssuerLabels {
-        kind: kind.to_string(),
+        issuer_kind: issuer_kind.to_string(),
         namespace: namespace.to_string(),
         name: name.to_string(),
     }
@@ -347,6 +554,13 @@ impl CallObserver for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ready(ready: bool) -> IssuerGauges {
+        IssuerGauges {
+            ready,
+            ..IssuerGauges::default()
+        }
+    }
 
     fn line_value(text: &str, prefix: &str) -> Option<String> {
         text.lines()
@@ -442,10 +656,10 @@ mod tests {
     fn issuer_readiness_is_a_gauge_that_disappears_when_the_issuer_is_removed() {
         let m = Metrics::new();
         let series =
-            r#"ncp_pca_issuer_issuer_ready{kind="PrivateCA",namespace="team-a",name="ca"}"#;
-        m.set_issuer_ready("PrivateCA", "team-a", "ca", true);
+            r#"ncp_pca_issuer_issuer_ready{issuer_kind="PrivateCA",namespace="team-a",name="ca"}"#;
+        m.set_issuer("PrivateCA", "team-a", "ca", &ready(true));
         assert_eq!(line_value(&m.encode(), series).as_deref(), Some("1"));
-        m.set_issuer_ready("PrivateCA", "team-a", "ca", false);
+        m.set_issuer("PrivateCA", "team-a", "ca", &ready(false));
         assert_eq!(line_value(&m.encode(), series).as_deref(), Some("0"));
         assert!(m.remove_issuer("PrivateCA", "team-a", "ca"));
         assert_eq!(line_value(&m.encode(), series), None);
@@ -455,9 +669,9 @@ mod tests {
     #[test]
     fn retain_issuers_drops_only_the_unkept_issuers_of_that_kind() {
         let m = Metrics::new();
-        m.set_issuer_ready("PrivateCA", "a", "kept", true);
-        m.set_issuer_ready("PrivateCA", "a", "gone", true);
-        m.set_issuer_ready("ClusterPrivateCA", "", "gone", false);
+        m.set_issuer("PrivateCA", "a", "kept", &ready(true));
+        m.set_issuer("PrivateCA", "a", "gone", &ready(true));
+        m.set_issuer("ClusterPrivateCA", "", "gone", &ready(false));
         assert_eq!(
             m.retain_issuers("PrivateCA", |ns, name| ns == "a" && name == "kept"),
             1
@@ -465,14 +679,14 @@ mod tests {
         let text = m.encode();
         assert!(
             text.contains(
-                r#"ncp_pca_issuer_issuer_ready{kind="PrivateCA",namespace="a",name="kept"} 1"#
+                r#"ncp_pca_issuer_issuer_ready{issuer_kind="PrivateCA",namespace="a",name="kept"} 1"#
             ),
             "{text}"
         );
         assert!(!text.contains(r#"name="gone"} 1"#), "{text}");
         assert!(
             text.contains(
-                r#"ncp_pca_issuer_issuer_ready{kind="ClusterPrivateCA",namespace="",name="gone"} 0"#
+                r#"ncp_pca_issuer_issuer_ready{issuer_kind="ClusterPrivateCA",namespace="",name="gone"} 0"#
             ),
             "{text}"
         );
@@ -489,7 +703,7 @@ mod tests {
         m.certificate_failed("PrivateCA", "Denied");
         m.certificate_revoked("PrivateCA");
         m.observe_reconcile("PrivateCA", "ok", Duration::from_millis(1));
-        m.set_issuer_ready("PrivateCA", "a", "b", true);
+        m.set_issuer("PrivateCA", "a", "b", &full_gauges());
         let text = m.encode();
         let mut families = 0;
         for line in text.lines().filter(|l| !l.is_empty() && *l != "# EOF") {
@@ -501,7 +715,106 @@ mod tests {
             families += usize::from(line.starts_with("# TYPE "));
             assert!(name.starts_with("ncp_pca_issuer_"), "{line}");
         }
-        assert_eq!(families, 9, "{text}");
+        // 16 families of our own, and the process's 4 where /proc can be read.
+        let process = if cfg!(target_os = "linux") { 4 } else { 0 };
+        assert_eq!(families, 16 + process, "{text}");
+    }
+
+    #[test]
+    fn families_with_known_label_values_start_at_zero_and_build_info_is_one() {
+        let text = Metrics::new().encode();
+        for series in [
+            r#"ncp_pca_issuer_certificates_issued_total{issuer_kind="PrivateCA"} 0"#,
+            r#"ncp_pca_issuer_certificates_revoked_total{issuer_kind="ClusterPrivateCA"} 0"#,
+            r#"ncp_pca_issuer_certificates_failed_total{issuer_kind="ClusterPrivateCA",reason="NcpRefused"} 0"#,
+            r#"ncp_pca_issuer_certificates_failed_total{issuer_kind="PrivateCA",reason="RetryBudgetSpent"} 0"#,
+            r#"ncp_pca_issuer_ncp_requests_total{operation="sign_end_csr",outcome="success"} 0"#,
+            r#"ncp_pca_issuer_ncp_request_duration_seconds_count{operation="get_ca"} 0"#,
+            r#"ncp_pca_issuer_reconcile_total{controller="CertificateRequest",result="error"} 0"#,
+            r#"ncp_pca_issuer_reconcile_duration_seconds_count{controller="ClusterPrivateCA"} 0"#,
+            r#"ncp_pca_issuer_leader 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series} in\n{text}");
+        }
+        let build = format!(
+            r#"ncp_pca_issuer_build_info{{version="{}"}} 1"#,
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.lines().any(|l| l == build), "{build} in\n{text}");
+    }
+
+    fn per_issuer_series(text: &str, name: &str) -> Vec<String> {
+        let needle = format!(r#"name="{name}"}}"#);
+        text.lines()
+            .filter(|l| l.contains(&needle))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn full_gauges() -> IssuerGauges {
+        IssuerGauges {
+            ready: true,
+            ca_not_after: Some(1_900_000_000),
+            ca_signing_count: Some(24_000),
+            ca_issuances_remaining: Some(6_000),
+            ca_signing_limit: Some(30_000),
+            intermediate_not_after: Some(1_800_000_000),
+            intermediate_renewal: Some(1_700_000_000),
+        }
+    }
+
+    #[test]
+    fn every_per_issuer_gauge_is_set_and_unknown_values_have_no_series() {
+        let m = Metrics::new();
+        m.set_issuer("PrivateCA", "a", "ca", &full_gauges());
+        let text = m.encode();
+        for (series, value) in [
+            ("issuer_ready", "1"),
+            ("ca_not_after_timestamp_seconds", "1900000000"),
+            ("ca_signing_count", "24000"),
+            ("ca_issuances_remaining", "6000"),
+            ("ca_signing_limit", "30000"),
+            ("intermediate_not_after_timestamp_seconds", "1800000000"),
+            ("intermediate_renewal_timestamp_seconds", "1700000000"),
+        ] {
+            let prefix = format!(
+                r#"ncp_pca_issuer_{series}{{issuer_kind="PrivateCA",namespace="a",name="ca"}}"#
+            );
+            assert_eq!(
+                line_value(&text, &prefix).as_deref(),
+                Some(value),
+                "{prefix} in\n{text}"
+            );
+        }
+        // The intermediate goes (subordinate mode turned off): its series go with it.
+        m.set_issuer(
+            "PrivateCA",
+            "a",
+            "ca",
+            &IssuerGauges {
+                intermediate_not_after: None,
+                intermediate_renewal: None,
+                ..full_gauges()
+            },
+        );
+        let series = per_issuer_series(&m.encode(), "ca");
+        assert_eq!(series.len(), 5, "{series:?}");
+        assert!(
+            !series.iter().any(|l| l.contains("intermediate")),
+            "{series:?}"
+        );
+    }
+
+    #[test]
+    fn removing_an_issuer_prunes_every_one_of_its_series() {
+        let m = Metrics::new();
+        m.set_issuer("PrivateCA", "a", "one", &full_gauges());
+        m.set_issuer("ClusterPrivateCA", "", "two", &full_gauges());
+        assert_eq!(per_issuer_series(&m.encode(), "one").len(), 7);
+        assert!(m.remove_issuer("PrivateCA", "a", "one"));
+        assert_eq!(per_issuer_series(&m.encode(), "one"), Vec::<String>::new());
+        assert_eq!(m.retain_issuers("ClusterPrivateCA", |_, _| false), 1);
+        assert_eq!(per_issuer_series(&m.encode(), "two"), Vec::<String>::new());
     }
 
     #[test]

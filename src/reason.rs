@@ -62,6 +62,9 @@ reasons! {
     // CertificateRequest events.
     /// NCP takes no usage parameter and the issued certificate lacks a requested usage.
     UsagesNotHonoured,
+    /// NCP signed a certificate whose validity starts later than the clock-skew tolerance allows
+    /// (NCP's clock ahead of ours); it is used once valid.
+    CertificateNotYetValid,
     /// The certificate was revoked in NCP after the request was deleted.
     Revoked,
     /// Revocation was refused or abandoned; the request was released anyway.
@@ -99,6 +102,18 @@ reasons! {
     EndpointUnreachable,
     /// Any other NCP failure.
     NcpError,
+
+    // Issuer `Headroom` reasons (and the Warning events that announce trouble before it comes).
+    /// The CA is far from NCP's cap and from expiry, and so is the intermediate.
+    AmpleHeadroom,
+    /// The CA has used 80 % or more of NCP's cap of issuances.
+    SigningLimitNear,
+    /// The CA has used 95 % or more of NCP's cap of issuances.
+    SigningLimitCritical,
+    /// The CA expires within the warning window.
+    CAExpiringSoon,
+    /// The intermediate expires within the warning window and its renewal is overdue.
+    IntermediateExpiringSoon,
 
     // Subordinate mode: `Ready` reasons and events of the in-cluster intermediate.
     /// The intermediate is valid and signs.

@@ -358,3 +358,238 @@ fn a_certificate_request_status_is_written_from_one_function() {
     assert_eq!(writers.len(), 1, "status writers: {writers:?}");
     assert!(writers[0].contains("status.rs (1)"), "{writers:?}");
 }
+
+// ---- Links in the documentation -------------------------------------------------------------
+
+/// What a relative link in the documentation may point at.
+enum LinkTarget {
+    /// Nothing in the repository has that path.
+    Missing,
+    /// A file or directory that is not Markdown: it has no headings to anchor to.
+    Other,
+    /// A Markdown file, with its text.
+    Markdown(String),
+}
+
+/// The text of a Markdown document outside fenced code blocks, with inline code spans removed.
+fn prose(text: &str) -> Vec<String> {
+    let mut in_fence = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence {
+            continue;
+        }
+        // Drop `code spans`: the odd-numbered pieces between backticks.
+        let kept: String = line.split('`').step_by(2).collect();
+        out.push(kept);
+    }
+    out
+}
+
+/// GitHub's anchor for a heading's text: the rendered text lowercased, punctuation dropped (except `-`
+/// and `_`), spaces made hyphens.
+fn heading_slug(heading: &str) -> String {
+    // `[text](url)` renders as `text`.
+    let mut text = String::new();
+    let mut rest = heading;
+    while let Some(open) = rest.find('[') {
+        let Some(mid) = rest[open..].find("](") else {
+            break;
+        };
+        let Some(close) = rest[open + mid..].find(')') else {
+            break;
+        };
+        text.push_str(&rest[..open]);
+        text.push_str(&rest[open + 1..open + mid]);
+        rest = &rest[open + mid + close + 1..];
+    }
+    text.push_str(rest);
+    text.trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a Markdown document's headings, with GitHub's `-1`, `-2` … for repeated ones.
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = BTreeSet::new();
+    let mut in_fence = false;
+    for line in markdown.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+            in_fence = !in_fence;
+            continue;
+        }
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        if in_fence || !(1..=6).contains(&hashes) || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        let slug = heading_slug(line[hashes..].trim().trim_end_matches('#'));
+        let n = seen.entry(slug.clone()).or_insert(0);
+        out.insert(if *n == 0 { slug } else { format!("{slug}-{n}") });
+        *n += 1;
+    }
+    out
+}
+
+/// `dir/../a/./b` as `a/b`; `None` when it leaves the repository.
+fn normalise(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Every relative link (`](path)`, `](path#anchor)`, `](#anchor)`) in `docs` (repository path, text)
+/// that does not resolve: to a path `lookup` knows, and for an anchor to a heading of that Markdown file.
+fn broken_links(docs: &[(String, String)], lookup: &dyn Fn(&str) -> LinkTarget) -> Vec<String> {
+    let mut broken = Vec::new();
+    for (file, text) in docs {
+        let dir = file.rsplit_once('/').map_or("", |(d, _)| d);
+        for line in prose(text) {
+            for piece in line.split("](").skip(1) {
+                let Some(end) = piece.find(')') else {
+                    continue;
+                };
+                let link = piece[..end].split_whitespace().next().unwrap_or_default();
+                let link = link.trim_start_matches('<').trim_end_matches('>');
+                if link.contains("://") || link.starts_with("mailto:") {
+                    continue;
+                }
+                let (path, anchor) = match link.split_once('#') {
+                    Some((p, a)) => (p, Some(a)),
+                    None => (link, None),
+                };
+                let target = if path.is_empty() {
+                    Some(file.clone())
+                } else if let Some(from_root) = path.strip_prefix('/') {
+                    normalise(from_root)
+                } else {
+                    normalise(&format!("{dir}/{path}"))
+                };
+                let ok = match target.map(|t| (lookup(&t), anchor)) {
+                    None | Some((LinkTarget::Missing, _)) => false,
+                    Some((_, None)) => true,
+                    Some((LinkTarget::Markdown(md), Some(a))) => anchors(&md).contains(a),
+                    Some((LinkTarget::Other, Some(_))) => false,
+                };
+                if !ok {
+                    broken.push(format!("{file}: ]({link})"));
+                }
+            }
+        }
+    }
+    broken
+}
+
+/// The Markdown files whose links are checked: README.md and the other top-level `.md` files,
+/// `docs/*.md` and `tests/cluster/README.md`.
+fn documentation() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<String> = Vec::new();
+    for dir in ["", "docs"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".md") && entry.path().is_file() {
+                files.push(if dir.is_empty() {
+                    name
+                } else {
+                    format!("{dir}/{name}")
+                });
+            }
+        }
+    }
+    files.push("tests/cluster/README.md".into());
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(root.join(&f)).expect("documentation is readable");
+            (f, text)
+        })
+        .collect()
+}
+
+#[test]
+fn every_relative_link_in_the_documentation_resolves() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = documentation();
+    assert!(
+        docs.iter().any(|(f, _)| f == "README.md"),
+        "README.md is checked"
+    );
+    let lookup = |path: &str| {
+        let p = root.join(path);
+        if p.is_file() && path.ends_with(".md") {
+            std::fs::read_to_string(&p).map_or(LinkTarget::Missing, LinkTarget::Markdown)
+        } else if p.exists() {
+            LinkTarget::Other
+        } else {
+            LinkTarget::Missing
+        }
+    };
+    let broken = broken_links(&docs, &lookup);
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn the_link_checker_sees_a_broken_link() {
+    let readme = "[a](docs/x.md#there) [b](docs/nope.md) [c](#missing) [d](#ok-heading)\n\
+                  ```\n[e](inside-a-fence.md)\n```\n\
+                  `[f](in-a-code-span.md)` [g](../outside.md) [h](https://example.com/x)\n\
+                  [i](src) [j](src#x) [k](docs/x.md \"title\")\n\
+                  ## OK heading\n";
+    let x = "# There\n[back](../README.md#ok-heading) [bad](../README.md#nope)\n";
+    let docs = vec![
+        ("README.md".to_string(), readme.to_string()),
+        ("docs/x.md".to_string(), x.to_string()),
+    ];
+    let lookup = |path: &str| match path {
+        "README.md" => LinkTarget::Markdown(readme.to_string()),
+        "docs/x.md" => LinkTarget::Markdown(x.to_string()),
+        "src" => LinkTarget::Other,
+        _ => LinkTarget::Missing,
+    };
+    assert_eq!(
+        broken_links(&docs, &lookup),
+        vec![
+            "README.md: ](docs/nope.md)",
+            "README.md: ](#missing)",
+            "README.md: ](../outside.md)",
+            "README.md: ](src#x)",
+            "docs/x.md: ](../README.md#nope)",
+        ]
+    );
+    assert_eq!(
+        heading_slug("The API: `PrivateCA` and `ClusterPrivateCA`"),
+        "the-api-privateca-and-clusterprivateca"
+    );
+    assert_eq!(
+        heading_slug("Coming from NAVER's issuer (`privateca-issuer.ncloud.com`)"),
+        "coming-from-navers-issuer-privateca-issuerncloudcom"
+    );
+    assert_eq!(heading_slug("See [the docs](x.md) now"), "see-the-docs-now");
+    let repeated = anchors("# A\n## A\n```\n# not a heading\n```\n#nospace\n");
+    assert_eq!(
+        repeated,
+        BTreeSet::from(["a".to_string(), "a-1".to_string()])
+    );
+}

@@ -307,6 +307,13 @@ pub struct CaSummary {
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    // The condition's message, with `kubectl get -o wide` (priority 1).
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = 1
     )
 )]
 pub struct PrivateCASpec {
@@ -343,6 +350,13 @@ pub struct PrivateCASpec {
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    // The condition's message, with `kubectl get -o wide` (priority 1).
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = 1
     )
 )]
 pub struct ClusterPrivateCASpec {
@@ -415,5 +429,36 @@ impl IssuerResource for ClusterPrivateCA {
     }
     fn api(client: kube::Client, _namespace: &str) -> kube::Api<Self> {
         kube::Api::all(client)
+    }
+}
+
+#[cfg(test)]
+mod printer_column_tests {
+    use super::{ClusterPrivateCA, PrivateCA};
+    use kube::CustomResourceExt as _;
+
+    /// (name, jsonPath, priority) of the served version's printer columns.
+    fn columns(
+        crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    ) -> Vec<(String, String, i32)> {
+        crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| (c.name.clone(), c.json_path.clone(), c.priority.unwrap_or(0)))
+            .collect()
+    }
+
+    #[test]
+    fn both_kinds_show_ready_reason_ca_age_and_with_wide_output_the_message() {
+        for crd in [PrivateCA::crd(), ClusterPrivateCA::crd()] {
+            let columns = columns(&crd);
+            let names: Vec<&str> = columns.iter().map(|(n, _, _)| n.as_str()).collect();
+            assert_eq!(names, ["Ready", "Reason", "CA", "Age", "Message"]);
+            let (_, path, priority) = &columns[4];
+            assert_eq!(path, ".status.conditions[?(@.type==\"Ready\")].message");
+            assert_eq!(*priority, 1, "Message only with -o wide");
+            assert!(columns[..4].iter().all(|(_, _, p)| *p == 0));
+        }
     }
 }

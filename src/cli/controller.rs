@@ -29,9 +29,13 @@ pub struct ControllerArgs {
     /// namespace).
     #[arg(long, env = "CLUSTER_RESOURCE_NAMESPACE")]
     cluster_resource_namespace: Option<String>,
-    /// Address of /livez, /readyz and /metrics.
+    /// Address of /livez, /readyz and /metrics (the kubelet probes the pod's IP: keep it reachable).
     #[arg(long, default_value = "0.0.0.0:8080")]
     http_addr: std::net::SocketAddr,
+    /// Serve /metrics only to bearer tokens the API server authenticates (TokenReview) and allows
+    /// `get` on the non-resource URL /metrics (SubjectAccessReview); /livez and /readyz stay open.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    metrics_auth: bool,
     /// Elect a leader so that only one replica writes.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
@@ -41,9 +45,37 @@ pub struct ControllerArgs {
     /// Name of the leader election Lease.
     #[arg(long, default_value = "ncp-pca-issuer")]
     leader_election_lease: String,
-    /// CertificateRequests reconciled at once.
-    #[arg(long, default_value_t = 8)]
+    /// Seconds other replicas wait after the leader's last renewal before taking over the Lease.
+    #[arg(long, default_value_t = lease::DEFAULT_LEASE_DURATION.as_secs())]
+    leader_election_lease_duration_seconds: u64,
+    /// Seconds the leader keeps failing to renew before it steps down (less than the lease
+    /// duration).
+    #[arg(long, default_value_t = lease::DEFAULT_RENEW_DEADLINE.as_secs())]
+    leader_election_renew_deadline_seconds: u64,
+    /// Seconds between renewals, and between attempts to acquire the Lease (less than the renew
+    /// deadline).
+    #[arg(long, default_value_t = lease::DEFAULT_RETRY_PERIOD.as_secs())]
+    leader_election_retry_period_seconds: u64,
+    /// CertificateRequests reconciled at once (the workers the fairness shares are taken of).
+    #[arg(long, default_value_t = controller::DEFAULT_WORKERS)]
     concurrency: u16,
+    /// Share of the workers one issuer may hold with NCP calls, in percent (1-100); a request whose
+    /// issuer is at its share is requeued without holding a worker.
+    #[arg(long, default_value_t = controller::fairness::DEFAULT_ISSUER_SHARE_PERCENT,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    issuer_share_percent: u8,
+    /// Share of the workers the issuers of one user-set endpoint may hold, in percent (1-100; NAVER's
+    /// own endpoints are not bounded per endpoint).
+    #[arg(long, default_value_t = controller::fairness::DEFAULT_ENDPOINT_SHARE_PERCENT,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    endpoint_share_percent: u8,
+    /// Largest NCP answer read, in bytes; a longer answer is cut off while it is read.
+    #[arg(long, default_value_t = crate::ncp::client::DEFAULT_MAX_ANSWER_BYTES)]
+    ncp_max_answer_bytes: usize,
+    /// Seconds an issued certificate's validity may start in the future (NCP's clock ahead of ours)
+    /// and still be accepted; beyond that the request retries (it is never failed for it).
+    #[arg(long, default_value_t = controller::DEFAULT_CLOCK_SKEW_TOLERANCE.as_secs())]
+    clock_skew_tolerance_seconds: u64,
     /// Seconds between health checks of a Ready issuer.
     #[arg(long, default_value_t = 300)]
     issuer_recheck_seconds: u64,
@@ -53,6 +85,14 @@ pub struct ControllerArgs {
     /// Seconds a CertificateRequest keeps retrying retryable NCP failures before it fails.
     #[arg(long, default_value_t = 3600)]
     max_retry_seconds: u64,
+    /// NCP's cap of issuances per CA: issuers warn at 80 % and 95 % of it and stop at it (lower
+    /// it only for an emulator started with a lower --max-issuances-per-ca).
+    #[arg(long, default_value_t = controller::issuer::NCP_SIGNING_LIMIT)]
+    signing_limit: i64,
+    /// Issuers warn (Headroom=False, a Warning event) when their CA or intermediate has fewer
+    /// days than this left.
+    #[arg(long, default_value_t = 30)]
+    expiry_warning_days: u64,
 }
 
 /// Runs the operator until SIGTERM / Ctrl-C, or until leadership is lost.
@@ -85,6 +125,9 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let state = server::ServerState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        metrics_auth: args
+            .metrics_auth
+            .then(|| server::MetricsAuth::kubernetes(client.clone())),
     };
     let http = tokio::spawn(server::serve(
         listener,
@@ -104,6 +147,13 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         issuer_recheck_interval: Duration::from_secs(args.issuer_recheck_seconds),
         ncp_request_timeout: Duration::from_secs(args.ncp_timeout_seconds),
         max_retry_duration: Duration::from_secs(args.max_retry_seconds),
+        signing_limit: args.signing_limit,
+        expiry_warning: Duration::from_secs(args.expiry_warning_days.saturating_mul(86_400)),
+        ncp_max_answer_bytes: args.ncp_max_answer_bytes,
+        workers: args.concurrency,
+        issuer_share_percent: args.issuer_share_percent,
+        endpoint_share_percent: args.endpoint_share_percent,
+        clock_skew_tolerance: Duration::from_secs(args.clock_skew_tolerance_seconds),
     };
     let ctx = controller::context(
         client.clone(),
@@ -114,10 +164,13 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let concurrency = args.concurrency;
     let result = if args.leader_elect {
         let ns = args.leader_election_namespace.clone().unwrap_or(crn);
-        let elector = lease::LeaderElector::new(
-            client,
-            lease::LeaseConfig::new(ns, args.leader_election_lease.clone(), identity),
-        )?;
+        let config = lease::LeaseConfig {
+            lease_duration: Duration::from_secs(args.leader_election_lease_duration_seconds),
+            renew_deadline: Duration::from_secs(args.leader_election_renew_deadline_seconds),
+            retry_period: Duration::from_secs(args.leader_election_retry_period_seconds),
+            ..lease::LeaseConfig::new(ns, args.leader_election_lease.clone(), identity)
+        };
+        let elector = lease::LeaderElector::new(client, config)?;
         tokio::spawn(follow_leadership(elector.subscribe(), metrics));
         elector
             .run(shutdown.clone(), move |term| async move {

@@ -43,6 +43,10 @@ pub struct EmulatorArgs {
     /// path-only signatures, as NAVER's SDKs sign).
     #[arg(long)]
     strict_signing: bool,
+    /// Start the emulated NCP's clock this many milliseconds ahead of the wall clock (negative:
+    /// behind), for clock-skew tests; request authentication keeps the wall clock.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    clock_offset_ms: i64,
 }
 
 /// Serves the emulator until SIGTERM or Ctrl-C.
@@ -64,6 +68,7 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<()> {
     config.page_size = args.page_size;
     config.public_base_url = args.public_base_url;
     config.strict_signing = args.strict_signing;
+    config.clock_offset_ms = args.clock_offset_ms;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;

@@ -1,6 +1,7 @@
 //! The command line: every subcommand's arguments and what it runs, so `main.rs` only parses, runs
 //! and prints one error.
 
+pub mod conformance;
 pub mod controller;
 #[cfg(feature = "dev")]
 pub mod dev_cluster;
@@ -69,9 +70,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pca(args) => {
             log("warn");
             // The admin commands' errors read as they are, without a cause chain.
-            let out = pca::run(args)
-                .await
-                .map_err(|e| anyhow::Error::msg(e.to_string()))?;
+            let out = match pca::run(args).await {
+                Ok(out) => out,
+                // A report that does not conform is printed as one that does; the status says it.
+                Err(pca::PcaError::Nonconformant { output, summary }) => {
+                    print!("{output}");
+                    return Err(anyhow::Error::msg(summary));
+                }
+                Err(e) => return Err(anyhow::Error::msg(e.to_string())),
+            };
             print!("{out}");
             Ok(())
         }

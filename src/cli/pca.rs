@@ -1,5 +1,6 @@
 //! `ncp-pca-issuer pca …`: a thin admin command per client operation, JSON on stdout.
 
+use super::conformance::{self, ConformanceArgs};
 use crate::ncp::types::{CaDetail, CaStatus, CaType, KeyType, Period, X509Parameters};
 use crate::ncp::{
     CallObserver, Client, ClientConfig, Credentials, NcpError, NewCa, Operation, PUBLIC_ENDPOINT,
@@ -306,6 +307,9 @@ pub enum PcaCommand {
         #[arg(long)]
         chain: PathBuf,
     },
+    /// Check the endpoint against what our client relies on and our emulator assumes: a table per
+    /// operation (or `-o json` to attach to a bug report); exits non-zero when anything deviates.
+    Conformance(ConformanceArgs),
 }
 
 fn parse_period(s: &str) -> Result<Period, String> {
@@ -358,6 +362,17 @@ pub enum PcaError {
     /// YAML output could not be encoded.
     #[error("cannot encode output as yaml: {0}")]
     Yaml(String),
+    /// `conformance` could not run.
+    #[error(transparent)]
+    Conformance(#[from] conformance::ConformanceError),
+    /// `conformance` ran and found deviations: `output` is the report, to print as a success's is.
+    #[error("{summary}")]
+    Nonconformant {
+        /// The printed report.
+        output: String,
+        /// One line: what deviated.
+        summary: String,
+    },
 }
 
 /// Counts HTTP attempts, so that a timeout can say how many were made.
@@ -507,6 +522,9 @@ pub async fn run(args: PcaArgs) -> Result<String, PcaError> {
         })?;
         config.ca_bundle_pem = Some(text.into_bytes());
     }
+    if let PcaCommand::Conformance(c) = &args.command {
+        return run_conformance(&config, c, args.output).await;
+    }
     let client = Client::new(config).map_err(|e| match (&e, &args.ca_bundle) {
         (NcpError::InvalidRequest { message, .. }, Some(path)) if message.contains("caBundle") => {
             PcaError::CaBundle {
@@ -545,6 +563,42 @@ pub async fn run(args: PcaArgs) -> Result<String, PcaError> {
             serde_saphyr::to_string(&output.json).map_err(|e| PcaError::Yaml(e.to_string()))?
         }
         _ => serde_json::to_string_pretty(&output.json)? + "\n",
+    })
+}
+
+/// `pca conformance`: the report, or [`PcaError::Nonconformant`] carrying it.
+async fn run_conformance(
+    config: &ClientConfig,
+    args: &ConformanceArgs,
+    output: Option<OutputFormat>,
+) -> Result<String, PcaError> {
+    let format = match output {
+        None | Some(OutputFormat::Table) => conformance::Format::Table,
+        Some(OutputFormat::Json) => conformance::Format::Json,
+        Some(OutputFormat::Yaml) => conformance::Format::Yaml,
+    };
+    let outcome = conformance::run(config, args, format).await?;
+    if outcome.report.conforms {
+        return Ok(outcome.text);
+    }
+    let left = outcome
+        .report
+        .cleanup
+        .as_ref()
+        .filter(|c| !c.deleted)
+        .map(|c| {
+            format!(
+                "; the throwaway CA {} was not deleted (steps in the report)",
+                c.ca_tag
+            )
+        })
+        .unwrap_or_default();
+    Err(PcaError::Nonconformant {
+        output: outcome.text,
+        summary: format!(
+            "the endpoint does not conform: {} check(s) deviate{left}",
+            outcome.report.summary.deviates
+        ),
     })
 }
 
@@ -687,5 +741,10 @@ async fn execute(client: &Client, command: PcaCommand) -> Result<Output, PcaErro
                 .activate_sub_ca(&ca_tag, &read(&cert)?, &read(&chain)?)
                 .await?,
         ),
+        // `run` answers it before building a client: it needs the configuration, not a client.
+        C::Conformance(_) => Err(PcaError::Ncp(NcpError::InvalidRequest {
+            op: Operation::GetCaList,
+            message: "conformance needs the client configuration, not a client".into(),
+        })),
     }
 }

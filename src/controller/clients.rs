@@ -20,6 +20,8 @@ use std::time::Duration;
 pub struct NcpClientCache {
     clients: Mutex<Clients>,
     observer: Option<Arc<dyn CallObserver>>,
+    /// Largest answer body of the clients built (`None`: the client's default).
+    max_answer_bytes: Option<usize>,
 }
 
 /// The cache's maps: which digest each issuer holds, and each digest's client and holder count.
@@ -60,7 +62,15 @@ impl NcpClientCache {
         Self {
             clients: Mutex::default(),
             observer,
+            max_answer_bytes: None,
         }
+    }
+
+    /// The same cache, whose clients read answers of at most `max` bytes.
+    #[must_use]
+    pub fn with_max_answer_bytes(mut self, max: usize) -> Self {
+        self.max_answer_bytes = Some(max);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Clients> {
@@ -119,6 +129,9 @@ impl NcpClientCache {
                 let mut config = ClientConfig::new(credentials.clone()).with_endpoint(endpoint);
                 config.ca_bundle_pem = bundle;
                 config.request_timeout = request_timeout;
+                if let Some(max) = self.max_answer_bytes {
+                    config.max_answer_bytes = max;
+                }
                 let mut client = ncp::Client::new(config)?;
                 if let Some(observer) = &self.observer {
                     client = client.with_observer(observer.clone());

@@ -3,13 +3,23 @@
 
 use super::clients::NcpClientCache;
 use super::events;
+use super::fairness::Fairness;
 use super::signers::SignerCache;
 use crate::ncp::CallObserver;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// NCP's limit of issuances per CA (the default of `--signing-limit`).
+pub const NCP_SIGNING_LIMIT: i64 = 30_000;
+
 /// Field manager of every server-side apply we make.
 pub const FIELD_MANAGER: &str = "ncp-pca-issuer";
+
+/// Default CertificateRequest workers (`--concurrency`): with the fairness bounds no issuer holds
+/// more than its share, so this can be larger than the 8 it was before them.
+pub const DEFAULT_WORKERS: u16 = 16;
+/// Default tolerance of a certificate whose validity starts in the future (`--clock-skew-tolerance-seconds`).
+pub const DEFAULT_CLOCK_SKEW_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// Settings of the running controllers.
 #[derive(Debug, Clone)]
@@ -22,6 +32,21 @@ pub struct Settings {
     pub ncp_request_timeout: Duration,
     /// How long a CertificateRequest may keep failing with retryable errors before it fails for good.
     pub max_retry_duration: Duration,
+    /// NCP's cap of issuances per CA (the `Headroom` condition and the remaining-issuances gauge).
+    pub signing_limit: i64,
+    /// How long before the CA's or the intermediate's expiry `Headroom` warns.
+    pub expiry_warning: Duration,
+    /// Largest NCP answer body read (longer ones are cut off while read).
+    pub ncp_max_answer_bytes: usize,
+    /// CertificateRequest workers (the controller's concurrency); the fairness bounds are shares of it.
+    pub workers: u16,
+    /// Share of the workers one issuer may hold with NCP calls, in percent.
+    pub issuer_share_percent: u8,
+    /// Share of the workers the issuers of one user-set endpoint may hold, in percent.
+    pub endpoint_share_percent: u8,
+    /// How far in the future an issued certificate's validity may start (NCP's clock ahead of ours)
+    /// and still be accepted as issued; beyond it the request retries.
+    pub clock_skew_tolerance: Duration,
 }
 
 impl Default for Settings {
@@ -31,6 +56,13 @@ impl Default for Settings {
             issuer_recheck_interval: Duration::from_secs(300),
             ncp_request_timeout: Duration::from_secs(30),
             max_retry_duration: Duration::from_secs(3600),
+            signing_limit: NCP_SIGNING_LIMIT,
+            expiry_warning: Duration::from_secs(30 * 86_400),
+            ncp_max_answer_bytes: crate::ncp::client::DEFAULT_MAX_ANSWER_BYTES,
+            workers: DEFAULT_WORKERS,
+            issuer_share_percent: super::fairness::DEFAULT_ISSUER_SHARE_PERCENT,
+            endpoint_share_percent: super::fairness::DEFAULT_ENDPOINT_SHARE_PERCENT,
+            clock_skew_tolerance: DEFAULT_CLOCK_SKEW_TOLERANCE,
         }
     }
 }
@@ -49,6 +81,8 @@ pub struct Context {
     pub metrics: crate::metrics::Metrics,
     /// Intermediates of subordinate issuers.
     pub subordinates: SignerCache,
+    /// Bounds on the NCP calls in flight per issuer and per endpoint.
+    pub fairness: Fairness,
     /// Certificates recently read by recovery searches, per NCP CA.
     pub recovery: super::recovery::RecoveryIndex,
 }
@@ -97,10 +131,16 @@ pub fn context(
     Arc::new(Context {
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
         client,
-        settings,
-        ncp_clients: NcpClientCache::with_observer(Some(observer)),
+        ncp_clients: NcpClientCache::with_observer(Some(observer))
+            .with_max_answer_bytes(settings.ncp_max_answer_bytes),
+        fairness: Fairness::new(
+            settings.workers,
+            settings.issuer_share_percent,
+            settings.endpoint_share_percent,
+        ),
         metrics,
         subordinates: SignerCache::default(),
         recovery: super::recovery::RecoveryIndex::default(),
+        settings,
     })
 }

@@ -41,7 +41,10 @@ pub enum IssuerError {
     #[error("spec.caBundle is not valid base64: {0}")]
     CaBundle(String),
     /// Reading the Secret failed.
-    #[error("cannot read credentials secret {namespace}/{name}: {source}")]
+    #[error(
+        "cannot read credentials secret {namespace}/{name}: {}",
+        crate::controller::kube_message::kube_message(source)
+    )]
     SecretRead {
         /// Namespace.
         namespace: String,
@@ -64,7 +67,10 @@ impl IssuerError {
             Self::SecretKeyMissing { .. } | Self::SecretKeyMalformed { .. } => {
                 Reason::CredentialsInvalid
             }
-            Self::CaBundle(_) | Self::Ncp(NcpError::InvalidRequest { .. }) => Reason::InvalidSpec,
+            Self::CaBundle(_)
+            | Self::Ncp(NcpError::InvalidRequest { .. } | NcpError::Redirected { .. }) => {
+                Reason::InvalidSpec
+            }
             Self::SecretRead { .. } => Reason::CredentialsUnreadable,
             Self::Ncp(e) if e.is_auth_failure() => Reason::AuthenticationFailed,
             Self::Ncp(e) if e.is_ca_not_found() => Reason::CANotFound,

@@ -31,6 +31,14 @@ pub const REVOKE_GIVE_UP: Duration = Duration::from_secs(600);
 /// Wait before asking NCP again after Sign Sub Csr gave an unusable intermediate (a retry is unlikely
 /// to get a better answer, and each one counts against NCP's limit).
 pub const UNUSABLE_ANSWER_RETRY: Duration = Duration::from_secs(3600);
+/// Requeue of a request whose issuer (or endpoint) has its share of NCP calls in flight: it gives its
+/// worker back and looks again soon.
+pub const FAIRNESS_RETRY: Duration = Duration::from_secs(2);
+/// Shortest wait for a signed certificate whose validity starts in the future (NCP's clock ahead).
+pub const NOT_YET_VALID_FLOOR: Duration = Duration::from_secs(1);
+/// Longest a signed certificate's validity may start in the future and still be waited for; beyond it
+/// the signer's clock is broken, not skewed, and the request fails.
+pub const NOT_YET_VALID_MAX_WAIT: Duration = Duration::from_secs(86_400);
 /// Shortest requeue of a subordinate issuer before its intermediate's renewal.
 pub const RENEWAL_FLOOR: Duration = Duration::from_secs(1);
 

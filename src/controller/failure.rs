@@ -1,7 +1,7 @@
 //! What a signer does after an NCP call failed: one pure classifier for NCP end-entity signing, NCP
 //! CA signing and the subordinate provisioner alike.
 
-use super::delays::{MAX_BACKOFF, backoff};
+use super::delays::{MAX_BACKOFF, NOT_YET_VALID_FLOOR, NOT_YET_VALID_MAX_WAIT, backoff};
 use crate::ncp::NcpError;
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ pub enum FailCause {
     Refused,
     /// The failures were retryable, but they went on for longer than the retry budget.
     RetryBudgetSpent,
+    /// The signed certificate starts so far in the future that the signer's clock is broken.
+    NotValidForTooLong,
 }
 
 /// Classifies a failure of a request `age` old, with `max_retry` the retry budget (counted from the
@@ -62,6 +64,23 @@ pub fn retry_within_budget(age: Duration, max_retry: Duration, at_least: Duratio
     }
     AfterFailure::Retry {
         after: backoff(age).max(at_least),
+    }
+}
+
+/// Classifies a certificate NCP signed whose validity starts `starts_in` from now, beyond the clock
+/// skew tolerance (NCP's clock ahead of ours). Not a refusal and not bound by the retry budget: the
+/// certificate becomes usable with time, and failing would make cert-manager sign again. The request
+/// is retried when the certificate starts (within [`NOT_YET_VALID_FLOOR`]..[`MAX_BACKOFF`]); only a
+/// start further away than [`NOT_YET_VALID_MAX_WAIT`] fails it.
+#[must_use]
+pub fn after_not_yet_valid(starts_in: Duration) -> AfterFailure {
+    if starts_in > NOT_YET_VALID_MAX_WAIT {
+        return AfterFailure::Fail {
+            cause: FailCause::NotValidForTooLong,
+        };
+    }
+    AfterFailure::Retry {
+        after: starts_in.clamp(NOT_YET_VALID_FLOOR, MAX_BACKOFF),
     }
 }
 
@@ -228,6 +247,31 @@ mod tests {
         assert_eq!(
             after_failure(&gateway(401, None), HOUR * 2, HOUR),
             AfterFailure::WaitForIssuer
+        );
+    }
+
+    #[test]
+    fn a_certificate_not_valid_yet_waits_for_its_start_within_bounds_and_ignores_the_budget() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            after_not_yet_valid(s(60)),
+            AfterFailure::Retry { after: s(60) }
+        );
+        assert_eq!(
+            after_not_yet_valid(Duration::ZERO),
+            AfterFailure::Retry {
+                after: NOT_YET_VALID_FLOOR
+            }
+        );
+        assert_eq!(
+            after_not_yet_valid(s(7200)),
+            AfterFailure::Retry { after: MAX_BACKOFF }
+        );
+        assert_eq!(
+            after_not_yet_valid(s(2 * 86_400)),
+            AfterFailure::Fail {
+                cause: FailCause::NotValidForTooLong
+            }
         );
     }
 

@@ -6,6 +6,7 @@
 use super::conditions::{self, ConditionStatus, Desired};
 use super::delays::{STALE_CHECK_FLOOR, TRANSIENT_RETRY};
 use super::events::{EventAction, Note};
+use super::kube_message::kube_message;
 use super::subordinate;
 use super::{Context, FIELD_MANAGER, IssuerError, read_credentials};
 use crate::api::issuer::CaSummary;
@@ -26,14 +27,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// NCP's limit of issuances per CA.
-pub const NCP_SIGNING_LIMIT: i64 = 30_000;
+mod messages;
+pub mod headroom;
+
+pub use super::context::NCP_SIGNING_LIMIT;
 
 /// Why a reconcile failed, named after the failed call (NCP problems end up in the condition).
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     /// Writing the status failed.
-    #[error("write status of {kind} {name}: {source}")]
+    #[error("write status of {kind} {name}: {}", kube_message(source))]
     WriteStatus {
         /// Kind.
         kind: &'static str,
@@ -55,12 +58,13 @@ pub struct Verdict {
     pub requeue: Duration,
 }
 
-/// Decides readiness from NCP's answer (pure).
+/// Decides readiness from NCP's answer, `signing_limit` being NCP's cap per CA (pure).
 #[must_use]
 pub fn assess(
     ca_tag: &str,
     detail: &CaDetail,
     chain_pem: &str,
+    signing_limit: i64,
     now: Timestamp,
     recheck: Duration,
 ) -> Verdict {
@@ -79,7 +83,7 @@ pub fn assess(
         serial_number: cert.serial_no.clone(),
         not_after: not_after.map(|t| t.to_string()),
         signing_count,
-        issuances_remaining: (NCP_SIGNING_LIMIT - signing_count).max(0),
+        issuances_remaining: (signing_limit - signing_count).max(0),
     };
     let condition = if info.status != CaStatus::Active {
         Desired::not_ready(
@@ -127,11 +131,17 @@ pub fn assess(
     }
 }
 
-/// The verdict for an issuer whose check failed before NCP described the CA.
+/// The verdict for an issuer of `kind` whose check failed before NCP described the CA; the message
+/// says what to do where the error alone would not ([`messages::not_ready`]).
 #[must_use]
-pub fn assess_error(error: &IssuerError, recheck: Duration) -> Verdict {
+pub fn assess_error(
+    error: &IssuerError,
+    kind: &str,
+    spec: &crate::api::IssuerSpec,
+    recheck: Duration,
+) -> Verdict {
     Verdict {
-        condition: Desired::not_ready(error.reason(), error.to_string()),
+        condition: Desired::not_ready(error.reason(), messages::not_ready(error, kind, spec)),
         ca: None,
         requeue: if error.is_transient() {
             TRANSIENT_RETRY
@@ -175,10 +185,14 @@ pub async fn reconcile<K: IssuerResource>(
     let checked = check(&*issuer, &ctx).await;
     // Assess.
     let mut verdict = match &checked {
-        Ok((detail, chain, _)) => assess(&spec.ca_tag, detail, chain, Timestamp::now(), recheck),
+        Ok((detail, chain, _)) => {
+            let (limit, now) = (ctx.settings.signing_limit, Timestamp::now());
+            assess(&spec.ca_tag, detail, chain, limit, now, recheck)
+        }
         Err(e) => {
-            tracing::info!(kind = K::KIND, name = %issuer.name_any(), error = %e, "issuer not ready");
-            let mut v = assess_error(e, recheck);
+            let mut v = assess_error(e, K::KIND, spec, recheck);
+            let message = &v.condition.message;
+            tracing::info!(kind = K::KIND, name = %issuer.name_any(), error = %message, "issuer not ready");
             // Keep the last known CA description while NCP cannot be asked.
             v.ca = issuer.issuer_status().and_then(|s| s.ca.clone());
             v
@@ -208,12 +222,22 @@ pub async fn reconcile<K: IssuerResource>(
         subordinate_status = outcome.status;
         verdict.requeue = verdict.requeue.min(outcome.requeue);
     }
-    ctx.metrics.set_issuer_ready(
-        K::KIND,
-        issuer.meta().namespace.as_deref().unwrap_or_default(),
-        &issuer.name_any(),
-        conditions[0].status == ConditionStatus::True,
+    // Warnings before trouble (`Headroom`), and the gauges.
+    let ready = conditions[0].status == ConditionStatus::True;
+    let (ca, sub) = (verdict.ca.as_ref(), subordinate_status.as_ref());
+    let room = headroom::assess(
+        &spec.ca_tag,
+        ready,
+        ca,
+        sub,
+        &ctx.settings,
+        Timestamp::now(),
     );
+    conditions.extend(room.condition.clone());
+    let namespace = issuer.meta().namespace.clone().unwrap_or_default();
+    let name = issuer.name_any();
+    ctx.metrics
+        .set_issuer(K::KIND, &namespace, &name, &room.gauges);
     // Write.
     let old = issuer.issuer_status().cloned().unwrap_or_default();
     let Some(status) = status_change(
@@ -229,7 +253,11 @@ pub async fn reconcile<K: IssuerResource>(
         return Ok(Action::requeue(verdict.requeue));
     };
     write_status(&*issuer, &ctx, &status).await?;
-    if let Some(note) = ready_event(&old, &conditions[0]) {
+    let room_events = room.events(&old.conditions);
+    for note in ready_event(&old, &conditions[0])
+        .into_iter()
+        .chain(room_events)
+    {
         ctx.publish(&issuer.object_ref(&()), note).await;
     }
     // Next: the periodic re-check (sooner after a transient failure, or at the intermediate's renewal);

@@ -9,14 +9,18 @@ mod credentials;
 pub mod delays;
 pub mod events;
 pub mod failure;
+pub mod fairness;
 pub mod issuer;
+pub mod kube_message;
 pub mod period;
 pub mod recovery;
 mod signers;
 pub mod subordinate;
 
 pub use clients::NcpClientCache;
-pub use context::{Context, FIELD_MANAGER, Settings, context};
+pub use context::{
+    Context, DEFAULT_CLOCK_SKEW_TOLERANCE, DEFAULT_WORKERS, FIELD_MANAGER, Settings, context,
+};
 pub use credentials::{IssuerError, read_credentials};
 use std::sync::Arc;
 
@@ -81,8 +85,9 @@ async fn forget_deleted_issuers(
             .chain(cluster_private_cas.state().iter().map(|i| i.owner_id()))
             .collect();
         let clients = ctx.ncp_clients.retain(|owner| live.contains(owner));
-        if series + clients > 0 {
-            tracing::debug!(series, clients, "forgot deleted issuers");
+        let signers = ctx.subordinates.retain(|owner| live.contains(owner));
+        if series + clients + signers > 0 {
+            tracing::debug!(series, clients, signers, "forgot deleted issuers");
         }
     }
 }

@@ -278,10 +278,11 @@ impl Cluster {
         for yaml in &options.extra_crds {
             runtime.block_on(cluster.apply_crds(yaml))?;
         }
-        // kube-controller-manager: garbage collection and namespace deletion only.
+        // kube-controller-manager: garbage collection, namespace deletion and ClusterRole aggregation
+        // (so that roles labelled `aggregate-to-edit` reach the built-in `edit`, as in a real cluster).
         let kcm_args = vec![
             format!("--kubeconfig={}", cluster.kubeconfig_path.display()),
-            "--controllers=garbagecollector,namespace".to_string(),
+            "--controllers=garbagecollector,namespace,clusterrole-aggregation".to_string(),
             "--leader-elect=false".to_string(),
             "--bind-address=127.0.0.1".to_string(),
             "--secure-port=0".to_string(),

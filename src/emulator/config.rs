@@ -51,6 +51,8 @@ pub struct EmulatorConfig {
     pub strict_signing: bool,
     /// A connection that sends nothing for this long (half a header, an idle keep-alive) is closed.
     pub idle_timeout: Duration,
+    /// Start the emulator's clock this far from the wall clock (an NCP whose clock is ahead: positive).
+    pub clock_offset_ms: i64,
 }
 
 impl EmulatorConfig {
@@ -70,6 +72,7 @@ impl EmulatorConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             strict_signing: false,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            clock_offset_ms: 0,
         }
     }
 

@@ -23,7 +23,21 @@ pub enum FaultKind {
     Timeout,
     /// Run the operation (it takes effect and is counted), then never answer.
     CommitThenLoseResponse,
+    /// Answer `302 Found` with `Location: location` (a hostile endpoint); the operation does not run.
+    Redirect,
+    /// Answer `200` with a JSON-looking body of `body_bytes` bytes (default 256 MiB), streamed in
+    /// chunks without a `Content-Length` (a hostile endpoint); the operation does not run.
+    HugeBody,
+    /// Answer `200` with `text/html` body `body` (default: an HTML page), as a proxy or a service
+    /// that is not NCP would; the operation does not run.
+    NonJsonBody,
 }
+
+/// Default size of a [`FaultKind::HugeBody`] answer: 256 MiB.
+pub const DEFAULT_HUGE_BODY_BYTES: u64 = 256 * 1024 * 1024;
+/// Default body of a [`FaultKind::NonJsonBody`] answer.
+pub const DEFAULT_NON_JSON_BODY: &str =
+    "<html><body><h1>Internal page</h1><p>text that must not be read back</p></body></html>";
 
 /// One fault rule. JSON: `{"operation": "sign_end_csr", "kind": "timeout", "probability": 0.5,
 /// "count": 2, "latency_ms": 300, "retry_after_secs": 1}`; everything but `kind` is optional.
@@ -46,6 +60,15 @@ pub struct FaultRule {
     /// `Retry-After` seconds for [`FaultKind::Throttle429`] (default 1).
     #[serde(default = "one_sec")]
     pub retry_after_secs: u64,
+    /// Where a [`FaultKind::Redirect`] points (default `http://127.0.0.1:1/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Size of a [`FaultKind::HugeBody`] answer (default [`DEFAULT_HUGE_BODY_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_bytes: Option<u64>,
+    /// Body of a [`FaultKind::NonJsonBody`] answer (default [`DEFAULT_NON_JSON_BODY`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 fn one() -> f64 {
@@ -83,6 +106,36 @@ impl FaultRule {
             count: None,
             latency_ms: 0,
             retry_after_secs: 1,
+            location: None,
+            body_bytes: None,
+            body: None,
+        }
+    }
+
+    /// A redirect to `location`.
+    #[must_use]
+    pub fn redirect(location: impl Into<String>) -> Self {
+        Self {
+            location: Some(location.into()),
+            ..Self::new(FaultKind::Redirect)
+        }
+    }
+
+    /// An answer of `bytes` bytes, streamed.
+    #[must_use]
+    pub fn huge_body(bytes: u64) -> Self {
+        Self {
+            body_bytes: Some(bytes),
+            ..Self::new(FaultKind::HugeBody)
+        }
+    }
+
+    /// A `text/html` answer with `body`.
+    #[must_use]
+    pub fn non_json_body(body: impl Into<String>) -> Self {
+        Self {
+            body: Some(body.into()),
+            ..Self::new(FaultKind::NonJsonBody)
         }
     }
 
@@ -132,6 +185,10 @@ pub(crate) struct Decision {
     pub latency_ms: u64,
     pub action: Option<FaultKind>,
     pub retry_after_secs: u64,
+    /// The hostile-answer parameters of the firing rule.
+    pub location: Option<String>,
+    pub body_bytes: Option<u64>,
+    pub body: Option<String>,
 }
 
 /// The active rules.
@@ -172,6 +229,9 @@ impl Faults {
             if terminal {
                 decision.action = Some(rule.kind);
                 decision.retry_after_secs = rule.retry_after_secs;
+                decision.location.clone_from(&rule.location);
+                decision.body_bytes = rule.body_bytes;
+                decision.body.clone_from(&rule.body);
             } else {
                 decision.latency_ms = decision.latency_ms.saturating_add(rule.latency_ms);
             }
@@ -229,5 +289,23 @@ mod tests {
         assert_eq!(lat.latency_ms, 40);
         let back = serde_json::to_value(&rule).unwrap();
         assert_eq!(back["operation"], "issue_end_cert");
+    }
+
+    #[test]
+    fn hostile_answer_rules_carry_their_parameters_to_the_decision() {
+        let f = Faults::default();
+        let rule: FaultRule =
+            serde_json::from_str(r#"{"kind":"huge_body","body_bytes":1024,"count":1}"#).unwrap();
+        f.add(rule);
+        f.add(FaultRule::redirect("http://127.0.0.1:9/").times(1));
+        let d = f.decide(Operation::GetCa);
+        assert_eq!(
+            (d.action, d.body_bytes),
+            (Some(FaultKind::HugeBody), Some(1024))
+        );
+        let d = f.decide(Operation::GetCa);
+        assert_eq!(d.action, Some(FaultKind::Redirect));
+        assert_eq!(d.location.as_deref(), Some("http://127.0.0.1:9/"));
+        assert_eq!(f.decide(Operation::GetCa), Decision::default());
     }
 }

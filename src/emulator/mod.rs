@@ -6,33 +6,10 @@
 //! 500s, throttling, outages, timeouts, lost responses), count calls and certificates, and move the
 //! emulator's clock.
 //!
-//! Decisions where NCP's documentation is silent (see `ncp-pca-api.md` §10):
-//! - Sign End Csr without `period` issues for as long as allowed: 3650 days, cut at the CA's end.
-//!   Issue End Cert defaults `keyType` to the CA's and `period` to MAX. MAX for a root is 3650 days.
-//! - `caChain` is an array `[issuing CA, …, root]` in Sign End/Sub Csr, one concatenated string in
-//!   Issue End Cert and Get End Cert. Get CA Chain and `chainPem` are the CA's own certificate
-//!   followed by its issuers up to the root.
-//! - Get CRL Config answers "The crl configuration doesn't exist." until Update CRL Config is called;
-//!   CRLs are renewed every 3 days meanwhile. Revocation, rotation, trimming and config updates rebuild
-//!   the CRL at once; Get CA CRL rebuilds it when past its nextUpdate.
-//! - Update CA answers a superset of both documented forms: the flat `CaInfo` fields (2022 docs,
-//!   NAVER's client) with `caInfo` and `caCertInfo` beside them (current docs); the same status is a no-op; DESTROYING
-//!   → ACTIVE cancels (back to PENDING for a CA that never got its certificate); DESTROYING →
-//!   DEACTIVATED and PENDING → ACTIVE/DEACTIVATED are "Invalid ca status.".
-//! - CSRs must carry one of the four NCP key types: any other key (RSA-1024, RSA-3072, P-384,
-//!   Ed25519) is "Invalid key type.", checked before the CSR's signature; "Invalid csr." is for a
-//!   CSR with a supported key that cannot be read or whose signature does not verify.
-//! - Messages come only from NCP's documented table. Where it has none: a missing `keyType` in
-//!   Create CA is "Invalid keyType.", a missing `period` (Create CA, Sign Sub Csr) "Invalid period
-//!   value."; NUL, LF or another control character in a subject field is "Invalid input.".
-//! - Gateway: a body longer than the limit (declared or sent) is 413 "Request Entity Too Large",
-//!   answered before authentication and before `100 Continue`; a body cut short is 400 "Bad
-//!   Request Exception"; a connection that sends nothing for `idle_timeout` (60 s) is closed.
-//! - Signing is lenient by default (`-v1` or `-v2` header, signature over path and query or path
-//!   alone, as NAVER's SDKs sign); `strict_signing` accepts only `-v2` over the exact target.
-//! - Page size 10 (configurable); lists include DESTROYING CAs, revoked and expired certificates.
-//! - Adding a user twice or deleting an absent user → "Invalid user."; memo limit 256 characters.
-//! - Authentication uses the real wall clock; everything else uses the emulator's (offsettable) clock.
+//! Every point where NCP's documentation is silent and the emulator had to guess is listed once,
+//! in [`DEVIATIONS`], each with the `ncp-pca-issuer pca conformance` checks whose answers against
+//! the real service settle it (see `ncp-pca-api.md` §10 for the open questions). Not guesses about
+//! NCP: authentication uses the real wall clock, everything else the emulator's (offsettable) clock.
 
 mod auth;
 mod clock;
@@ -53,7 +30,7 @@ pub use config::{
     DEFAULT_CLOCK_SKEW_MS, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CAS,
     DEFAULT_MAX_ISSUANCES_PER_CA, DEFAULT_PAGE_SIZE, EmulatorConfig,
 };
-pub use faults::{FaultKind, FaultRule};
+pub use faults::{DEFAULT_HUGE_BODY_BYTES, DEFAULT_NON_JSON_BODY, FaultKind, FaultRule};
 pub use stats::{CallCounts, Stats};
 
 use crate::ncp::types::CaStatus;
@@ -66,6 +43,179 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// One point where NCP's documentation is silent and the emulator had to guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deviation {
+    /// What the emulator does.
+    pub guess: &'static str,
+    /// The `pca conformance` checks (`section.check`, as the report names them) whose answers
+    /// against NCP settle the guess; empty when no check can provoke it safely.
+    pub settled_by: &'static [&'static str],
+    /// Why no check settles it, when none does.
+    pub unchecked: Option<&'static str>,
+}
+
+const fn settled(guess: &'static str, settled_by: &'static [&'static str]) -> Deviation {
+    Deviation {
+        guess,
+        settled_by,
+        unchecked: None,
+    }
+}
+
+const fn unchecked(guess: &'static str, why: &'static str) -> Deviation {
+    Deviation {
+        guess,
+        settled_by: &[],
+        unchecked: Some(why),
+    }
+}
+
+/// The emulator's guesses: the one list of them. Correct the emulator (and this list) when
+/// `pca conformance` against NCP reports one of these checks as deviating.
+pub const DEVIATIONS: &[Deviation] = &[
+    settled(
+        "Get End Cert List lists the intermediate certificates Sign Sub Csr made (the subordinate recovery path relies on it)",
+        &["write.listing.lists_intermediate"],
+    ),
+    settled(
+        "Revoke End Cert refuses an intermediate certificate: \"The CA certificate can't be revoked.\"",
+        &[
+            "write.revoke_intermediate.refused",
+            "write.crl_after_rotation.intermediate_not_revoked",
+        ],
+    ),
+    settled(
+        "The gateway is lenient by default: the -v1 header, and a signature over the path alone on a request with a query, are accepted (as NAVER's SDKs sign); strict_signing accepts only -v2 over path and query",
+        &[
+            "signing_variants.v2_path_only",
+            "signing_variants.v1_path_and_query",
+            "signing_variants.v1_path_only",
+        ],
+    ),
+    settled(
+        "mbrNo is a JSON number in Get CA User List (NAVER's 2022 client types it a string)",
+        &["get_ca_user_list.fields"],
+    ),
+    settled(
+        "Update CA answers a superset of both documented forms: the flat CaInfo fields with caInfo and caCertInfo beside them",
+        &["write.update_ca_deactivated.fields"],
+    ),
+    settled(
+        "Update CA: ACTIVE <-> DEACTIVATED; any -> DESTROYING; DESTROYING -> ACTIVE cancels the deletion (back to PENDING for a CA that never got its certificate); the same status is a no-op; DESTROYING -> DEACTIVATED and PENDING -> ACTIVE/DEACTIVATED are \"Invalid ca status.\"",
+        &[
+            "write.update_ca_deactivated.status",
+            "write.update_ca_active.status",
+            "write.schedule_deletion.status",
+            "write.cancel_deletion.status",
+        ],
+    ),
+    settled(
+        "Delete CA removes a DESTROYING CA (and its subordinates) at once; Get CA then answers \"The CA doesn't exist.\"",
+        &["write.delete_ca.gone"],
+    ),
+    settled(
+        "Lists include DESTROYING CAs and revoked certificates (and expired ones)",
+        &[
+            "write.delete_ca.lists_destroying",
+            "write.listing.lists_revoked_leaf",
+        ],
+    ),
+    settled(
+        "Page size 10 in Get CA List and Get End Cert List (configurable); Get End Cert List accepts pageNo",
+        &["get_ca_list.page_size", "get_end_cert_list.envelope"],
+    ),
+    settled(
+        "Sign End Csr without period issues for as long as allowed: 3650 days, cut at the CA's end",
+        &["write.sign_end_csr_without_period.lasts_until_ca_end"],
+    ),
+    settled(
+        "Issue End Cert defaults keyType to the CA's and period to MAX (cut at the CA's end); MAX for a root is 3650 days",
+        &[
+            "write.issue_end_cert.default_key_type",
+            "write.issue_end_cert.lasts_until_ca_end",
+        ],
+    ),
+    settled(
+        "caChain is an array [issuing CA, ..., root] in Sign End/Sub Csr, one concatenated string in Issue End Cert and Get End Cert",
+        &[
+            "write.sign_end_csr.fields",
+            "write.sign_sub_csr.fields",
+            "write.issue_end_cert.fields",
+            "write.get_end_cert.fields",
+        ],
+    ),
+    settled(
+        "Get CA Chain and chainPem are the CA's own certificate followed by its issuers up to the root",
+        &[
+            "get_ca_chain.chain_starts_with_ca",
+            "write.get_ca_chain.chain_starts_with_ca",
+        ],
+    ),
+    settled(
+        "Get CRL Config answers \"The crl configuration doesn't exist.\" until Update CRL Config is called (CRLs are renewed every 3 days meanwhile); Update CRL Config needs at least 3 days within the CA's lifetime, else \"Invalid input.\"",
+        &[
+            "write.get_crl_config.not_configured",
+            "write.update_crl_config.get_after_update",
+            "write.errors.crl_expiry_too_short",
+        ],
+    ),
+    settled(
+        "Revocation, rotation, trimming and CRL config updates rebuild the CRL at once; Get CA CRL rebuilds it when past its nextUpdate",
+        &[
+            "write.crl_before_rotation.leaf_revoked",
+            "write.crl_after_rotation.leaf_revoked",
+        ],
+    ),
+    settled(
+        "CSRs must carry one of the four NCP key types: any other key (RSA-1024, RSA-3072, P-384, Ed25519) is \"Invalid key type.\", checked before the CSR's signature",
+        &["write.errors.unsupported_key_type"],
+    ),
+    settled(
+        "Sign End Csr's legacy keyType/keyBits, when sent, must describe the CSR's key (\"CSR's keyType and the request body's keyType don't match.\")",
+        &["write.errors.key_type_mismatch"],
+    ),
+    settled(
+        "Where NCP's table has no message: a missing period in Sign Sub Csr is \"Invalid period value.\", a control character in a subject field \"Invalid input.\"",
+        &[
+            "write.errors.sub_period_missing",
+            "write.errors.control_character",
+        ],
+    ),
+    unchecked(
+        "A missing keyType in Create CA is \"Invalid keyType.\", a missing period \"Invalid period value.\"",
+        "provoking it could create a CA the run did not mean to",
+    ),
+    settled(
+        "Every service error is HTTP 400 (the outage message 500) with the code paired to its message in crate::ncp::messages (NCP documents messages, not codes)",
+        &[
+            "write.errors.unknown_serial",
+            "write.errors.invalid_period",
+            "write.deactivated.sign_refused",
+        ],
+    ),
+    settled(
+        "urlInfo entries are arrays of URLs; Create OCSP's URL shows in urlInfo.ocsp, Delete OCSP empties it",
+        &[
+            "get_ca.fields",
+            "write.ocsp.ocsp_url_listed",
+            "write.ocsp.ocsp_url_removed",
+        ],
+    ),
+    settled(
+        "Managed policies: NCP_PRIVATE_CA_MANAGER allows every operation; NCP_PRIVATE_CA_VIEWER reads only, and its writes get the gateway's 401 errorCode 210 \"Permission Denied\"",
+        &["get_ca_list.envelope", "write.create_ca.envelope"],
+    ),
+    unchecked(
+        "Gateway: a body longer than the limit (declared or sent) is 413 \"Request Entity Too Large\", answered before authentication and before 100 Continue; a body cut short is 400 \"Bad Request Exception\"; a connection silent for 60 s is closed",
+        "needs malformed requests against NCP's gateway",
+    ),
+    unchecked(
+        "Adding a user twice or deleting an absent user is \"Invalid user.\"; the memo limit is 256 characters",
+        "needs a sub account's idNo; the run grants no user",
+    ),
+];
 
 /// How long [`EmulatorHandle::shutdown`] waits for open connections before aborting the server.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -93,7 +243,10 @@ fn build(listener: &TcpListener, config: EmulatorConfig) -> io::Result<Arc<Share
         Some(path) => persist::load::<state::State>(path)?,
         None => state::State::default(),
     };
-    Ok(Arc::new(Shared::new(config, base_url, state)))
+    let offset = config.clock_offset_ms;
+    let shared = Arc::new(Shared::new(config, base_url, state));
+    shared.clock.advance(offset);
+    Ok(shared)
 }
 
 async fn run(

@@ -3,7 +3,7 @@
 
 use super::auth;
 use super::clock::wall_ms;
-use super::faults::{FaultKind, FaultRule};
+use super::faults::{DEFAULT_HUGE_BODY_BYTES, DEFAULT_NON_JSON_BODY, FaultKind, FaultRule};
 use super::ops;
 use super::request::{Call, parse_query};
 use super::response::{GatewayError, service_error, success};
@@ -137,6 +137,27 @@ async fn api(shared: Arc<Shared>, route: Route, req: Request) -> Response {
             shared.stats().entry(op).lost += 1;
             return hold(&shared).await;
         }
+        Some(FaultKind::Redirect) => {
+            shared.stats().entry(op).rejected += 1;
+            let location = fault.location.as_deref().unwrap_or("http://127.0.0.1:1/");
+            return redirect(location);
+        }
+        Some(FaultKind::HugeBody) => {
+            shared.stats().entry(op).rejected += 1;
+            return huge_body(fault.body_bytes.unwrap_or(DEFAULT_HUGE_BODY_BYTES));
+        }
+        Some(FaultKind::NonJsonBody) => {
+            shared.stats().entry(op).rejected += 1;
+            let body = fault
+                .body
+                .unwrap_or_else(|| DEFAULT_NON_JSON_BODY.to_string());
+            let mut resp = (StatusCode::OK, body).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            return resp;
+        }
         Some(FaultKind::Latency | FaultKind::CommitThenLoseResponse) | None => {}
     }
 
@@ -195,6 +216,42 @@ async fn api(shared: Arc<Shared>, route: Route, req: Request) -> Response {
         Ok(data) => success(&data),
         Err(m) => service_error(m),
     }
+}
+
+/// `302 Found` to `location`.
+fn redirect(location: &str) -> Response {
+    let mut resp = StatusCode::FOUND.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, value);
+    }
+    resp
+}
+
+/// `200` with `bytes` bytes of a JSON envelope that never ends in time, streamed in 64 KiB chunks
+/// (the emulator holds one chunk, whatever the size).
+fn huge_body(bytes: u64) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    static FILL: [u8; CHUNK] = [b'A'; CHUNK];
+    let head: &'static [u8] = br#"{"code":"SUCCESS","msg":"Success","data":""#;
+    let first = axum::body::Bytes::from_static(head);
+    let rest = bytes.saturating_sub(head.len() as u64);
+    let chunks = futures::stream::unfold(rest, |left| async move {
+        if left == 0 {
+            return None;
+        }
+        let n = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+        Some((
+            Ok::<_, std::io::Error>(axum::body::Bytes::from_static(&FILL[..n])),
+            left - n as u64,
+        ))
+    });
+    let stream = futures::stream::once(async move { Ok(first) }).chain(chunks);
+    let mut resp = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 fn control_error(status: StatusCode, msg: impl Into<String>) -> Response {

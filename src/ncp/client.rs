@@ -85,9 +85,21 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Timeout of establishing a connection.
     pub connect_timeout: Duration,
+    /// Timeout of each read from the connection (the answer's head, then every chunk of its body).
+    pub read_timeout: Duration,
+    /// Largest answer body read; a longer one is cut off while it is read (never buffered whole).
+    pub max_answer_bytes: usize,
     /// Retries of retryable failures.
     pub retry: RetryPolicy,
 }
+
+/// Default largest answer body: NCP's largest answers (a CA chain, a CRL, a page of a list) are a few
+/// tens of KiB.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// Default timeout of each read from the connection.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest text kept from an answer's `msg`, `message`, `details` or `errorCode`.
+pub const MAX_ANSWER_TEXT: usize = 300;
 
 impl ClientConfig {
     /// A configuration for the public endpoint with default timeouts and retries.
@@ -99,6 +111,8 @@ impl ClientConfig {
             ca_bundle_pem: None,
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
             retry: RetryPolicy::default(),
         }
     }
@@ -119,6 +133,8 @@ impl fmt::Debug for ClientConfig {
             .field("ca_bundle_pem", &self.ca_bundle_pem.as_ref().map(Vec::len))
             .field("request_timeout", &self.request_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_answer_bytes", &self.max_answer_bytes)
             .field("retry", &self.retry)
             .finish()
     }
@@ -132,6 +148,8 @@ pub struct Client {
     credentials: Credentials,
     retry: RetryPolicy,
     request_timeout: Duration,
+    read_timeout: Duration,
+    max_answer_bytes: usize,
     observer: Option<Arc<dyn CallObserver>>,
 }
 
@@ -217,8 +235,13 @@ impl Client {
         base.set_query(None);
         base.set_fragment(None);
 
+        // Every answer is hostile input (the endpoint is user-set): no redirect is followed (it would
+        // carry the signed headers elsewhere, and read back any URL the controller can reach), and
+        // every read is bounded in time.
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ncp-pca-issuer/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &config.ca_bundle_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -237,6 +260,8 @@ impl Client {
             credentials: config.credentials,
             retry: config.retry,
             request_timeout: config.request_timeout,
+            read_timeout: config.read_timeout,
+            max_answer_bytes: config.max_answer_bytes,
             observer: None,
         })
     }
@@ -357,21 +382,54 @@ impl Client {
         if let Some(body) = body {
             request = request.body(body.to_vec());
         }
-        let response = request
+        let mut response = request
             .send()
             .await
             .map_err(|e| self.transport_error(op, &e))?;
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            return Err(NcpError::Redirected {
+                op,
+                http_status: status,
+            });
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let bytes = response
-            .bytes()
+        let content_type = AnswerShape::content_type_of(response.headers());
+        let too_large = |received: Option<u64>| NcpError::AnswerTooLarge {
+            op,
+            http_status: status,
+            limit_bytes: self.max_answer_bytes as u64,
+            received_bytes: received,
+        };
+        let limit = self.max_answer_bytes;
+        if response
+            .content_length()
+            .is_some_and(|len| len > limit as u64)
+        {
+            return Err(too_large(response.content_length()));
+        }
+        // Read chunk by chunk, so a longer answer is cut off at the limit, never held whole.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| self.transport_error(op, &e))?;
-        decode_answer(op, status, retry_after, &bytes)
+            .map_err(|e| self.transport_error(op, &e))?
+        {
+            if bytes.len() + chunk.len() > limit {
+                return Err(too_large(None));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let shape = AnswerShape {
+            http_status: status,
+            content_type,
+            length: bytes.len(),
+        };
+        decode_answer(op, &shape, retry_after, &bytes)
     }
 
     fn transport_error(&self, op: Operation, e: &reqwest::Error) -> NcpError {
@@ -393,7 +451,8 @@ impl Client {
         } else if e.is_timeout() {
             NcpError::Timeout {
                 op,
-                timeout_ms: u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX),
+                timeout_ms: u64::try_from(self.request_timeout.min(self.read_timeout).as_millis())
+                    .unwrap_or(u64::MAX),
             }
         } else {
             NcpError::Transport { op, message }
@@ -866,56 +925,171 @@ fn looks_like_plain_http(message: &str) -> bool {
     .any(|m| message.contains(m))
 }
 
-/// Turns an HTTP answer into the envelope's data or a typed error.
-fn decode_answer<T: DeserializeOwned>(
+/// What an answer looked like, for messages that describe it without echoing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AnswerShape {
+    http_status: u16,
+    /// The `Content-Type` (sanitised and capped), `None` when absent.
+    content_type: Option<String>,
+    /// Bytes of the body.
+    length: usize,
+}
+
+impl AnswerShape {
+    fn content_type_of(headers: &reqwest::header::HeaderMap) -> Option<String> {
+        headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .map(|v| sanitize_text(&String::from_utf8_lossy(v.as_bytes()), 80))
+    }
+
+    /// `http 502, content type text/html, 1234 bytes`.
+    fn describe(&self) -> String {
+        format!(
+            "content type {}, {} bytes",
+            self.content_type.as_deref().unwrap_or("none"),
+            self.length
+        )
+    }
+}
+
+/// Text from an answer, fit to be shown: control characters replaced by spaces, cut to `max`
+/// characters (an ellipsis marks the cut).
+#[must_use]
+pub fn sanitize_text(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// A serde error about a decoded answer without the answer's own text: serde quotes the values it
+/// did not expect (`invalid type: string "…"`, ``unknown variant `…` ``), and those come from the
+/// endpoint.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut quote: Option<char> = None;
+    let unknown = text.starts_with("unknown variant") || text.starts_with("unknown field");
+    let mut backticks_seen = 0;
+    for c in text.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push('…');
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None if c == '"' => {
+                out.push(c);
+                quote = Some(c);
+            }
+            // Only the first backticked name of an "unknown …" message is the answer's.
+            None if c == '`' && unknown && backticks_seen == 0 => {
+                backticks_seen += 1;
+                out.push(c);
+                quote = Some(c);
+            }
+            None => out.push(c),
+        }
+    }
+    sanitize_text(&out, MAX_ANSWER_TEXT)
+}
+
+/// Turns a raw HTTP answer into the envelope's data or a typed error, as this client would (public
+/// for `pca conformance`, which judges raw answers by what this client makes of them).
+///
+/// # Errors
+/// The answer's [`NcpError`]: a service or gateway error, or an answer that cannot be decoded.
+pub fn decode_raw_answer<T: DeserializeOwned>(
     op: Operation,
     http_status: u16,
     retry_after_secs: Option<u64>,
     bytes: &[u8],
 ) -> Result<Option<T>, NcpError> {
+    let shape = AnswerShape {
+        http_status,
+        content_type: None,
+        length: bytes.len(),
+    };
+    decode_answer(op, &shape, retry_after_secs, bytes)
+}
+
+/// Turns an HTTP answer into the envelope's data or a typed error. No text of the body goes into an
+/// error but the service's and gateway's own fields, sanitised and capped ([`sanitize_text`]).
+fn decode_answer<T: DeserializeOwned>(
+    op: Operation,
+    shape: &AnswerShape,
+    retry_after_secs: Option<u64>,
+    bytes: &[u8],
+) -> Result<Option<T>, NcpError> {
+    let http_status = shape.http_status;
     let decode_error = |message: String| NcpError::Decode {
         op,
         http_status,
         message,
     };
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        let snippet: String = String::from_utf8_lossy(bytes).chars().take(120).collect();
-        decode_error(format!("not json ({e}): {snippet:?}"))
-    })?;
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|_| decode_error(format!("not json ({})", shape.describe())))?;
     if value.get("error").is_some() {
-        let body: GatewayErrorBody = serde_json::from_value(value)
-            .map_err(|e| decode_error(format!("gateway error body: {e}")))?;
+        let body: GatewayErrorBody = serde_json::from_value(value).map_err(|e| {
+            decode_error(format!(
+                "gateway error body: {} ({})",
+                describe_json_error(&e),
+                shape.describe()
+            ))
+        })?;
         return Err(NcpError::Gateway {
             op,
             http_status,
-            error_code: body.error.error_code,
-            message: body.error.message,
-            details: body.error.details,
+            error_code: sanitize_text(&body.error.error_code, 40),
+            message: sanitize_text(&body.error.message, MAX_ANSWER_TEXT),
+            details: body
+                .error
+                .details
+                .map(|d| sanitize_text(&d, MAX_ANSWER_TEXT)),
             retry_after_secs,
         });
     }
-    let envelope: Envelope<serde_json::Value> =
-        serde_json::from_value(value).map_err(|e| decode_error(format!("envelope: {e}")))?;
+    let envelope: Envelope<serde_json::Value> = serde_json::from_value(value).map_err(|e| {
+        decode_error(format!(
+            "envelope: {} ({})",
+            describe_json_error(&e),
+            shape.describe()
+        ))
+    })?;
     if envelope.code != SUCCESS || !(200..300).contains(&http_status) {
         return Err(NcpError::Service {
             op,
             http_status,
             known: super::messages::by_msg(&envelope.msg).map(|m| m.id),
-            code: envelope.code,
-            msg: envelope.msg,
+            code: sanitize_text(&envelope.code, 80),
+            msg: sanitize_text(&envelope.msg, MAX_ANSWER_TEXT),
         });
     }
     match envelope.data {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(data) => serde_json::from_value(data)
             .map(Some)
-            .map_err(|e| decode_error(format!("data: {e}"))),
+            .map_err(|e| decode_error(format!("data: {}", describe_json_error(&e)))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shape(http_status: u16) -> AnswerShape {
+        AnswerShape {
+            http_status,
+            content_type: Some("application/json".into()),
+            length: 0,
+        }
+    }
 
     fn client(endpoint: &str) -> Result<Client, NcpError> {
         Client::new(ClientConfig::new(Credentials::new("ak", "sk")).with_endpoint(endpoint))
@@ -1008,7 +1182,7 @@ mod tests {
     fn a_success_answer_without_what_the_operation_returns_is_a_decode_error() {
         let empty: Option<CaDetail> = decode_answer(
             Operation::GetCa,
-            200,
+            &shape(200),
             None,
             br#"{"code":"SUCCESS","msg":"Success","data":{"totalCnt":0,"caInfoList":[]}}"#,
         )
@@ -1020,7 +1194,7 @@ mod tests {
         );
         let list: Option<super::super::types::EndCertList> = decode_answer(
             Operation::GetEndCertList,
-            200,
+            &shape(200),
             None,
             br#"{"code":"SUCCESS","msg":"Success","data":{"totalCnt":0,"listCerts":[]}}"#,
         )
@@ -1032,7 +1206,7 @@ mod tests {
     fn success_envelope_yields_its_data() {
         let data: Option<String> = decode_answer(
             Operation::GetCaChain,
-            200,
+            &shape(200),
             None,
             br#"{"code":"SUCCESS","msg":"Success","data":"pem"}"#,
         )
@@ -1040,7 +1214,7 @@ mod tests {
         assert_eq!(data.as_deref(), Some("pem"));
         let none: Option<String> = decode_answer(
             Operation::TrimCa,
-            200,
+            &shape(200),
             None,
             br#"{"code":"SUCCESS","msg":"Success","data":null}"#,
         )
@@ -1052,7 +1226,7 @@ mod tests {
     fn service_error_envelope_keeps_code_and_message_verbatim() {
         let err = decode_answer::<serde_json::Value>(
             Operation::GetCa,
-            400,
+            &shape(400),
             None,
             br#"{"code":"NOT_FOUND","msg":"The CA doesn't exist.","data":null}"#,
         )
@@ -1065,7 +1239,7 @@ mod tests {
     fn gateway_error_carries_retry_after() {
         let err = decode_answer::<serde_json::Value>(
             Operation::SignEndCsr,
-            429,
+            &shape(429),
             Some(3),
             br#"{"error":{"errorCode":"410","message":"Throttle Limited"}}"#,
         )
@@ -1079,13 +1253,163 @@ mod tests {
     fn html_error_page_from_a_proxy_is_a_retryable_decode_error() {
         let err = decode_answer::<serde_json::Value>(
             Operation::GetCa,
-            502,
+            &shape(502),
             None,
             b"<html>bad gateway</html>",
         )
         .unwrap_err();
         assert!(matches!(err, NcpError::Decode { .. }));
         assert!(err.is_retryable());
+    }
+
+    async fn hostile(
+        rule: crate::emulator::FaultRule,
+    ) -> (crate::emulator::EmulatorHandle, Client) {
+        let emu = crate::emulator::spawn(crate::emulator::EmulatorConfig::new(Credentials::new(
+            "ak", "sk",
+        )))
+        .await
+        .unwrap();
+        emu.add_fault(rule);
+        let mut config =
+            ClientConfig::new(Credentials::new("ak", "sk")).with_endpoint(emu.base_url());
+        config.retry = RetryPolicy::none();
+        config.max_answer_bytes = 1024 * 1024;
+        config.read_timeout = Duration::from_millis(500);
+        let client = Client::new(config).unwrap();
+        (emu, client)
+    }
+
+    #[tokio::test]
+    async fn a_huge_answer_is_cut_off_at_the_limit_while_it_is_read() {
+        // 64 MiB, streamed without a length: the client stops after its 1 MiB.
+        let (emu, client) = hostile(crate::emulator::FaultRule::huge_body(64 * 1024 * 1024)).await;
+        let started = Instant::now();
+        let err = client.get_ca("t").await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                NcpError::AnswerTooLarge {
+                    http_status: 200,
+                    limit_bytes: 1_048_576,
+                    received_bytes: None,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        emu.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_and_says_so() {
+        let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let location = format!("http://{}/elsewhere", target.local_addr().unwrap());
+        let (emu, client) = hostile(crate::emulator::FaultRule::redirect(location)).await;
+        let err = client.get_ca("t").await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                NcpError::Redirected {
+                    http_status: 302,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+        // Nobody connected to where the redirect pointed.
+        let accepted = tokio::time::timeout(Duration::from_millis(200), target.accept()).await;
+        assert!(accepted.is_err(), "the redirect was followed");
+        emu.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_non_json_answer_is_described_and_never_echoed() {
+        let (emu, client) = hostile(crate::emulator::FaultRule::non_json_body(
+            "<html>SECRET-PAGE-TEXT</html>",
+        ))
+        .await;
+        let err = client.get_ca("t").await.unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(
+            text.contains("not json (content type text/html; charset=utf-8, 29 bytes)"),
+            "{text}"
+        );
+        emu.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_stops_sending_hits_the_read_timeout() {
+        let (emu, client) = hostile(crate::emulator::FaultRule::new(
+            crate::emulator::FaultKind::Timeout,
+        ))
+        .await;
+        let started = Instant::now();
+        let err = client.get_ca("t").await.unwrap_err();
+        assert!(matches!(err, NcpError::Timeout { .. }), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the 30 s request timeout was waited for: {:?}",
+            started.elapsed()
+        );
+        emu.shutdown().await.unwrap();
+    }
+
+    #[test]
+    fn gateway_and_service_text_is_capped_and_stripped_of_control_characters() {
+        let long = "x".repeat(5000);
+        let body = serde_json::json!({"error": {"errorCode": "200\n", "message": format!("line1\nline2\u{1b}[31m{long}"), "details": long}});
+        let err = decode_answer::<serde_json::Value>(
+            Operation::GetCa,
+            &shape(401),
+            None,
+            body.to_string().as_bytes(),
+        )
+        .unwrap_err();
+        let NcpError::Gateway {
+            message, details, ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert!(message.starts_with("line1 line2 [31m"), "{message}");
+        assert!(!message.chars().any(char::is_control));
+        assert!(message.chars().count() <= MAX_ANSWER_TEXT + 1);
+        assert!(details.as_ref().unwrap().chars().count() <= MAX_ANSWER_TEXT + 1);
+        let body = serde_json::json!({"code": "X", "msg": long, "data": null});
+        let err = decode_answer::<serde_json::Value>(
+            Operation::GetCa,
+            &shape(400),
+            None,
+            body.to_string().as_bytes(),
+        )
+        .unwrap_err();
+        assert!(err.service_msg().unwrap().chars().count() <= MAX_ANSWER_TEXT + 1);
+    }
+
+    #[test]
+    fn a_decode_error_names_what_was_wrong_but_not_the_answer_s_values() {
+        let err = decode_answer::<CaDetail>(
+            Operation::GetCa,
+            &shape(200),
+            None,
+            br#"{"code":"SUCCESS","msg":"Success","data":{"caInfo":"SECRET-VALUE"}}"#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("invalid type: string"), "{text}");
+        let err = decode_answer::<serde_json::Value>(
+            Operation::GetCa,
+            &shape(200),
+            None,
+            br#"{"nope":"SECRET-VALUE"}"#,
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("SECRET"), "{err}");
     }
 
     #[test]

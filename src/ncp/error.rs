@@ -71,6 +71,29 @@ pub enum NcpError {
         /// What was wrong.
         message: String,
     },
+    /// The endpoint answered with a redirect; redirects are never followed (they would carry the
+    /// signed headers to another host, and let an endpoint read any URL back through us).
+    #[error(
+        "{op}: the ncp endpoint answered with a redirect (http {http_status}), which is not followed: spec.endpoint must be the API's own URL"
+    )]
+    Redirected {
+        /// The operation.
+        op: Operation,
+        /// HTTP status (3xx).
+        http_status: u16,
+    },
+    /// The answer was longer than the limit; reading stopped there.
+    #[error("{op}: the ncp answer (http {http_status}) is larger than the limit of {limit_bytes} bytes{}", received_suffix(*received_bytes))]
+    AnswerTooLarge {
+        /// The operation.
+        op: Operation,
+        /// HTTP status.
+        http_status: u16,
+        /// The limit (`--ncp-max-answer-bytes`).
+        limit_bytes: u64,
+        /// The declared length, when the answer declared one.
+        received_bytes: Option<u64>,
+    },
     /// The request was not sent because an argument is unusable (bad endpoint, empty path parameter).
     #[error("{op}: invalid request: {message}")]
     InvalidRequest {
@@ -89,6 +112,11 @@ fn details_suffix(details: Option<&str>) -> String {
     }
 }
 
+/// ` (it declared N bytes)` when the answer declared its length.
+fn received_suffix(received: Option<u64>) -> String {
+    received.map_or_else(String::new, |n| format!(" (it declared {n} bytes)"))
+}
+
 impl NcpError {
     /// The operation that failed.
     #[must_use]
@@ -100,6 +128,8 @@ impl NcpError {
             | Self::Connect { op, .. }
             | Self::Transport { op, .. }
             | Self::Decode { op, .. }
+            | Self::Redirected { op, .. }
+            | Self::AnswerTooLarge { op, .. }
             | Self::InvalidRequest { op, .. } => *op,
         }
     }
@@ -111,8 +141,10 @@ impl NcpError {
             Self::Service { http_status, .. } => *http_status >= 500,
             Self::Gateway { http_status, .. } => *http_status == 429 || *http_status >= 500,
             Self::Timeout { .. } | Self::Connect { .. } | Self::Transport { .. } => true,
-            Self::Decode { http_status, .. } => *http_status >= 500 || *http_status == 429,
-            Self::InvalidRequest { .. } => false,
+            Self::Decode { http_status, .. } | Self::AnswerTooLarge { http_status, .. } => {
+                *http_status >= 500 || *http_status == 429
+            }
+            Self::Redirected { .. } | Self::InvalidRequest { .. } => false,
         }
     }
 
@@ -129,7 +161,7 @@ impl NcpError {
 
     /// Whether an answer that could not be read came with a success status: NCP may have signed.
     fn is_unreadable_success(&self) -> bool {
-        matches!(self, Self::Decode { http_status, .. } if (200..300).contains(http_status))
+        matches!(self, Self::Decode { http_status, .. } | Self::AnswerTooLarge { http_status, .. } if (200..300).contains(http_status))
     }
 
     /// Whether the call may have taken effect in NCP (a certificate may exist): anything that is not
@@ -228,7 +260,9 @@ impl NcpError {
             Self::Timeout { .. } => Reason::NcpTimeout,
             Self::Connect { .. } => Reason::NcpUnreachable,
             Self::Transport { .. } => Reason::NcpTransportError,
-            Self::Decode { .. } => Reason::NcpBadResponse,
+            Self::Decode { .. } | Self::Redirected { .. } | Self::AnswerTooLarge { .. } => {
+                Reason::NcpBadResponse
+            }
             Self::InvalidRequest { .. } => Reason::NcpInvalidRequest,
         }
     }
@@ -288,6 +322,32 @@ mod tests {
     }
 
     #[test]
+    fn a_redirect_is_final_and_an_oversized_answer_is_classified_like_an_unreadable_one() {
+        let redirect = NcpError::Redirected {
+            op: Operation::SignEndCsr,
+            http_status: 302,
+        };
+        assert!(!redirect.is_retryable());
+        assert!(!redirect.may_have_applied());
+        assert!(redirect.to_string().contains("not followed"));
+        let big = |http_status| NcpError::AnswerTooLarge {
+            op: Operation::SignEndCsr,
+            http_status,
+            limit_bytes: 10,
+            received_bytes: Some(11),
+        };
+        assert!(!big(200).is_retryable());
+        assert!(big(200).may_have_applied(), "NCP may have signed");
+        assert!(big(200).is_worth_retrying());
+        assert!(big(502).is_retryable());
+        assert!(!big(400).is_worth_retrying());
+        assert_eq!(
+            big(200).to_string(),
+            "sign_end_csr: the ncp answer (http 200) is larger than the limit of 10 bytes (it declared 11 bytes)"
+        );
+    }
+
+    #[test]
     fn display_names_the_operation_and_the_verbatim_message() {
         let e = NcpError::Service {
             op: Operation::GetCa,
@@ -298,7 +358,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "get_ca: ncp service error NOT_FOUND (http 400): The CA doesn't exist."
+            "Get CA: ncp service error NOT_FOUND (http 400): The CA doesn't exist."
         );
         assert!(e.is_ca_not_found());
     }

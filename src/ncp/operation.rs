@@ -84,7 +84,8 @@ impl Operation {
         Self::UpdateCrlConfig,
     ];
 
-    /// A stable snake-case name (metrics labels, fault-injection keys, logs).
+    /// A stable snake-case name (metrics labels, fault-injection keys); messages show
+    /// [`Operation::ncp_name`].
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
@@ -112,6 +113,38 @@ impl Operation {
             Self::TrimCa => "trim_ca",
             Self::UpdateCa => "update_ca",
             Self::UpdateCrlConfig => "update_crl_config",
+        }
+    }
+
+    /// The operation's name as NCP's API guide titles it ("Get CA", "Sign End CSR"): what messages
+    /// and logs show, so a user finds it in NCP's documentation. `Display` writes it.
+    #[must_use]
+    pub fn ncp_name(self) -> &'static str {
+        match self {
+            Self::ActivateSubCa => "Activate Sub CA",
+            Self::AddCaUser => "Add CA User",
+            Self::CreateCa => "Create CA",
+            Self::CreateOcsp => "Create OCSP",
+            Self::DeleteCa => "Delete CA",
+            Self::DeleteCaUser => "Delete CA User",
+            Self::DeleteOcsp => "Delete OCSP",
+            Self::GetCa => "Get CA",
+            Self::GetCaChain => "Get CA Chain",
+            Self::GetCaCrl => "Get CA CRL",
+            Self::GetCaList => "Get CA List",
+            Self::GetCaUserList => "Get CA User List",
+            Self::GetCrlConfig => "Get CRL Config",
+            Self::GetEndCert => "Get End Cert",
+            Self::GetEndCertList => "Get End Cert List",
+            Self::GetSubCsr => "Get Sub CSR",
+            Self::IssueEndCert => "Issue End Cert",
+            Self::RevokeEndCert => "Revoke End Cert",
+            Self::RotateCrl => "Rotate CRL",
+            Self::SignEndCsr => "Sign End CSR",
+            Self::SignSubCsr => "Sign Sub CSR",
+            Self::TrimCa => "Trim CA",
+            Self::UpdateCa => "Update CA",
+            Self::UpdateCrlConfig => "Update CRL Config",
         }
     }
 
@@ -170,9 +203,10 @@ impl Operation {
     }
 }
 
+/// NCP's name of the operation ([`Operation::ncp_name`]), e.g. "Get CA".
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.ncp_name())
     }
 }
 
@@ -189,5 +223,24 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), 24);
+    }
+
+    #[test]
+    fn messages_name_operations_as_ncps_api_guide_does() {
+        assert_eq!(Operation::GetCa.to_string(), "Get CA");
+        assert_eq!(Operation::SignEndCsr.to_string(), "Sign End CSR");
+        assert_eq!(Operation::GetCaList.to_string(), "Get CA List");
+        let mut titles: Vec<_> = Operation::ALL.iter().map(|o| o.ncp_name()).collect();
+        titles.sort_unstable();
+        titles.dedup();
+        assert_eq!(titles.len(), 24);
+        // Each title is the snake-case name in words (CSR, CRL, OCSP and CA in capitals).
+        for op in Operation::ALL {
+            assert_eq!(
+                op.ncp_name().to_lowercase().replace(' ', "_"),
+                op.name(),
+                "{op:?}"
+            );
+        }
     }
 }

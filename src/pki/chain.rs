@@ -2,7 +2,8 @@
 //! key and verified to a root, and the usages it allows.
 
 use super::cert::{CertInfo, parse_certificates_pem};
-use super::verify::verify_chain;
+use super::error::ChainError;
+use super::verify::verify_chain_with_skew;
 
 /// Why NCP's answer cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,17 @@ pub enum AssembleError {
     /// The chain does not verify.
     #[error("ncp returned a chain that does not verify: {0}")]
     Verify(String),
+    /// The certificate (or a certificate of its chain) becomes valid later than the tolerance allows:
+    /// the signer's clock is ahead of ours. It will verify once that time has come.
+    #[error(
+        "ncp returned a certificate that is not valid yet: {detail} (the signer's clock is ahead of ours by more than the tolerance)"
+    )]
+    NotYetValid {
+        /// Which certificate and from when.
+        detail: String,
+        /// The latest start of validity in the chain.
+        not_before: time::OffsetDateTime,
+    },
     /// NCP returned no certificate.
     #[error("ncp returned no certificate")]
     Empty,
@@ -48,6 +60,28 @@ pub fn assemble(
     chain_pems: &[String],
     now: time::OffsetDateTime,
 ) -> Result<Issued, AssembleError> {
+    assemble_with_skew(
+        spki_der,
+        certificate_pem,
+        chain_pems,
+        now,
+        time::Duration::ZERO,
+    )
+}
+
+/// [`assemble`], accepting validities that start up to `not_before_tolerance` after `now` (the
+/// signer's clock ahead of ours); a later start is [`AssembleError::NotYetValid`], which passes with
+/// time.
+///
+/// # Errors
+/// As [`assemble`].
+pub fn assemble_with_skew(
+    spki_der: &[u8],
+    certificate_pem: &str,
+    chain_pems: &[String],
+    now: time::OffsetDateTime,
+    not_before_tolerance: time::Duration,
+) -> Result<Issued, AssembleError> {
     let leaf = parse_certificates_pem(certificate_pem)
         .map_err(|e| AssembleError::Parse(e.to_string()))?
         .into_iter()
@@ -79,8 +113,20 @@ pub fn assemble(
             .ok_or_else(|| AssembleError::Verify("no issuer certificate in the chain".into()))?;
         roots.push(intermediates.remove(top));
     }
-    let path = verify_chain(&leaf, &intermediates, &roots, now)
-        .map_err(|e| AssembleError::Verify(e.to_string()))?;
+    let latest_start = std::iter::once(&leaf)
+        .chain(&intermediates)
+        .chain(&roots)
+        .map(|c| c.not_before)
+        .max()
+        .unwrap_or(leaf.not_before);
+    let path = verify_chain_with_skew(&leaf, &intermediates, &roots, now, not_before_tolerance)
+        .map_err(|e| match e {
+            ChainError::NotYetValid { .. } => AssembleError::NotYetValid {
+                detail: e.to_string(),
+                not_before: latest_start,
+            },
+            e => AssembleError::Verify(e.to_string()),
+        })?;
     let Some((root, above_leaf)) = path.split_last() else {
         return Err(AssembleError::Verify(
             "the certificate is its own root".into(),

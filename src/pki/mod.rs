@@ -22,7 +22,7 @@ pub use cert::{
     CERTIFICATE_LABELS, CertInfo, CertUrls, IssueOptions, Signer, Validity, parse_certificates_pem,
     self_signed_ca, sign_ca, sign_leaf, signature_algorithm_name,
 };
-pub use chain::{AssembleError, Issued, assemble, missing_usages};
+pub use chain::{AssembleError, Issued, assemble, assemble_with_skew, missing_usages};
 pub use crl::{CRL_LABEL, Crl, CrlInfo, RevokedCert, build_crl};
 pub use csr::{CSR_LABELS, Csr, create_csr};
 pub use error::{ChainError, PkiError};
@@ -31,7 +31,7 @@ pub use name::{Name, NameAttr, NameEntry, San, StringEncoding};
 pub use serial::Serial;
 pub use signature::verify_signed_by;
 pub use usage::{UnknownUsage, Usages};
-pub use verify::{MAX_CHAIN_LEN, verify_chain};
+pub use verify::{MAX_CHAIN_LEN, verify_chain, verify_chain_with_skew};
 
 #[cfg(test)]
 mod tests;

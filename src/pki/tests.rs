@@ -242,3 +242,44 @@ fn garbage_certificates_are_errors() {
     assert!(parse_certificates_pem("nothing").unwrap().is_empty());
     assert!(CrlInfo::from_der(&[1, 2, 3]).is_err());
 }
+
+#[test]
+fn a_validity_starting_within_the_tolerance_is_accepted_and_a_later_one_waits() {
+    let p = pki(KeyType::Ec256);
+    let now = OffsetDateTime::now_utc();
+    let key = PrivateKey::generate(KeyType::Ec256).unwrap();
+    let public = key.public_key().unwrap();
+    // Signed by a CA whose clock is 120 s ahead of ours.
+    let ahead = now + Duration::seconds(120);
+    let leaf = sign_leaf(
+        &p.sub,
+        &name("l"),
+        &[],
+        &public,
+        &IssueOptions::new(days(ahead, 10)),
+    )
+    .unwrap();
+    let chain = [p.sub.certificate().to_pem(), p.root.certificate().to_pem()];
+    let spki = key.spki_der();
+    let pem = leaf.to_pem();
+    // No tolerance: not valid yet, and the error says when it will be.
+    let err = assemble(&spki, &pem, &chain, now).unwrap_err();
+    let AssembleError::NotYetValid { not_before, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*not_before, leaf.not_before);
+    assert!(err.to_string().contains("not valid yet"), "{err}");
+    // 60 s of tolerance is not enough; 5 minutes is.
+    assert!(matches!(
+        assemble_with_skew(&spki, &pem, &chain, now, Duration::seconds(60)),
+        Err(AssembleError::NotYetValid { .. })
+    ));
+    let issued = assemble_with_skew(&spki, &pem, &chain, now, Duration::minutes(5)).unwrap();
+    assert_eq!(issued.leaf_der, leaf.der);
+    // Expiry is not moved by the tolerance.
+    let later = now + Duration::days(10) + Duration::seconds(121);
+    assert!(matches!(
+        assemble_with_skew(&spki, &pem, &chain, later, Duration::minutes(5)),
+        Err(AssembleError::Verify(_))
+    ));
+}

@@ -3,15 +3,19 @@
 use super::cert::CertInfo;
 use super::error::ChainError;
 use super::signature::verify_signed_by;
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
 
 /// Longest chain (excluding the leaf) [`verify_chain`] follows.
 pub const MAX_CHAIN_LEN: usize = 8;
 
-fn check_time(cert: &CertInfo, at: OffsetDateTime) -> Result<(), ChainError> {
+fn check_time(
+    cert: &CertInfo,
+    at: OffsetDateTime,
+    not_before_tolerance: Duration,
+) -> Result<(), ChainError> {
     let fmt = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_else(|_| t.to_string());
-    if at < cert.not_before {
+    if at + not_before_tolerance < cert.not_before {
         return Err(ChainError::NotYetValid {
             subject: cert.subject.to_string(),
             not_before: fmt(cert.not_before),
@@ -40,19 +44,42 @@ pub fn verify_chain<'a>(
     roots: &'a [CertInfo],
     at: OffsetDateTime,
 ) -> Result<Vec<&'a CertInfo>, ChainError> {
+    verify_chain_with_skew(leaf, intermediates, roots, at, Duration::ZERO)
+}
+
+/// [`verify_chain`], where a validity may start up to `not_before_tolerance` after `at` (the signer's
+/// clock ahead of ours). Expiry is checked at `at` itself.
+pub fn verify_chain_with_skew<'a>(
+    leaf: &'a CertInfo,
+    intermediates: &'a [CertInfo],
+    roots: &'a [CertInfo],
+    at: OffsetDateTime,
+    not_before_tolerance: Duration,
+) -> Result<Vec<&'a CertInfo>, ChainError> {
     let mut path = Vec::new();
-    extend(leaf, intermediates, roots, at, &mut path)?;
+    let when = When {
+        at,
+        not_before_tolerance,
+    };
+    extend(leaf, intermediates, roots, when, &mut path)?;
     Ok(path)
+}
+
+/// The verification time and how far a validity may start after it.
+#[derive(Clone, Copy)]
+struct When {
+    at: OffsetDateTime,
+    not_before_tolerance: Duration,
 }
 
 fn extend<'a>(
     current: &'a CertInfo,
     intermediates: &'a [CertInfo],
     roots: &'a [CertInfo],
-    at: OffsetDateTime,
+    when: When,
     path: &mut Vec<&'a CertInfo>,
 ) -> Result<(), ChainError> {
-    check_time(current, at)?;
+    check_time(current, when.at, when.not_before_tolerance)?;
     if roots.iter().any(|r| r.der == current.der) {
         return Ok(());
     }
@@ -84,7 +111,7 @@ fn extend<'a>(
             continue;
         }
         path.push(candidate);
-        match extend(candidate, intermediates, roots, at, path) {
+        match extend(candidate, intermediates, roots, when, path) {
             Ok(()) => return Ok(()),
             Err(e) => {
                 path.pop();

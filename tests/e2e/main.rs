@@ -12,6 +12,8 @@ mod support;
 
 mod cluster_smoke;
 mod crd_validation;
+mod hostile;
+mod ingress;
 mod issuance;
 mod issuer;
 mod lease;

@@ -75,8 +75,17 @@ fn helm(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-/// `helm template` of the chart in namespace `ns` with `--set` values.
+/// `helm template` of the chart in namespace `ns` with `--set` values, without the `helm test` hook.
 fn render(ns: &str, sets: &[&str]) -> String {
+    render_chart(ns, sets, false)
+}
+
+/// [`render`], with the `helm test` hook's objects.
+fn render_with_tests(ns: &str, sets: &[&str]) -> String {
+    render_chart(ns, sets, true)
+}
+
+fn render_chart(ns: &str, sets: &[&str], with_tests: bool) -> String {
     let chart = chart_dir();
     let mut args = vec![
         "template",
@@ -85,6 +94,9 @@ fn render(ns: &str, sets: &[&str]) -> String {
         "--namespace",
         ns,
     ];
+    if !with_tests {
+        args.push("--skip-tests");
+    }
     for set in sets {
         args.extend(["--set", set]);
     }
@@ -198,8 +210,13 @@ fn helm_lint_strict_is_clean_with_the_defaults_and_with_every_switch_flipped() {
             "rbac.aggregateToDefaultRoles=false",
             "replicaCount=1",
             "leaderElection.enabled=false",
+            "testHook.enabled=false",
         ],
         vec![
+            "networkPolicy.enabled=true",
+            "podMonitor.enabled=true",
+            "subordinate.enabled=true",
+            "global.imageRegistry=mirror.example",
             "serviceMonitor.enabled=true",
             "serviceMonitor.scrapeTimeout=10s",
             "priorityClassName=system-cluster-critical",
@@ -425,7 +442,7 @@ fn the_deployment_runs_two_leader_elected_restricted_replicas_in_the_release_nam
     let args = container["args"].as_array().expect("args");
     assert!(args.contains(&json!("--cluster-resource-namespace=pki")));
     assert!(args.contains(&json!("--leader-election-namespace=pki-system")));
-    assert_eq!(args.last(), Some(&json!("--concurrency=16")));
+    assert!(args.contains(&json!("--concurrency=16")));
     assert!(
         container["env"]
             .as_array()
@@ -438,6 +455,745 @@ fn the_deployment_runs_two_leader_elected_restricted_replicas_in_the_release_nam
         one(&custom, "Service")["spec"]["ports"][0]["name"],
         "http-metrics"
     );
+}
+
+/// The controller container's arguments.
+fn controller_args(docs: &[Value]) -> Vec<String> {
+    one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string argument").to_string())
+        .collect()
+}
+
+/// How often each `--flag` occurs in `args` (by name, whether written `--flag=v` or `--flag v`).
+fn flag_counts(args: &[String]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for arg in args.iter().filter_map(|a| a.strip_prefix("--")) {
+        let name = arg.split_once('=').map_or(arg, |(name, _)| name);
+        *counts.entry(name.to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// The binary's own parser (the one `main` runs) on `controller` arguments as the pod gets them.
+fn parse_as_the_binary_does(args: &[String]) -> Result<String, clap::Error> {
+    use clap::Parser as _;
+    let argv = std::iter::once("ncp-pca-issuer".to_string()).chain(args.iter().cloned());
+    ncp_pca_issuer::cli::Cli::try_parse_from(argv).map(|cli| format!("{cli:?}"))
+}
+
+#[test]
+fn extra_args_override_the_flags_the_chart_sets_and_the_binary_accepts_what_renders() {
+    // The defaults: every flag once, and the binary parses them.
+    let defaults = controller_args(&documents(&render("pki-system", &[])));
+    assert!(
+        flag_counts(&defaults).values().all(|&n| n == 1),
+        "{defaults:?}"
+    );
+    parse_as_the_binary_does(&defaults)
+        .unwrap_or_else(|e| panic!("the binary refuses the default arguments {defaults:?}: {e}"));
+
+    // values.yaml's own example, and the two spellings of a flag, for flags the chart sets; other
+    // flags pass through in order.
+    for (sets, want, override_of) in [
+        (
+            vec!["extraArgs[0]=--concurrency=16"],
+            "concurrency: 16",
+            "--concurrency=16",
+        ),
+        (
+            vec!["extraArgs[0]=--log-format", "extraArgs[1]=plain"],
+            "log_format: Plain",
+            "--log-format=plain",
+        ),
+        (
+            vec![
+                "extraArgs[0]=--max-retry-seconds=60",
+                "extraArgs[1]=--kubeconfig=/etc/k/config",
+            ],
+            "max_retry_seconds: 60",
+            "--max-retry-seconds=60",
+        ),
+        (
+            vec!["extraArgs[0]=--leader-election-lease-duration-seconds=30"],
+            "leader_election_lease_duration_seconds: 30",
+            "--leader-election-lease-duration-seconds=30",
+        ),
+    ] {
+        let args = controller_args(&documents(&render("pki-system", &sets)));
+        let counts = flag_counts(&args);
+        assert!(
+            counts.values().all(|&n| n == 1),
+            "{sets:?} renders a flag twice: {args:?}"
+        );
+        assert_eq!(
+            args.iter().filter(|a| *a == override_of).count(),
+            1,
+            "{sets:?}: {args:?}"
+        );
+        let parsed = parse_as_the_binary_does(&args)
+            .unwrap_or_else(|e| panic!("the binary refuses {args:?} ({sets:?}): {e}"));
+        assert!(parsed.contains(want), "{sets:?}: parsed {parsed}");
+    }
+    let passed_on = controller_args(&documents(&render(
+        "pki-system",
+        &["extraArgs[0]=--kubeconfig", "extraArgs[1]=/etc/k/config"],
+    )));
+    assert_eq!(
+        passed_on[passed_on.len() - 2..],
+        ["--kubeconfig", "/etc/k/config"]
+    );
+    assert!(parse_as_the_binary_does(&passed_on).is_ok());
+
+    // What the chart rendered before: the binary exits on a repeated flag (so the checks above can
+    // fail).
+    let mut twice = defaults;
+    twice.push("--concurrency=16".into());
+    let refused = parse_as_the_binary_does(&twice).expect_err("a repeated flag parses");
+    assert!(
+        refused
+            .to_string()
+            .contains("cannot be used multiple times"),
+        "{refused}"
+    );
+
+    // The objects that depend on a flag follow the effective value.
+    let docs = documents(&render(
+        "pki-system",
+        &[
+            "extraArgs[0]=--http-addr=0.0.0.0:9443",
+            "extraArgs[1]=--leader-election-lease=other",
+        ],
+    ));
+    let container = &one(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["ports"][0]["containerPort"], 9443);
+    assert_eq!(
+        one(&docs, "Role")["rules"][1]["resourceNames"],
+        json!(["other"])
+    );
+    // A chart flag without its value, and two unsigned replicas, are refused at render time.
+    let chart = chart_dir();
+    for (sets, says) in [
+        (vec!["extraArgs[0]=--concurrency"], "has no value"),
+        (
+            vec!["extraArgs[0]=--leader-elect=false"],
+            "needs leaderElection.enabled=true",
+        ),
+        (
+            vec!["leaderElection.retryPeriodSeconds=12"],
+            "retryPeriodSeconds < renewDeadlineSeconds",
+        ),
+    ] {
+        let mut args = vec!["template", "x", chart.to_str().expect("utf-8 path")];
+        for set in &sets {
+            args.extend(["--set", set]);
+        }
+        let out = helm_command().args(&args).output().expect("helm runs");
+        assert!(!out.status.success(), "{sets:?} was accepted");
+        assert!(text(&out).contains(says), "{sets:?}: {}", text(&out));
+    }
+}
+
+/// `helm install --dry-run=client` NOTES of the chart with `sets` (CRDs left out: the cluster's
+/// belong to no release of this name, and Helm refuses to adopt them even in a dry run).
+fn notes(sets: &[&str]) -> String {
+    let chart = chart_dir();
+    let mut args = vec![
+        "install",
+        "notes",
+        chart.to_str().expect("utf-8 path"),
+        "--dry-run=client",
+        "--namespace",
+        "pki-system",
+        "--set",
+        "crds.enabled=false",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = helm(&args);
+    out.split_once("NOTES:")
+        .map(|(_, notes)| notes.to_string())
+        .unwrap_or_else(|| panic!("no NOTES in:\n{out}"))
+}
+
+#[test]
+fn subordinate_mode_is_off_by_default_and_the_notes_say_how_to_turn_it_on() {
+    let docs = documents(&render("pki-system", &[]));
+    for kind in ["ClusterRole", "ClusterRoleBinding", "RoleBinding"] {
+        assert!(
+            !of_kind(&docs, kind).iter().any(|r| r["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("-subordinate-secrets")),
+            "the defaults render the subordinate {kind}"
+        );
+    }
+    // No default rule writes a Secret anywhere.
+    for role in of_kind(&docs, "ClusterRole")
+        .iter()
+        .chain(&of_kind(&docs, "Role"))
+    {
+        for rule in role["rules"].as_array().expect("rules") {
+            if rule["resources"]
+                .as_array()
+                .expect("resources")
+                .contains(&json!("secrets"))
+            {
+                for verb in ["create", "update", "patch", "delete"] {
+                    assert!(
+                        !rule["verbs"]
+                            .as_array()
+                            .expect("verbs")
+                            .contains(&json!(verb)),
+                        "{} may {verb} Secrets by default",
+                        role["metadata"]["name"]
+                    );
+                }
+            }
+        }
+    }
+    let off = notes(&[]);
+    assert!(off.contains("Subordinate mode is off"), "{off}");
+    assert!(off.contains("--set subordinate.enabled=true"), "{off}");
+    let on = notes(&["subordinate.enabled=true"]);
+    assert!(
+        on.contains("may create and update Secrets in namespace pki-system"),
+        "{on}"
+    );
+    assert!(!on.contains("Subordinate mode is off"), "{on}");
+}
+
+#[test]
+fn volumes_sidecars_monitors_and_a_registry_mirror_reach_the_rendered_objects() {
+    let docs = documents(&render(
+        "pki-system",
+        &[
+            "volumes[0].name=trust",
+            "volumes[0].configMap.name=extra-anchors",
+            "volumeMounts[0].name=trust",
+            "volumeMounts[0].mountPath=/etc/trust",
+            "extraContainers[0].name=proxy",
+            "extraContainers[0].image=proxy:1",
+            "image.registry=example.kr.ncr.ntruss.com",
+            "serviceMonitor.enabled=true",
+            "serviceMonitor.annotations.team=pki",
+            "serviceMonitor.honorLabels=true",
+            "serviceMonitor.relabelings[0].targetLabel=cluster",
+            "serviceMonitor.relabelings[0].replacement=prod",
+            "serviceMonitor.metricRelabelings[0].action=drop",
+            "serviceMonitor.metricRelabelings[0].regex=go_.*",
+            "podMonitor.enabled=true",
+            "podMonitor.labels.release=prom",
+            "podMonitor.scrapeTimeout=10s",
+        ],
+    ));
+    let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"],
+        json!([{"name": "trust", "configMap": {"name": "extra-anchors"}}])
+    );
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 2);
+    assert_eq!(
+        containers[0]["volumeMounts"],
+        json!([{"name": "trust", "mountPath": "/etc/trust"}])
+    );
+    assert_eq!(
+        containers[0]["image"],
+        "example.kr.ncr.ntruss.com/ncp-pca-issuer/ncp-pca-issuer:0.1.0"
+    );
+    assert_eq!(containers[1]["name"], "proxy");
+    let monitor = one(&docs, "ServiceMonitor");
+    assert_eq!(monitor["metadata"]["annotations"]["team"], "pki");
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["honorLabels"], true);
+    assert_eq!(endpoint["relabelings"][0]["targetLabel"], "cluster");
+    assert_eq!(endpoint["metricRelabelings"][0]["action"], "drop");
+    let pods = one(&docs, "PodMonitor");
+    assert_eq!(pods["metadata"]["labels"]["release"], "prom");
+    assert_eq!(
+        pods["spec"]["selector"]["matchLabels"],
+        one(&docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    );
+    let endpoint = &pods["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], containers[0]["ports"][0]["name"]);
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(endpoint["scrapeTimeout"], "10s");
+    assert_eq!(endpoint["honorLabels"], false);
+    // A repository without a registry gets the mirror in front; a digest still wins over the tag.
+    let image = |sets: &[&str]| {
+        one(&documents(&render("pki-system", sets)), "Deployment")["spec"]["template"]["spec"]
+            ["containers"][0]["image"]
+            .clone()
+    };
+    assert_eq!(
+        image(&[
+            "global.imageRegistry=localhost:5000",
+            "image.repository=team/ncp"
+        ]),
+        "localhost:5000/team/ncp:0.1.0"
+    );
+    assert_eq!(
+        image(&[
+            "global.imageRegistry=mirror.example",
+            "image.registry=wins.example",
+            "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        ]),
+        "wins.example/ncp-pca-issuer/ncp-pca-issuer@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    );
+}
+
+#[test]
+fn the_chart_readme_lists_every_value_and_is_fresh() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/chart-readme");
+    let run = |arg: &str| {
+        Command::new("python3")
+            .arg(&script)
+            .arg(arg)
+            .stdin(Stdio::null())
+            .output()
+            .expect("python3 runs")
+    };
+    let check = run("--check");
+    assert!(
+        check.status.success(),
+        "charts/ncp-pca-issuer/README.md is stale, run scripts/chart-readme: {}",
+        text(&check)
+    );
+    // The script's small YAML reader reads values.yaml as a YAML parser does.
+    let read = run("--values-json");
+    assert!(read.status.success(), "{}", text(&read));
+    let by_script: Value = serde_json::from_slice(&read.stdout).expect("JSON");
+    let values = std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml");
+    let by_parser: Value = serde_saphyr::from_str(&values).expect("values.yaml parses");
+    assert_eq!(by_script, by_parser);
+    // Every leaf value has its row.
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).expect("README");
+    fn leaves(value: &Value, prefix: &str, out: &mut Vec<String>) {
+        match value.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    leaves(v, &format!("{prefix}{k}."), out);
+                }
+            }
+            _ => out.push(prefix.trim_end_matches('.').to_string()),
+        }
+    }
+    let mut keys = Vec::new();
+    leaves(&by_parser, "", &mut keys);
+    for key in keys {
+        let row = |k: &str| readme.contains(&format!("| `{k}` |"));
+        let mut documented = false;
+        let mut path = key.as_str();
+        loop {
+            if row(path) {
+                documented = true;
+                break;
+            }
+            match path.rsplit_once('.') {
+                Some((parent, _)) => path = parent,
+                None => break,
+            }
+        }
+        assert!(documented, "the chart README has no row for {key}");
+    }
+}
+
+#[test]
+fn the_network_policy_admits_only_the_http_port_and_lets_out_only_dns_the_api_server_and_ncp() {
+    assert!(of_kind(&documents(&render("pki-system", &[])), "NetworkPolicy").is_empty());
+    let docs = documents(&render("pki-system", &["networkPolicy.enabled=true"]));
+    let policy = one(&docs, "NetworkPolicy");
+    let deploy = one(&docs, "Deployment");
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    // Ingress: one rule, the container's named HTTP port, from anywhere by default.
+    let ingress = policy["spec"]["ingress"].as_array().expect("ingress");
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    assert_eq!(
+        ingress[0]["ports"],
+        json!([{"port": "http", "protocol": "TCP"}])
+    );
+    assert!(ingress[0].get("from").is_none());
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"],
+        "http"
+    );
+    // Egress: DNS to kube-dns, then the API server and NCP, each on its ports only.
+    let egress = policy["spec"]["egress"].as_array().expect("egress");
+    assert_eq!(egress.len(), 3, "{egress:?}");
+    assert_eq!(
+        egress[0]["ports"],
+        json!([{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        egress[0]["to"][0]["podSelector"]["matchLabels"]["k8s-app"],
+        "kube-dns"
+    );
+    assert_eq!(
+        egress[1]["ports"],
+        json!([{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        egress[2]["ports"],
+        json!([{"port": 443, "protocol": "TCP"}])
+    );
+    for rule in egress {
+        assert!(
+            rule["to"].as_array().is_some_and(|to| !to.is_empty()),
+            "{rule}"
+        );
+    }
+
+    // Narrowed: metrics from one namespace, NCP through known ranges, and a proxy.
+    let docs = documents(&render(
+        "pki-system",
+        &[
+            "networkPolicy.enabled=true",
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+            "networkPolicy.ncpCIDRs={203.0.113.0/24,198.51.100.7/32}",
+            "networkPolicy.apiServerCIDRs={10.0.0.1/32}",
+            "networkPolicy.apiServerPorts={6443}",
+            "networkPolicy.extraEgress[0].ports[0].port=3128",
+        ],
+    ));
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(
+        policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["name"],
+        "monitoring"
+    );
+    let egress = policy["spec"]["egress"].as_array().expect("egress");
+    assert_eq!(egress.len(), 4);
+    assert_eq!(
+        egress[1],
+        json!({"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}],
+               "ports": [{"port": 6443, "protocol": "TCP"}]})
+    );
+    assert_eq!(
+        egress[2]["to"],
+        json!([{"ipBlock": {"cidr": "203.0.113.0/24"}}, {"ipBlock": {"cidr": "198.51.100.7/32"}}])
+    );
+    assert_eq!(egress[3]["ports"][0]["port"], 3128);
+    // An address range that is not one is refused by the schema.
+    let out = helm_command()
+        .args([
+            "template",
+            "x",
+            chart_dir().to_str().expect("utf-8 path"),
+            "--set",
+            "networkPolicy.ncpCIDRs={pca.apigw.ntruss.com}",
+        ])
+        .output()
+        .expect("helm runs");
+    assert!(!out.status.success(), "a host name was accepted as a CIDR");
+    assert!(text(&out).contains("ncpCIDRs"), "{}", text(&out));
+}
+
+/// The objects of the `helm test` hook.
+fn test_hook(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .collect()
+}
+
+/// Every container of a Job's pod, init containers first (the order they run in).
+fn job_steps(job: &Value) -> Vec<&Value> {
+    let pod = &job["spec"]["template"]["spec"];
+    pod["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(pod["containers"].as_array().expect("containers"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_helm_test_hook_checks_readiness_and_the_crds_with_only_the_rights_it_needs() {
+    let ns = namespace("chart-hook").await;
+    let docs = documents(&render_with_tests(&ns, &["crds.enabled=false"]));
+    let hook = test_hook(&docs);
+    let mut kinds: Vec<&str> = hook.iter().filter_map(|d| d["kind"].as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Job",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount"
+        ]
+    );
+    let of = |kind: &str| -> &Value {
+        hook.iter()
+            .copied()
+            .find(|d| d["kind"] == kind)
+            .expect("hook object")
+    };
+    let job = of("Job");
+    let deploy = one(&docs, "Deployment");
+    let deployment = deploy["metadata"]["name"].as_str().expect("name");
+    let steps = job_steps(job);
+    let args: Vec<Vec<&str>> = steps
+        .iter()
+        .map(|c| {
+            assert_eq!(c["command"], json!(["kubectl"]));
+            c["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        args[0],
+        [
+            "wait",
+            "--namespace",
+            ns.as_str(),
+            "--for=condition=Available",
+            &format!("deployment/{deployment}"),
+            "--timeout=120s"
+        ]
+    );
+    assert_eq!(args[1][..2], ["get", "privatecas.pca.ncp-issuer.dev"]);
+    assert_eq!(
+        args[2][..2],
+        ["get", "clusterprivatecas.pca.ncp-issuer.dev"]
+    );
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(
+        pod["serviceAccountName"],
+        of("ServiceAccount")["metadata"]["name"]
+    );
+    // Its rights: that Deployment, by name, and listing our two kinds.
+    assert_eq!(
+        of("Role")["rules"],
+        json!([{"apiGroups": ["apps"], "resources": ["deployments"],
+                "resourceNames": [deployment], "verbs": ["get", "list", "watch"]}])
+    );
+    assert_eq!(
+        of("ClusterRole")["rules"],
+        json!([{"apiGroups": ["pca.ncp-issuer.dev"],
+                "resources": ["privatecas", "clusterprivatecas"], "verbs": ["list"]}])
+    );
+    // Never selected as a controller pod (the PDB, Service and monitors select those).
+    for labels in [
+        &job["metadata"]["labels"],
+        &job["spec"]["template"]["metadata"]["labels"],
+    ] {
+        assert_eq!(labels["app.kubernetes.io/component"], "test", "{labels}");
+    }
+    for step in &steps {
+        assert_eq!(step["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(step["image"], "registry.k8s.io/kubectl:v1.35.0");
+    }
+    let mirrored = documents(&render_with_tests(
+        &ns,
+        &["global.imageRegistry=mirror.example"],
+    ));
+    let mirrored_job = test_hook(&mirrored)
+        .into_iter()
+        .find(|d| d["kind"] == "Job")
+        .expect("Job");
+    assert_eq!(
+        job_steps(mirrored_job)[0]["image"],
+        "mirror.example/kubectl:v1.35.0"
+    );
+    assert!(
+        test_hook(&documents(&render_with_tests(
+            &ns,
+            &["testHook.enabled=false"]
+        )))
+        .is_empty()
+    );
+
+    // Run each step as the Job would, with a token of the hook's ServiceAccount: its RBAC and
+    // the rendered Deployment applied (no kubelet here, so the Deployment's status is set by hand).
+    let admin = client().await;
+    let _cleanup = support::ClusterRbac(
+        of("ClusterRole")["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string(),
+    );
+    let apply = |objects: Vec<&Value>| {
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        let out = kubectl(&["apply", "-f", "-"], Some(&list.to_string()));
+        assert!(out.status.success(), "kubectl apply: {}", text(&out));
+    };
+    apply(
+        hook.iter()
+            .copied()
+            .filter(|d| d["kind"] != "Job")
+            .collect(),
+    );
+    apply(vec![deploy]);
+    let sa = of("ServiceAccount")["metadata"]["name"]
+        .as_str()
+        .expect("name");
+    let kubeconfig = support::service_account_kubeconfig(&admin, &ns, sa).await;
+    let run = |args: &[&str], timeout: Option<&str>| {
+        let mut args: Vec<&str> = args.to_vec();
+        if let Some(t) = timeout {
+            args.retain(|a| !a.starts_with("--timeout="));
+            args.push(t);
+        }
+        let out = Command::new(cluster().bin_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("kubectl runs");
+        (out.status.success(), text(&out))
+    };
+    // Not Available yet: the first step fails (so the passes below mean something).
+    let (ok, said) = run(&args[0], Some("--timeout=2s"));
+    assert!(!ok, "waited for an unavailable Deployment: {said}");
+    assert!(!said.contains("forbidden"), "{said}");
+    use k8s_openapi::api::apps::v1::Deployment;
+    Api::<Deployment>::namespaced(admin.clone(), &ns)
+        .patch_status(
+            deployment,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "observedGeneration": 1,
+                "conditions": [{"type": "Available", "status": "True",
+                                "reason": "MinimumReplicasAvailable", "message": "test"}]
+            }})),
+        )
+        .await
+        .expect("status patched");
+    for (step, args) in steps.iter().zip(&args) {
+        let (ok, said) = run(args, None);
+        assert!(ok, "step {} failed: {said}", step["name"]);
+    }
+    // And nothing more: not even another Deployment, or Secrets.
+    for args in [
+        vec!["get", "deployments", "--namespace", ns.as_str()],
+        vec!["get", "secrets", "--namespace", ns.as_str()],
+        vec![
+            "get",
+            "certificaterequests.cert-manager.io",
+            "--all-namespaces",
+        ],
+    ] {
+        let (ok, said) = run(&args, None);
+        assert!(!ok && said.contains("forbidden"), "{args:?}: {said}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The image (no Docker engine here: what the Dockerfile says, and what the binary links)
+// ---------------------------------------------------------------------------------------------
+
+/// The `cargo build …` commands of a shell script or Dockerfile (continuation lines joined,
+/// comments left out).
+fn cargo_builds(text: &str) -> Vec<String> {
+    text.replace("\\\n", " ")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let at = l.find("cargo build ")?;
+            let command = l[at..].split("&&").next().unwrap_or_default();
+            Some(command.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .collect()
+}
+
+#[test]
+fn the_dockerfile_builds_as_ci_does_for_each_target_arch_with_oci_labels_and_a_base_the_binary_runs_on()
+ {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    let ci = std::fs::read_to_string(root.join("scripts/test")).expect("scripts/test");
+    let release = "cargo build --release --locked --bin ncp-pca-issuer";
+    assert_eq!(cargo_builds(&ci), [release], "scripts/test's release build");
+    assert_eq!(
+        cargo_builds(&dockerfile),
+        [release],
+        "the Dockerfile's build"
+    );
+    // Multi-arch: built on the build platform for $TARGETARCH through CARGO_BUILD_TARGET (so the
+    // command stays CI's), for the two architectures it maps.
+    assert!(dockerfile.contains("FROM --platform=$BUILDPLATFORM"));
+    assert!(dockerfile.contains("ARG TARGETARCH"));
+    assert!(dockerfile.contains("echo \"export CARGO_BUILD_TARGET=$triple\""));
+    for arch in ["amd64) arch=x86_64", "arm64) arch=aarch64"] {
+        assert!(dockerfile.contains(arch), "{arch}");
+    }
+    // Dependencies are fetched from the manifest and lock file alone, before the sources come in.
+    let fetch = dockerfile
+        .find("cargo fetch --locked")
+        .expect("cargo fetch");
+    assert!(fetch < dockerfile.find("COPY src ./src").expect("COPY src"));
+    assert!(dockerfile.contains("--mount=type=cache,target=/usr/local/cargo/registry"));
+    // What the build reads is copied (crdgen embeds nothing else; no build script).
+    for copy in [
+        "COPY Cargo.toml Cargo.lock ./",
+        "COPY src ./src",
+        "COPY crds ./crds",
+    ] {
+        assert!(dockerfile.contains(copy), "{copy}");
+    }
+    assert!(
+        !root.join("build.rs").exists(),
+        "a build script the Dockerfile does not copy"
+    );
+    // OCI labels: the version and licence agree with Cargo.toml.
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    assert!(manifest.contains("license = \"Apache-2.0\""));
+    for label in [
+        "org.opencontainers.image.source=\"https://github.com/ncp-pca-issuer/ncp-pca-issuer\"",
+        "org.opencontainers.image.version=\"${VERSION}\"",
+        "org.opencontainers.image.licenses=\"Apache-2.0\"",
+    ] {
+        assert!(dockerfile.contains(label), "{label}");
+    }
+    assert!(dockerfile.contains(&format!("ARG VERSION={}", env!("CARGO_PKG_VERSION"))));
+    // The runtime base is distroless/cc (glibc and libgcc): the binary needs nothing more.
+    assert!(dockerfile.contains("FROM gcr.io/distroless/cc-debian12:nonroot"));
+    let readelf = Command::new("readelf")
+        .args(["-d", env!("CARGO_BIN_EXE_ncp-pca-issuer")])
+        .output()
+        .expect("readelf runs");
+    assert!(readelf.status.success(), "{}", text(&readelf));
+    let needed: Vec<String> = String::from_utf8_lossy(&readelf.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| Some(l.split_once('[')?.1.trim_end_matches(']').to_string()))
+        .collect();
+    assert!(!needed.is_empty(), "readelf found no NEEDED entry");
+    for lib in &needed {
+        assert!(
+            [
+                "libc.so.6",
+                "libm.so.6",
+                "libgcc_s.so.1",
+                "libdl.so.2",
+                "libpthread.so.0",
+                "librt.so.1"
+            ]
+            .contains(&lib.as_str())
+                || lib.starts_with("ld-linux"),
+            "the binary needs {lib}, which distroless/cc does not have: {needed:?}"
+        );
+    }
+    // The build context leaves out the target directory and Git.
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).expect(".dockerignore");
+    for entry in ["target", ".git"] {
+        assert!(ignore.lines().any(|l| l.trim() == entry), "{entry}");
+    }
 }
 
 #[test]
@@ -460,17 +1216,23 @@ fn secrets_are_writable_for_subordinate_mode_only_in_the_namespaces_the_values_n
             .count();
         (namespaces, cluster_wide)
     };
-    // By default: the cluster resource namespace (the release's) only.
-    assert_eq!(bindings(&[]), (vec!["pki-system".to_string()], 0));
+    // Off by default; when on, the cluster resource namespace (the release's) and those listed.
+    assert_eq!(bindings(&[]), (vec![], 0));
+    let on = "subordinate.enabled=true";
+    assert_eq!(bindings(&[on]), (vec!["pki-system".to_string()], 0));
     assert_eq!(
-        bindings(&["clusterResourceNamespace=certs"]),
+        bindings(&[on, "clusterResourceNamespace=certs"]),
         (vec!["certs".to_string()], 0)
     );
     assert_eq!(
-        bindings(&["subordinate.namespaces={team-a,pki-system}"]),
+        bindings(&[on, "extraArgs[0]=--cluster-resource-namespace=certs"]),
+        (vec!["certs".to_string()], 0)
+    );
+    assert_eq!(
+        bindings(&[on, "subordinate.namespaces={team-a,pki-system}"]),
         (vec!["pki-system".to_string(), "team-a".to_string()], 0)
     );
-    assert_eq!(bindings(&["subordinate.namespaces={*}"]), (vec![], 1));
+    assert_eq!(bindings(&[on, "subordinate.namespaces={*}"]), (vec![], 1));
     assert_eq!(bindings(&["subordinate.enabled=false"]), (vec![], 0));
     let docs = documents(&render("pki-system", &["subordinate.enabled=false"]));
     assert!(
@@ -482,7 +1244,7 @@ fn secrets_are_writable_for_subordinate_mode_only_in_the_namespaces_the_values_n
 
 #[test]
 fn rbac_never_writes_secrets_keeps_leases_to_the_release_namespace_and_aggregates_our_kinds() {
-    let docs = documents(&render("pki-system", &[]));
+    let docs = documents(&render("pki-system", &["subordinate.enabled=true"]));
     let cluster_roles = of_kind(&docs, "ClusterRole");
     let roles = of_kind(&docs, "Role");
     for role in cluster_roles.iter().chain(&roles) {
@@ -606,7 +1368,7 @@ async fn the_rendered_chart_passes_a_server_side_dry_run_and_pod_security_restri
             "tolerations[0].operator=Exists",
         ],
     ] {
-        let said = dry_run(&render(&ns, &sets));
+        let said = dry_run(&render_with_tests(&ns, &sets));
         assert!(
             said.contains("serverside-applied (server dry run)"),
             "{said}"
@@ -638,7 +1400,8 @@ struct Release {
     notes: String,
 }
 
-/// Installs the chart once per test binary (defaults, CRDs included) into a fresh namespace.
+/// Installs the chart once per test binary (defaults, CRDs included, subordinate mode on) into a
+/// fresh namespace.
 fn installed() -> &'static Release {
     static RELEASE_ONCE: OnceLock<Release> = OnceLock::new();
     RELEASE_ONCE.get_or_init(|| {
@@ -678,6 +1441,9 @@ fn installed() -> &'static Release {
             "--namespace",
             &namespace,
             "--create-namespace",
+            // The end-to-end test below signs through a subordinate ClusterPrivateCA.
+            "--set",
+            "subordinate.enabled=true",
         ]);
         Release {
             namespace,

@@ -233,8 +233,9 @@ async fn a_deleted_issuers_series_leave_metrics_and_every_name_is_prefixed() {
     .await;
 
     ready_issuer(&client, &ns, "pca", false, &ca, serde_json::json!({})).await;
-    let series =
-        format!(r#"ncp_pca_issuer_issuer_ready{{kind="PrivateCA",namespace="{ns}",name="pca"}}"#);
+    let series = format!(
+        r#"ncp_pca_issuer_issuer_ready{{issuer_kind="PrivateCA",namespace="{ns}",name="pca"}}"#
+    );
     let text = eventually(
         "the issuer's series at 1",
         Duration::from_secs(30),
@@ -244,7 +245,7 @@ async fn a_deleted_issuers_series_leave_metrics_and_every_name_is_prefixed() {
         },
     )
     .await;
-    // Only our names (there are no process metrics).
+    // Only our names (the process metrics carry the prefix too).
     for line in text.lines().filter(|l| !l.is_empty() && *l != "# EOF") {
         let name = ["# TYPE ", "# HELP ", "# UNIT "]
             .iter()

@@ -8,8 +8,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod aggregation;
 mod chart;
+mod hostile;
 mod lifecycle;
+mod monitoring;
 mod process;
 
 /// Held by every test while an operator process of its runs.

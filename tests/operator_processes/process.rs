@@ -32,18 +32,18 @@ const SERIAL: &str = "pca.ncp-issuer.dev/serial";
 const REVOKE_FINALIZER: &str = "pca.ncp-issuer.dev/revoke";
 
 /// How the operator process is started.
-struct Options<'a> {
+pub(crate) struct Options<'a> {
     /// Goes into `POD_NAME`, so the process identity (Lease holder, events' reportingInstance) starts
     /// with it.
-    name: &'a str,
-    kubeconfig: PathBuf,
+    pub(crate) name: &'a str,
+    pub(crate) kubeconfig: PathBuf,
     /// `(namespace, lease name)` for `--leader-elect=true`; `None` runs without leader election.
-    lease: Option<(&'a str, &'a str)>,
-    ncp_timeout_seconds: u64,
+    pub(crate) lease: Option<(&'a str, &'a str)>,
+    pub(crate) ncp_timeout_seconds: u64,
 }
 
 impl<'a> Options<'a> {
-    fn admin(name: &'a str) -> Self {
+    pub(crate) fn admin(name: &'a str) -> Self {
         Self {
             name,
             kubeconfig: cluster().kubeconfig_path().to_path_buf(),
@@ -55,16 +55,16 @@ impl<'a> Options<'a> {
 
 /// `ncp-pca-issuer controller` running under the devcluster watchdog (it dies with this test binary);
 /// its log is printed when a test fails while it is in scope.
-struct OperatorProcess {
+pub(crate) struct OperatorProcess {
     name: String,
     process: Supervised,
     /// The operator's own pid (the watchdog's child), for SIGKILL.
-    pid: u32,
-    http_port: u16,
+    pub(crate) pid: u32,
+    pub(crate) http_port: u16,
 }
 
 impl OperatorProcess {
-    async fn start(options: Options<'_>) -> Self {
+    pub(crate) async fn start(options: Options<'_>) -> Self {
         let http_port = free_port();
         let log = cluster()
             .work_dir()
@@ -961,4 +961,57 @@ async fn a_frozen_controller_whose_signing_calls_are_still_running_in_ncp_does_n
         "the successor waited for the frozen calls to land instead of signing again"
     );
     first.kill().await;
+}
+
+#[tokio::test]
+async fn a_running_operator_exports_every_metric_the_chart_s_alerts_and_dashboard_use() {
+    let _serial = crate::OPERATOR_PROCESS_TURN.lock().await;
+    let emu = own_emulator();
+    let client = client().await;
+    let ns = namespace("proc-metrics").await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
+    let operator = OperatorProcess::start(Options::admin("metrics-names")).await;
+    // A plain issuer (the CA gauges) and a subordinate one (the intermediate's gauges too).
+    ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    ready_issuer_on(
+        emu,
+        &client,
+        &ns,
+        "sub",
+        false,
+        &ca,
+        serde_json::json!({"subordinate": {"secretName": "sub-ca"}}),
+    )
+    .await;
+
+    let wanted = crate::monitoring::names_the_chart_uses();
+    assert!(wanted.len() > 10, "{wanted:?}");
+    let url = format!("http://127.0.0.1:{}/metrics", operator.http_port);
+    // The intermediate's series come with the subordinate issuer's first Ready check: poll.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let page = reqwest::get(&url)
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics body");
+        let exported: std::collections::BTreeSet<&str> = page
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let missing: Vec<&String> = wanted
+            .iter()
+            .filter(|n| !exported.contains(n.as_str()))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the alerts or the dashboard use {missing:?}, which the operator does not export:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -117,6 +117,10 @@ where
 
 static OPERATOR: OnceLock<Result<(), String>> = OnceLock::new();
 
+/// NCP's cap per CA in the tests' emulators and operator: lowered, so that a test can bring a CA
+/// near it (no test issues more than a few certificates from one CA otherwise).
+pub const SIGNING_LIMIT: i64 = 100;
+
 /// Namespace where ClusterPrivateCA credentials live in tests (the cluster resource namespace).
 pub const CLUSTER_RESOURCE_NAMESPACE: &str = "cert-manager";
 
@@ -160,6 +164,11 @@ pub fn operator() {
                         issuer_recheck_interval: Duration::from_secs(10),
                         ncp_request_timeout: Duration::from_secs(2),
                         max_retry_duration: Duration::from_secs(60),
+                        signing_limit: SIGNING_LIMIT,
+                        workers: 8,
+                        // Below the 120 s skew of the skew test, so that it shows the wait.
+                        clock_skew_tolerance: Duration::from_secs(60),
+                        ..Default::default()
                     };
                     // Never cancelled: the operator lives as long as the test binary.
                     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -167,7 +176,7 @@ pub fn operator() {
                     let ctx = ncp_pca_issuer::controller::context(
                         client,
                         settings,
-                        ncp_pca_issuer::metrics::Metrics::new(),
+                        operator_metrics().clone(),
                         Some("tests".into()),
                     );
                     let _ = tx.send(Ok(()));
@@ -180,6 +189,13 @@ pub fn operator() {
     if let Err(e) = started {
         panic!("the operator could not start: {e}");
     }
+}
+
+/// The metrics of the in-process [`operator`] (what its `/metrics` would serve).
+pub fn operator_metrics() -> &'static ncp_pca_issuer::metrics::Metrics {
+    static METRICS: std::sync::OnceLock<ncp_pca_issuer::metrics::Metrics> =
+        std::sync::OnceLock::new();
+    METRICS.get_or_init(ncp_pca_issuer::metrics::Metrics::new)
 }
 
 /// Creates (or replaces) a credentials Secret.
@@ -280,7 +296,7 @@ fn emulator_runtime() -> &'static tokio::runtime::Handle {
     })
 }
 
-/// Starts an emulator (test controls on, no CA limit to speak of, strict signing: our client must sign
+/// Starts an emulator (test controls on, [`SIGNING_LIMIT`] issuances per CA, strict signing: our client must sign
 /// the exact path and query with `-v2`) that lives as long as the test binary.
 fn start_emulator() -> &'static ncp_pca_issuer::emulator::EmulatorHandle {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -292,6 +308,7 @@ fn start_emulator() -> &'static ncp_pca_issuer::emulator::EmulatorHandle {
         config.test_controls = true;
         config.max_cas = 10_000;
         config.strict_signing = true;
+        config.max_issuances_per_ca = u64::try_from(SIGNING_LIMIT).unwrap_or(u64::MAX);
         let _ = tx.send(ncp_pca_issuer::emulator::spawn(config).await);
     });
     let handle = rx

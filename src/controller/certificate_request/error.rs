@@ -1,11 +1,13 @@
 //! Why a request's reconcile could not finish.
 
+use crate::controller::kube_message::kube_message;
+
 /// Why a reconcile could not finish, named after the Kubernetes call that failed; retried by the error
 /// policy.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     /// Reading the request fresh failed.
-    #[error("read CertificateRequest {request}: {source}")]
+    #[error("read CertificateRequest {request}: {}", kube_message(source))]
     ReadRequest {
         /// `namespace/name`.
         request: String,
@@ -13,7 +15,10 @@ pub enum RequestError {
         source: kube::Error,
     },
     /// Writing the status failed.
-    #[error("write status of CertificateRequest {request}: {source}")]
+    #[error(
+        "write status of CertificateRequest {request}: {}",
+        kube_message(source)
+    )]
     WriteStatus {
         /// `namespace/name`.
         request: String,
@@ -21,7 +26,10 @@ pub enum RequestError {
         source: kube::Error,
     },
     /// Writing the start marker (and finalizer) before signing failed.
-    #[error("write signing marker on CertificateRequest {request}: {source}")]
+    #[error(
+        "write signing marker on CertificateRequest {request}: {}",
+        kube_message(source)
+    )]
     WriteMarker {
         /// `namespace/name`.
         request: String,
@@ -29,7 +37,10 @@ pub enum RequestError {
         source: kube::Error,
     },
     /// Recording the serial after signing failed.
-    #[error("record serial on CertificateRequest {request}: {source}")]
+    #[error(
+        "record serial on CertificateRequest {request}: {}",
+        kube_message(source)
+    )]
     RecordSerial {
         /// `namespace/name`.
         request: String,
@@ -37,7 +48,10 @@ pub enum RequestError {
         source: kube::Error,
     },
     /// Clearing the start marker failed.
-    #[error("clear signing marker on CertificateRequest {request}: {source}")]
+    #[error(
+        "clear signing marker on CertificateRequest {request}: {}",
+        kube_message(source)
+    )]
     ClearMarker {
         /// `namespace/name`.
         request: String,
@@ -45,7 +59,10 @@ pub enum RequestError {
         source: kube::Error,
     },
     /// Releasing the revocation finalizer failed.
-    #[error("release finalizer of CertificateRequest {request}: {source}")]
+    #[error(
+        "release finalizer of CertificateRequest {request}: {}",
+        kube_message(source)
+    )]
     ReleaseFinalizer {
         /// `namespace/name`.
         request: String,

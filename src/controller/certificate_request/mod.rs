@@ -34,7 +34,7 @@ use kube::runtime::reflector::ObjectRef;
 use metadata::request_name;
 use std::sync::Arc;
 
-use crate::controller::delays::MIN_BACKOFF;
+use crate::controller::delays::{FAIRNESS_RETRY, MIN_BACKOFF};
 
 /// Reconciles one request, with issuers looked up in `issuers` first.
 ///
@@ -88,9 +88,19 @@ pub async fn reconcile_with(
         Plan::SignLocally(issuer) => local_steps::sign(&current, &ctx, &issuer)
             .await
             .about(&issuer.reference),
-        Plan::Ncp(issuer, step) => ncp_steps::run(&current, &ctx, &issuer, step)
-            .await?
-            .about(&issuer.reference),
+        Plan::Ncp(issuer, step) => {
+            match ctx
+                .fairness
+                .try_acquire(&issuer.owner, issuer.spec.endpoint.as_deref())
+            {
+                // Its issuer or endpoint has its share of NCP calls in flight: the worker goes to
+                // another request, this one looks again soon.
+                Err(_) => status::Outcome::requeue(FAIRNESS_RETRY),
+                Ok(_slot) => ncp_steps::run(&current, &ctx, &issuer, step)
+                    .await?
+                    .about(&issuer.reference),
+            }
+        }
     };
     // Write.
     status::write(&current, &ctx, outcome).await

@@ -16,12 +16,12 @@ use crate::api::annotations::{
 use crate::api::certmanager::CertificateRequest;
 use crate::controller::delays::{CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
 use crate::controller::events::{EventAction, Note};
-use crate::controller::failure::{AfterFailure, FailCause, after_failure};
+use crate::controller::failure::{AfterFailure, FailCause, after_failure, after_not_yet_valid};
 use crate::controller::period::{self, period_days};
 use crate::controller::{Context, IssuerError, read_credentials};
 use crate::ncp::types::{IssuedCert, KeyType, Period};
 use crate::ncp::{self, NcpError};
-use crate::pki::{Csr, assemble, missing_usages};
+use crate::pki::{AssembleError, Csr, assemble_with_skew, missing_usages};
 use crate::reason::Reason;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
@@ -86,7 +86,7 @@ pub(super) async fn run(
         NcpStep::RecoverBySerial { ca_tag, serial } => {
             let ca_tag = ca_tag_or_issuers(ca_tag);
             Ok(match ncp.get_end_cert(&ca_tag, &serial).await {
-                Ok(cert) => finish(cr, &csr, &cert.cert_pem, &cert.ca_chain, &serial),
+                Ok(cert) => finish(cr, ctx, &csr, &cert.cert_pem, &cert.ca_chain, &serial),
                 Err(e) if e.is_cert_not_found() => Outcome::failed(
                     Reason::CertificateGone,
                     &format!(
@@ -103,7 +103,7 @@ pub(super) async fn run(
                     Recovery::Found(found) => {
                         tracing::info!(request = %request_name(cr), serial = %found.serial, "recovered a certificate whose signing answer was lost");
                         record_serial(cr, ctx, &ca_tag, &found.serial).await?;
-                        finish(cr, &csr, &found.cert_pem, &found.chain, &found.serial)
+                        finish(cr, ctx, &csr, &found.cert_pem, &found.chain, &found.serial)
                     }
                     Recovery::Resign => {
                         clear_marker(cr, ctx).await?;
@@ -183,7 +183,7 @@ async fn sign(
         }) => {
             // If this write is lost, the next reconcile finds the certificate by its key.
             record_serial(cr, ctx, &ca_tag, &serial_no).await?;
-            Ok(finish(cr, csr, &certificate, &ca_chain, &serial_no))
+            Ok(finish(cr, ctx, csr, &certificate, &ca_chain, &serial_no))
         }
         Err(e) => {
             let outcome = after_ncp_failure(cr, ctx, &e);
@@ -197,21 +197,41 @@ async fn sign(
     }
 }
 
-/// The Issued outcome for NCP's answer, once the chain verifies and carries the CSR's key.
+/// The Issued outcome for NCP's answer, once the chain verifies and carries the CSR's key; a
+/// certificate whose validity starts later than the clock-skew tolerance allows is waited for.
 fn finish(
     cr: &CertificateRequest,
+    ctx: &Context,
     csr: &Csr,
     cert_pem: &str,
     chain: &[String],
     serial: &str,
 ) -> Outcome {
-    let issued = match assemble(
+    let now = time::OffsetDateTime::now_utc();
+    let tolerance = ctx.settings.clock_skew_tolerance;
+    let issued = match assemble_with_skew(
         csr.public_key().spki_der(),
         cert_pem,
         chain,
-        time::OffsetDateTime::now_utc(),
+        now,
+        time::Duration::try_from(tolerance).unwrap_or(time::Duration::ZERO),
     ) {
         Ok(i) => i,
+        Err(AssembleError::NotYetValid { detail, not_before }) => {
+            // NCP signed; its clock is ahead of ours. The serial is recorded, so the retry reads the
+            // certificate back instead of signing again.
+            let starts_in = Duration::try_from(not_before - now).unwrap_or_default();
+            let msg = format!(
+                "certificate {serial}: {detail}; NCP's clock is ahead of ours by more than the {}s tolerance, so the certificate is used once it is valid",
+                tolerance.as_secs()
+            );
+            return match after_not_yet_valid(starts_in.saturating_sub(tolerance)) {
+                AfterFailure::Retry { after } => {
+                    Outcome::pending_with_warning(&msg, Reason::CertificateNotYetValid, after)
+                }
+                _ => Outcome::failed(Reason::CertificateUnusable, &msg),
+            };
+        }
         Err(e) => {
             return Outcome::failed(
                 Reason::CertificateUnusable,
@@ -261,7 +281,7 @@ fn after_ncp_failure(cr: &CertificateRequest, ctx: &Context, e: &NcpError) -> Ou
             Outcome::failed(Reason::NcpRefused, &msg)
         }
         AfterFailure::Fail {
-            cause: FailCause::RetryBudgetSpent,
+            cause: FailCause::RetryBudgetSpent | FailCause::NotValidForTooLong,
         } => Outcome::failed(
             Reason::RetryBudgetSpent,
             &format!("giving up after {}s of retries: {e}", budget.as_secs()),

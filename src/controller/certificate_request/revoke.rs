@@ -2,6 +2,8 @@
 //! and the safety rules — never revoke what a live Certificate still serves, never hold a deletion
 //! forever.
 
+use crate::controller::kube_message::kube_message;
+
 use super::error::RequestError;
 use super::issuers::{IssuerCache, IssuerLookup};
 use super::metadata::request_name;
@@ -32,7 +34,7 @@ enum Blocked {
     #[error("its issuer no longer exists, so NCP cannot be reached")]
     IssuerGone,
     /// The owning Certificate could not be read.
-    #[error("cannot read Certificate {name}: {source}")]
+    #[error("cannot read Certificate {name}: {}", kube_message(source))]
     CertificateUnreadable {
         /// Its name.
         name: String,

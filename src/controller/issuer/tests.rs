@@ -31,6 +31,7 @@ fn an_active_unexpired_ca_is_ready_and_its_counts_go_to_status_not_to_the_messag
         "t",
         &detail(CaStatus::Active, 2_000_000, 100),
         CHAIN,
+        NCP_SIGNING_LIMIT,
         now(),
         RECHECK,
     );
@@ -55,6 +56,7 @@ fn a_ca_that_is_not_active_is_not_ready() {
             "t",
             &detail(status.clone(), 2_000_000, 0),
             CHAIN,
+            NCP_SIGNING_LIMIT,
             now(),
             RECHECK,
         );
@@ -69,6 +71,7 @@ fn an_expired_ca_is_not_ready() {
         "t",
         &detail(CaStatus::Active, 999_999, 0),
         CHAIN,
+        NCP_SIGNING_LIMIT,
         now(),
         RECHECK,
     );
@@ -81,6 +84,7 @@ fn a_ca_at_the_signing_limit_is_not_ready() {
         "t",
         &detail(CaStatus::Active, 2_000_000, 30_000),
         CHAIN,
+        NCP_SIGNING_LIMIT,
         now(),
         RECHECK,
     );
@@ -93,6 +97,7 @@ fn an_empty_chain_is_not_ready() {
         "t",
         &detail(CaStatus::Active, 2_000_000, 0),
         "",
+        NCP_SIGNING_LIMIT,
         now(),
         RECHECK,
     );
@@ -105,17 +110,81 @@ fn transient_errors_are_retried_sooner_than_permanent_ones() {
         op: crate::ncp::Operation::GetCa,
         message: "refused".into(),
     });
-    let v = assess_error(&unreachable, RECHECK);
+    let spec = crate::api::IssuerSpec::default();
+    let v = assess_error(&unreachable, "PrivateCA", &spec, RECHECK);
     assert_eq!(v.condition.reason, Reason::EndpointUnreachable);
     assert_eq!(v.requeue, TRANSIENT_RETRY);
     let missing = IssuerError::SecretNotFound {
         namespace: "a".into(),
         name: "b".into(),
     };
-    let v = assess_error(&missing, RECHECK);
+    let v = assess_error(&missing, "PrivateCA", &spec, RECHECK);
     assert_eq!(v.condition.reason, Reason::CredentialsNotFound);
     assert_eq!(v.requeue, RECHECK);
-    assert_eq!(v.condition.message, "credentials secret a/b not found");
+    assert!(
+        v.condition
+            .message
+            .starts_with("credentials secret a/b not found: "),
+        "{}",
+        v.condition.message
+    );
+}
+
+#[test]
+fn a_missing_secret_says_where_each_kind_reads_it_and_points_across_namespaces_to_clusterprivateca()
+{
+    let missing = IssuerError::SecretNotFound {
+        namespace: "team-a".into(),
+        name: "ncp".into(),
+    };
+    let spec = crate::api::IssuerSpec::default();
+    let private = assess_error(&missing, "PrivateCA", &spec, RECHECK).condition;
+    assert_eq!(
+        private.message,
+        "credentials secret team-a/ncp not found: a PrivateCA reads its credentials Secret from \
+         its own namespace only; create it in team-a, or use a ClusterPrivateCA to share one \
+         Secret across namespaces"
+    );
+    let cluster = assess_error(&missing, "ClusterPrivateCA", &spec, RECHECK).condition;
+    assert!(
+        cluster
+            .message
+            .contains("cluster resource namespace (team-a, --cluster-resource-namespace)"),
+        "{}",
+        cluster.message
+    );
+}
+
+#[test]
+fn an_unknown_ca_names_the_endpoint_and_how_to_list_the_cas_there() {
+    let not_found = IssuerError::Ncp(crate::ncp::NcpError::Service {
+        op: crate::ncp::Operation::GetCa,
+        http_status: 400,
+        code: "NOT_FOUND".into(),
+        msg: "The CA doesn't exist.".into(),
+        known: Some(crate::ncp::messages::MessageId::CaNotFound),
+    });
+    let mut spec = crate::api::IssuerSpec {
+        ca_tag: "abcd-1234".into(),
+        ..Default::default()
+    };
+    let v = assess_error(&not_found, "ClusterPrivateCA", &spec, RECHECK);
+    assert_eq!(v.condition.reason, Reason::CANotFound);
+    assert_eq!(
+        v.condition.message,
+        "NCP at https://pca.apigw.ntruss.com has no CA abcd-1234 (Get CA: ncp service error \
+         NOT_FOUND (http 400): The CA doesn't exist.); list the CA tags these credentials can use \
+         with `ncp-pca-issuer pca list --endpoint https://pca.apigw.ntruss.com`"
+    );
+    spec.endpoint = Some("https://privateca.apigw.gov-ntruss.com".into());
+    let v = assess_error(&not_found, "PrivateCA", &spec, RECHECK);
+    assert!(
+        v.condition
+            .message
+            .contains("pca list --endpoint https://privateca.apigw.gov-ntruss.com`"),
+        "{}",
+        v.condition.message
+    );
 }
 
 fn ts(secs: i64) -> Timestamp {
@@ -127,6 +196,7 @@ fn ready_verdict() -> Verdict {
         "t",
         &detail(CaStatus::Active, 2_000_000_000_000, 100),
         CHAIN,
+        NCP_SIGNING_LIMIT,
         ts(1_000),
         RECHECK,
     )
@@ -214,6 +284,8 @@ fn a_changed_condition_or_generation_is_written_and_the_transition_time_moves_wi
             namespace: "a".into(),
             name: "b".into(),
         },
+        "PrivateCA",
+        &crate::api::IssuerSpec::default(),
         RECHECK,
     );
     let s = status_change(
@@ -292,4 +364,25 @@ fn an_event_goes_out_when_ready_changes_status_or_reason_only() {
     let note = ready_event(&old, &down).expect("turned False");
     assert_eq!(note.type_, crate::controller::events::EventType::Warning);
     assert_eq!(note.text, "down");
+}
+
+#[test]
+fn an_unreadable_secret_says_what_the_api_server_said_without_a_debug_dump() {
+    let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+        "status": "Failure", "code": 403, "reason": "Forbidden",
+        "message": "secrets \"ncp\" is forbidden"
+    }))
+    .expect("status");
+    let unreadable = IssuerError::SecretRead {
+        namespace: "team-a".into(),
+        name: "ncp".into(),
+        source: kube::Error::Api(Box::new(status)),
+    };
+    let spec = crate::api::IssuerSpec::default();
+    let v = assess_error(&unreadable, "PrivateCA", &spec, RECHECK);
+    assert_eq!(v.condition.reason, Reason::CredentialsUnreadable);
+    assert_eq!(
+        v.condition.message,
+        "cannot read credentials secret team-a/ncp: secrets \"ncp\" is forbidden (HTTP 403 Forbidden)"
+    );
 }

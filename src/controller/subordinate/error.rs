@@ -114,7 +114,10 @@ pub enum AnswerError {
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {
     /// Reading the Secret failed.
-    #[error("cannot read secret {namespace}/{name}: {source}")]
+    #[error(
+        "cannot read secret {namespace}/{name}: {}",
+        crate::controller::kube_message::kube_message(source)
+    )]
     ReadSecret {
         /// Namespace.
         namespace: String,

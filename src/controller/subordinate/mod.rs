@@ -23,7 +23,7 @@ mod provision;
 mod report;
 mod secret;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use super::Context;
 use super::delays::TRANSIENT_RETRY;

@@ -235,9 +235,9 @@ impl Provision<'_> {
         }
         let key = match pending_key {
             Some(k) => k,
-            None => {
-                PrivateKey::generate(self.wanted.key_type).map_err(SubordinateError::Generate)?
-            }
+            None => crate::controller::signers::generate_key(self.wanted.key_type)
+                .await
+                .map_err(SubordinateError::Generate)?,
         };
         let csr = create_csr(&self.wanted.subject, &[], &key, true)
             .map_err(SubordinateError::Generate)?;

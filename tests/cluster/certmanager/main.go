@@ -10,8 +10,9 @@
 //   - no leader election, no metrics / healthz / pprof listeners: the only
 //     network connections are outbound ones to the apiserver;
 //   - only the controllers needed to drive Certificates through
-//     CertificateRequests to an issuer (the default --controllers list);
-//     ACME, Vault and Venafi are not linked in;
+//     CertificateRequests to an issuer, and the Ingress certificate-shim
+//     (the default --controllers list); ACME, Vault, Venafi and the Gateway
+//     API shim (which needs the Gateway API CRDs) are not linked in;
 //   - no webhook: nothing enforces the `approve` RBAC on `signers`, so the
 //     approver approves every CertificateRequest, whatever its issuer group.
 package main
@@ -36,6 +37,7 @@ import (
 	utilfeature "github.com/cert-manager/cert-manager/pkg/util/feature"
 
 	// Controllers register themselves with controller.Known() in init().
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificate-shim/ingresses"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/ca"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/selfsigned"
@@ -57,7 +59,8 @@ const defaultControllers = "certificaterequests-approver," +
 	"certificates-trigger,certificates-issuing,certificates-key-manager," +
 	"certificates-request-manager,certificates-readiness,certificates-revision-manager," +
 	"issuers,clusterissuers," +
-	"certificaterequests-issuer-ca,certificaterequests-issuer-selfsigned"
+	"certificaterequests-issuer-ca,certificaterequests-issuer-selfsigned," +
+	"ingress-shim"
 
 func main() {
 	if err := run(); err != nil {
@@ -124,6 +127,12 @@ func run() error {
 		Namespace:          *namespace,
 		IssuerOptions: controller.IssuerOptions{
 			ClusterResourceNamespace: *crns,
+		},
+		// Upstream's defaults: an Ingress names its issuer with annotations.
+		IngressShimOptions: controller.IngressShimOptions{
+			DefaultIssuerKind:                 "Issuer",
+			DefaultIssuerGroup:                "cert-manager.io",
+			DefaultAutoCertificateAnnotations: []string{"kubernetes.io/tls-acme"},
 		},
 		CertificateOptions: controller.CertificateOptions{
 			CertificateRequestMinimumBackoffDuration: *backoff,
