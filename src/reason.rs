@@ -74,6 +74,9 @@ reasons! {
     /// The signing-started marker is not a time, or lies in the future: the request is searched for
     /// in NCP within the retry budget, never signed again.
     MarkerUnusable,
+    /// Signing started but its answer was not recorded: the certificate is looked for in NCP before
+    /// any second signing.
+    Recovering,
 
     // Issuer `Ready` (and `UpstreamReady`) reasons.
     /// The NCP CA is ACTIVE and its chain is usable.

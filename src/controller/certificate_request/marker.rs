@@ -15,6 +15,7 @@ use crate::api::annotations::ANNOTATION_SIGNING_STARTED;
 use crate::api::certmanager::CertificateRequest;
 use crate::controller::Context;
 use crate::controller::delays::{RECOVERY_CONTINUE, RESIGN_AFTER_CLEAR};
+use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, retry_within_budget};
 use crate::controller::recovery::{
     RECOVERY_SKEW, Recovered, Search, Sought, Window, find_issued, settle_window,
@@ -128,6 +129,28 @@ pub(super) fn unusable_message(marker: Marker, ca_tag: &str) -> String {
     )
 }
 
+/// Says that the request is being recovered (stable across attempts: the status is written and the
+/// Normal event published once), so that it never sits in `Initializing` unexplained.
+pub(super) fn recovering_message(marker: Marker, ca_tag: &str) -> String {
+    let since = match marker {
+        Marker::At(at) => format!(" at {at}"),
+        Marker::Unparsable | Marker::Future(_) => String::new(),
+    };
+    format!(
+        "signing started{since} but its answer was not recorded: looking for the certificate by key in \
+         NCP CA {ca_tag} before any second signing"
+    )
+}
+
+fn recovering(marker: Marker, ca_tag: &str, after: Duration) -> Outcome {
+    let message = recovering_message(marker, ca_tag);
+    Outcome::pending(&message, after).with_event(Note::normal(
+        Reason::Recovering,
+        message,
+        EventAction::Sign,
+    ))
+}
+
 /// Decides what a search that found nothing (it started at `started_ms`) means, at `now`, for a
 /// request `age` old.
 pub(super) fn after_not_found(
@@ -214,13 +237,15 @@ pub(super) async fn recover_by_key(
                     RECOVERY_CONTINUE,
                 ));
             }
-            Ok(Search::Unfinished) => return Recovery::Then(Outcome::requeue(RECOVERY_CONTINUE)),
+            Ok(Search::Unfinished) => {
+                return Recovery::Then(recovering(marker, ca_tag, RECOVERY_CONTINUE));
+            }
             Ok(Search::NotFound { started_ms }) => started_ms,
             Err(e) => return Recovery::Failed(e),
         };
     let age = request_age(cr, now);
     match after_not_found(marker, started_ms, now, settle, age, max_retry, ca_tag) {
-        AfterNotFound::Wait(after) => Recovery::Then(Outcome::requeue(after)),
+        AfterNotFound::Wait(after) => Recovery::Then(recovering(marker, ca_tag, after)),
         AfterNotFound::Resign => Recovery::Resign,
         AfterNotFound::Retry { message, after } => Recovery::Then(Outcome::pending_with_warning(
             &message,

@@ -151,3 +151,14 @@ fn an_unusable_marker_is_retried_within_the_budget_then_fails_never_re_signs() {
             .contains("lies in the future (2027-01-01T00:00:00Z")
     );
 }
+
+#[test]
+fn a_recovering_request_says_so_with_a_stable_message() {
+    let at = t("2026-12-01T10:00:00Z");
+    let m = recovering_message(Marker::At(at), "ca-9");
+    assert!(
+        m.contains("2026-12-01T10:00:00Z") && m.contains("ca-9"),
+        "{m}"
+    );
+    assert_eq!(m, recovering_message(Marker::At(at), "ca-9"));
+}
