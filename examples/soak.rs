@@ -867,6 +867,12 @@ async fn soak_with(
     }
     let signed: usize = by_name.values().map(Vec::len).sum();
     let duplicates: usize = by_name.values().map(|v| v.len().saturating_sub(1)).sum();
+    let duplicated: Vec<&String> = by_name
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(n, _)| n)
+        .take(10)
+        .collect();
     let revoked = |serial: &str| emulator.certificate_revoked(ca_tag, serial) == Some(true);
     let deleted_served: Vec<&String> = deleted.iter().filter_map(|n| served.get(n)).collect();
     let deleted_revoked = deleted_served.iter().filter(|s| revoked(s)).count();
@@ -921,7 +927,7 @@ async fn soak_with(
         secs(all_ready_after)
     ));
     out.push_str(&format!(
-        "ncp: {signed} certificates signed during the soak for {} names, {issued_requests} requests issued; duplicates {duplicates}; Sign End Csr calls {sign_total}, faults injected {}\n",
+        "ncp: {signed} certificates signed during the soak for {} names, {issued_requests} requests issued; duplicates {duplicates} {duplicated:?}; Sign End Csr calls {sign_total}, faults injected {}\n",
         by_name.len(),
         after.faults_injected - before.faults_injected
     ));
