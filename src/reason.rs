@@ -71,6 +71,12 @@ reasons! {
     RevocationFailed,
     /// Revocation could not be done yet and will be retried.
     RevocationPending,
+    /// The signing-started marker is not a time, or lies in the future: the request is searched for
+    /// in NCP within the retry budget, never signed again.
+    MarkerUnusable,
+    /// Signing started but its answer was not recorded: the certificate is looked for in NCP before
+    /// any second signing.
+    Recovering,
 
     // CertificateSigningRequest `Failed` reasons (and the reasons above, which apply too).
     /// The CSR's requester may not `reference` the signer.

@@ -83,6 +83,8 @@ pub struct Context {
     pub subordinates: SignerCache,
     /// Bounds on the NCP calls in flight per issuer and per endpoint.
     pub fairness: Fairness,
+    /// Certificates recently read by recovery searches, per NCP CA.
+    pub recovery: super::recovery::RecoveryIndex,
 }
 
 impl std::fmt::Debug for Context {
@@ -138,6 +140,7 @@ pub fn context(
         ),
         metrics,
         subordinates: SignerCache::default(),
+        recovery: super::recovery::RecoveryIndex::default(),
         settings,
     })
 }

@@ -16,6 +16,8 @@ pub const STALE_RETRY: Duration = Duration::from_secs(1);
 pub const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 /// Requeue after the start marker was cleared because NCP certainly did not sign: sign again soon.
 pub const RESIGN_AFTER_CLEAR: Duration = Duration::from_millis(100);
+/// Requeue of a recovery search that spent its NCP call budget: it goes on where it stopped.
+pub const RECOVERY_CONTINUE: Duration = Duration::from_secs(1);
 /// Shortest wait after a retryable failure.
 pub const MIN_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest wait after a retryable failure.

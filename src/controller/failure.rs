@@ -48,14 +48,22 @@ pub fn after_failure(error: &NcpError, age: Duration, max_retry: Duration) -> Af
             cause: FailCause::Refused,
         };
     }
+    let asked = Duration::from_secs(error.retry_after_secs().unwrap_or(0)).min(MAX_BACKOFF);
+    retry_within_budget(age, max_retry, asked)
+}
+
+/// After a retryable failure of a request `age` old (an NCP error, or a search that could not
+/// settle the request's fate): retry after the backoff (at least `at_least`) within the retry budget
+/// `max_retry`, fail once it is spent.
+#[must_use]
+pub fn retry_within_budget(age: Duration, max_retry: Duration, at_least: Duration) -> AfterFailure {
     if age > max_retry {
         return AfterFailure::Fail {
             cause: FailCause::RetryBudgetSpent,
         };
     }
-    let asked = Duration::from_secs(error.retry_after_secs().unwrap_or(0)).min(MAX_BACKOFF);
     AfterFailure::Retry {
-        after: backoff(age).max(asked),
+        after: backoff(age).max(at_least),
     }
 }
 

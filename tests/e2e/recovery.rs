@@ -191,3 +191,136 @@ async fn revoked_serials(emu: &ncp_pca_issuer::emulator::EmulatorHandle, ca: &st
         })
         .collect()
 }
+
+/// The Ready condition of request `name`, once it has one with `reason`.
+async fn request_with_reason(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    reason: &str,
+    timeout: std::time::Duration,
+) -> serde_json::Value {
+    let crs = support::dynamic(
+        client,
+        Some(ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    support::eventually(
+        &format!("request {name} with Ready reason {reason}"),
+        timeout,
+        || async {
+            let cr = crs.get(name).await.ok()?;
+            let ready = cr.data["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?
+                .clone();
+            (ready["reason"] == reason).then_some(cr.data)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_unusable_signing_marker_warns_at_once_and_fails_when_the_retry_budget_ends() {
+    use base64::Engine as _;
+    use ncp_pca_issuer::api::annotations::ANNOTATION_SIGNING_STARTED;
+    use ncp_pca_issuer::pki::{Name, NameAttr, PrivateKey, San, create_csr};
+    use std::time::{Duration, Instant};
+    let emu = own_emulator();
+    operator();
+    let client = client().await;
+    let ns = namespace("marker-bad").await;
+    let ca = emulator_root_ca_on(emu, KeyType::Ec256, 3650).await;
+    ready_issuer_on(emu, &client, &ns, "pca", false, &ca, serde_json::json!({})).await;
+    let key = PrivateKey::generate(KeyType::Ec256).expect("key");
+    let csr = create_csr(
+        &Name::new().with(NameAttr::CommonName, "marker"),
+        &[San::Dns("marker.example.com".into())],
+        &key,
+        false,
+    )
+    .expect("csr");
+    let crs = support::dynamic(
+        &client,
+        Some(&ns),
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    // Whoever may edit requests can write any marker: this one is not a time.
+    let created = Instant::now();
+    support::apply(&crs, serde_json::json!({
+        "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+        "metadata": {"name": "bad-marker", "annotations": {ANNOTATION_SIGNING_STARTED: "yesterday-ish"}},
+        "spec": {"request": base64::engine::general_purpose::STANDARD.encode(&csr),
+                 "issuerRef": issuer_ref("pca", "PrivateCA")}
+    }))
+    .await
+    .expect("request");
+
+    // A Warning event at once, and the request no longer Initializing.
+    let note = support::eventually("a MarkerUnusable event", Duration::from_secs(20), || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            support::events_about(&client, &ns, "bad-marker")
+                .await
+                .into_iter()
+                .find(|(reason, _)| reason == "MarkerUnusable")
+                .map(|(_, note)| note)
+        }
+    })
+    .await;
+    assert!(
+        created.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        created.elapsed()
+    );
+    assert!(
+        note.contains("is not a time") && note.contains("not signed again"),
+        "{note}"
+    );
+    request_with_reason(
+        &client,
+        &ns,
+        "bad-marker",
+        "Pending",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // The test operator's retry budget is 60 s: then Failed, with a clear message.
+    let cr = request_with_reason(
+        &client,
+        &ns,
+        "bad-marker",
+        "Failed",
+        Duration::from_secs(150),
+    )
+    .await;
+    let ready = cr["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("is not a time")
+            && message.contains("retry budget (60s)")
+            && message.contains(&ca),
+        "{message}"
+    );
+    assert!(cr["status"]["failureTime"].is_string());
+    assert_eq!(emu.stats().issued_by(&ca), 0, "never signed");
+    let events = support::events_about(&client, &ns, "bad-marker").await;
+    assert_eq!(
+        events.iter().filter(|(r, _)| r == "MarkerUnusable").count(),
+        1,
+        "one warning, not one per retry: {events:?}"
+    );
+}

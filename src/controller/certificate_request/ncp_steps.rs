@@ -6,6 +6,7 @@
 use super::decide::{NcpStep, request_age};
 use super::error::RequestError;
 use super::issuers::IssuerView;
+use super::marker::{self, Recovery};
 use super::metadata::{merge_metadata, record_serial, request_name};
 use super::status::Outcome;
 use crate::api::RevocationPolicy;
@@ -16,7 +17,6 @@ use crate::controller::delays::{CLIENT_WAIT, CONFLICT_RETRY, ISSUER_WAIT, RESIGN
 use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, FailCause, after_failure, after_not_yet_valid};
 use crate::controller::period::{self, period_days};
-use crate::controller::recovery::{Recovered, find_issued, settle_window};
 use crate::ncp::types::{IssuedCert, KeyType, Period};
 use crate::ncp::{self, NcpError};
 use crate::pki::{AssembleError, Csr, assemble_with_skew, missing_usages};
@@ -51,19 +51,6 @@ pub(super) fn requested_duration(cr: &CertificateRequest) -> Result<Duration, Ba
         Some(d) => period::parse_go_duration(d)?,
         None => period::DEFAULT_DURATION,
     })
-}
-
-/// How long ago the start marker was written (zero when unreadable: wait the whole window).
-fn marker_age(cr: &CertificateRequest) -> Duration {
-    marker_time(cr)
-        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t)).ok())
-        .unwrap_or_default()
-}
-
-fn marker_time(cr: &CertificateRequest) -> Option<Timestamp> {
-    cr.annotations()
-        .get(ANNOTATION_SIGNING_STARTED)
-        .and_then(|t| t.parse::<Timestamp>().ok())
 }
 
 /// Runs a signing or recovery step.
@@ -105,33 +92,21 @@ pub(super) async fn run(
         }
         NcpStep::RecoverByKey { ca_tag } => {
             let ca_tag = ca_tag_or_issuers(ca_tag);
-            match find_by_key(cr, &ncp, &ca_tag, &csr).await {
-                Ok(Some(found)) => {
-                    tracing::info!(request = %request_name(cr), serial = %found.serial, "recovered a certificate whose signing answer was lost");
-                    record_serial(&ctx.client, cr, &ca_tag, &found.serial).await?;
-                    Ok(finish(
-                        cr,
-                        ctx,
-                        &csr,
-                        &found.cert_pem,
-                        &found.chain,
-                        &found.serial,
-                    ))
-                }
-                Ok(None) => {
-                    // A call that timed out may still be running inside NCP: only once the marker is
-                    // older than the settle window is "not found" proof that it never took effect.
-                    let settle = settle_window(ctx);
-                    let age = marker_age(cr);
-                    if age < settle {
-                        return Ok(Outcome::requeue(settle - age));
+            Ok(
+                match marker::recover_by_key(cr, ctx, &ncp, &ca_tag, &csr).await {
+                    Recovery::Found(found) => {
+                        tracing::info!(request = %request_name(cr), serial = %found.serial, "recovered a certificate whose signing answer was lost");
+                        record_serial(&ctx.client, cr, &ca_tag, &found.serial).await?;
+                        finish(cr, ctx, &csr, &found.cert_pem, &found.chain, &found.serial)
                     }
-                    // NCP has no certificate for this key since the marker: signing again is safe.
-                    clear_marker(cr, ctx).await?;
-                    Ok(Outcome::requeue(RESIGN_AFTER_CLEAR))
-                }
-                Err(e) => Ok(after_ncp_failure(cr, ctx, &e)),
-            }
+                    Recovery::Resign => {
+                        clear_marker(cr, ctx).await?;
+                        Outcome::requeue(RESIGN_AFTER_CLEAR)
+                    }
+                    Recovery::Failed(e) => after_ncp_failure(cr, ctx, &e),
+                    Recovery::Then(outcome) => outcome,
+                },
+            )
         }
         NcpStep::Sign => sign(cr, ctx, issuer, &ncp, &csr).await,
     }
@@ -360,20 +335,4 @@ async fn clear_marker(cr: &CertificateRequest, ctx: &Context) -> Result<(), Requ
             request: request_name(cr),
             source,
         })
-}
-
-/// Looks for a certificate with the CSR's public key and SANs issued since the start marker.
-async fn find_by_key(
-    cr: &CertificateRequest,
-    ncp: &ncp::Client,
-    ca_tag: &str,
-    csr: &Csr,
-) -> Result<Option<Recovered>, NcpError> {
-    let started = marker_time(cr).map_or(0, |t| t.as_millisecond());
-    find_issued(ncp, ca_tag, started, |c| {
-        c.public_key.spki_der() == csr.public_key().spki_der()
-            && csr.sans().iter().all(|san| c.sans.contains(san))
-            && c.sans.iter().all(|san| csr.sans().contains(san))
-    })
-    .await
 }

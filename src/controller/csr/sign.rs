@@ -10,11 +10,13 @@ use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_S
 use crate::controller::Context;
 use crate::controller::certificate_request::IssuerView;
 use crate::controller::certificate_request::decide::NcpStep;
-use crate::controller::delays::{CLIENT_WAIT, CONFLICT_RETRY, ISSUER_WAIT, RESIGN_AFTER_CLEAR};
+use crate::controller::delays::{
+    CLIENT_WAIT, CONFLICT_RETRY, ISSUER_WAIT, RECOVERY_CONTINUE, RESIGN_AFTER_CLEAR,
+};
 use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, FailCause, after_failure, after_not_yet_valid};
 use crate::controller::period::period_days;
-use crate::controller::recovery::{Recovered, find_issued, settle_window};
+use crate::controller::recovery::{Search, Sought, Window, find_issued, settle_window};
 use crate::ncp::types::{IssuedCert, KeyType, Period};
 use crate::ncp::{self, NcpError};
 use crate::pki::{AssembleError, Csr, assemble_with_skew, missing_usages};
@@ -104,8 +106,8 @@ pub(super) async fn through_ncp(
         }
         NcpStep::RecoverByKey { ca_tag } => {
             let ca_tag = or_issuers(ca_tag);
-            match find_by_key(csr, &ncp, &ca_tag, &request).await {
-                Ok(Some(found)) => {
+            match find_by_key(csr, ctx, &ncp, &ca_tag, &request).await {
+                Ok(Search::Found(found)) => {
                     tracing::info!(csr = %csr.name_any(), serial = %found.serial, "recovered a certificate whose signing answer was lost");
                     record_serial(csr, ctx, &ca_tag, &found.serial).await?;
                     Ok(finish(
@@ -117,7 +119,9 @@ pub(super) async fn through_ncp(
                         &found.serial,
                     ))
                 }
-                Ok(None) => {
+                // The call budget of this reconcile is spent: the search goes on where it stopped.
+                Ok(Search::Unfinished) => Ok(Outcome::requeue(RECOVERY_CONTINUE)),
+                Ok(Search::NotFound { .. }) => {
                     // Only once the marker is older than the settle window is "not found" proof that
                     // the call never took effect.
                     let settle = settle_window(ctx);
@@ -370,18 +374,23 @@ async fn clear_marker(csr: &CertificateSigningRequest, ctx: &Context) -> Result<
         })
 }
 
-/// A certificate with the CSR's public key and SANs issued since the start marker.
+/// A certificate with the CSR's public key and SANs issued in the start marker's time window
+/// (without a usable marker, since the CSR's creation), by the shared bounded search.
 async fn find_by_key(
     csr: &CertificateSigningRequest,
+    ctx: &Context,
     ncp: &ncp::Client,
     ca_tag: &str,
     request: &Csr,
-) -> Result<Option<Recovered>, NcpError> {
-    let started = marker_time(csr).map_or(0, |t| t.as_millisecond());
-    find_issued(ncp, ca_tag, started, |c| {
-        c.public_key.spki_der() == request.public_key().spki_der()
-            && request.sans().iter().all(|san| c.sans.contains(san))
-            && c.sans.iter().all(|san| request.sans().contains(san))
-    })
-    .await
+) -> Result<Search, NcpError> {
+    let window = match marker_time(csr) {
+        Some(t) => Window::around(t.as_millisecond(), settle_window(ctx)),
+        None => Window::between(
+            csr.creation_timestamp().map_or(0, |t| t.0.as_millisecond()),
+            Timestamp::now().as_millisecond(),
+        ),
+    };
+    let sought = Sought::key_and_sans(request.public_key().spki_der(), request.sans());
+    let search_id = format!("csr/{}/{}", csr.name_any(), csr.uid().unwrap_or_default());
+    find_issued(ncp, &ctx.recovery, ca_tag, &search_id, window, &sought).await
 }

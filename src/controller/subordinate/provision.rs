@@ -13,10 +13,10 @@ use crate::api::annotations::{
     ANNOTATION_CA_TAG, ANNOTATION_OWNER, ANNOTATION_PENDING_SINCE, ANNOTATION_RENEW_HANDLED,
     ANNOTATION_RETRY_AFTER, ANNOTATION_SPEC_HASH,
 };
-use crate::controller::delays::{TRANSIENT_RETRY, UNUSABLE_ANSWER_RETRY};
+use crate::controller::delays::{RECOVERY_CONTINUE, TRANSIENT_RETRY, UNUSABLE_ANSWER_RETRY};
 use crate::controller::failure::{AfterFailure, after_failure};
 use crate::controller::period::period_days;
-use crate::controller::recovery::{find_issued, settle_window};
+use crate::controller::recovery::{Search, Sought, Window, find_issued, settle_window};
 use crate::controller::{Context, FIELD_MANAGER, IssuerError};
 use crate::ncp::{self, NcpError};
 use crate::pki::{CertInfo, PrivateKey, create_csr, parse_certificates_pem};
@@ -193,27 +193,43 @@ impl Provision<'_> {
             && let Some(key) = pending_key.take()
         {
             let spki = key.spki_der();
-            let found = find_issued(self.ncp, self.ca_tag, since.as_millisecond(), |c| {
-                c.public_key.spki_der() == spki.as_slice() && c.is_ca
-            })
+            let settle = settle_window(self.writer.ctx);
+            let search_id = format!("{}/{}", self.issuer_kind, self.writer.owner);
+            let found = find_issued(
+                self.ncp,
+                &self.writer.ctx.recovery,
+                self.ca_tag,
+                &search_id,
+                Window::around(since.as_millisecond(), settle),
+                &Sought::ca_key(&spki),
+            )
             .await
             .map_err(IssuerError::from)?;
-            if let Some(found) = found {
-                tracing::info!(
-                    kind = self.issuer_kind,
-                    owner = self.writer.owner,
-                    serial = found.serial,
-                    "recovered an intermediate whose signing answer was lost"
-                );
-                return self
-                    .finish(secret, key, &found.cert_pem, &found.chain)
-                    .await;
-            }
-            let age =
-                Duration::try_from(Timestamp::now().duration_since(since)).unwrap_or_default();
-            let settle = settle_window(self.writer.ctx);
-            if age < settle {
-                return Ok(Provisioned::Wait(settle - age));
+            let searched_from = match found {
+                Search::Found(found) => {
+                    tracing::info!(
+                        kind = self.issuer_kind,
+                        owner = self.writer.owner,
+                        serial = found.serial,
+                        "recovered an intermediate whose signing answer was lost"
+                    );
+                    return self
+                        .finish(secret, key, &found.cert_pem, &found.chain)
+                        .await;
+                }
+                // The search goes on where it stopped.
+                Search::Unfinished => return Ok(Provisioned::Wait(RECOVERY_CONTINUE)),
+                Search::NotFound { started_ms } => started_ms,
+            };
+            // "Not found" proves that the signing never took effect only if the search started once
+            // it had settled.
+            let settled = since
+                .as_millisecond()
+                .saturating_add(i64::try_from(settle.as_millis()).unwrap_or(i64::MAX));
+            if searched_from < settled {
+                let left = settled.saturating_sub(Timestamp::now().as_millisecond());
+                let left = Duration::from_millis(u64::try_from(left).unwrap_or(0));
+                return Ok(Provisioned::Wait(left.max(RECOVERY_CONTINUE)));
             }
             pending_key = Some(key);
         }

@@ -9,17 +9,12 @@ use super::issued_serial;
 use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SIGNING_STARTED};
 use crate::api::certmanager::CertificateRequest;
 use crate::controller::Context;
-use crate::controller::recovery::{find_issued, settle_window};
+use crate::controller::recovery::{Search, Sought, Window, find_issued, settle_window};
 use crate::ncp;
 use crate::pki::{Csr, parse_certificates_pem};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
 use std::time::Duration;
-
-/// How much later than the end of the settle window a recovered certificate's notBefore may lie (our
-/// clock against NCP's). A certificate of the same key signed later belongs to another request (a
-/// Certificate with `rotationPolicy: Never` reuses its key) and is never taken for this one.
-const NOT_BEFORE_MARGIN: Duration = Duration::from_secs(300);
 
 /// What NCP holds for the request's key.
 pub(super) enum Found {
@@ -76,32 +71,43 @@ pub(super) async fn recover(
     };
     let started = marker_time(cr);
     let settle = settle_window(ctx);
-    let latest_not_before = started
-        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.as_second()).ok())
-        .map(|t| t + settle + NOT_BEFORE_MARGIN);
-    let found = find_issued(
-        ncp,
-        ca_tag,
-        started.map_or(0, Timestamp::as_millisecond),
-        |c| {
-            c.public_key.spki_der() == csr.public_key().spki_der()
-                && csr.sans().iter().all(|san| c.sans.contains(san))
-                && c.sans.iter().all(|san| csr.sans().contains(san))
-                && latest_not_before.is_none_or(|latest| c.not_before <= latest)
-        },
-    )
-    .await
-    .map_err(Blocked::Ncp)?;
-    if let Some(found) = found {
-        let leaf_der = parse_certificates_pem(&found.cert_pem)
-            .ok()
-            .and_then(|certs| certs.into_iter().next())
-            .map(|c| c.der)
-            .unwrap_or_default();
-        return Ok(Found::Certificate {
-            serial: found.serial,
-            leaf_der,
-        });
+    // The marker's time window (a certificate of the same key signed later belongs to another request:
+    // a Certificate with `rotationPolicy: Never` reuses its key); without a usable marker, from the
+    // request's creation until now.
+    let window = match started {
+        Some(t) => Window::around(t.as_millisecond(), settle),
+        None => Window::between(
+            cr.creation_timestamp().map_or(0, |t| t.0.as_millisecond()),
+            Timestamp::now().as_millisecond(),
+        ),
+    };
+    let sought = Sought::key_and_sans(csr.public_key().spki_der(), csr.sans());
+    let search_id = format!(
+        "revoke/{}/{}",
+        super::request_name(cr),
+        cr.uid().unwrap_or_default()
+    );
+    let found = find_issued(ncp, &ctx.recovery, ca_tag, &search_id, window, &sought)
+        .await
+        .map_err(Blocked::Ncp)?;
+    match found {
+        Search::Found(found) => {
+            let leaf_der = parse_certificates_pem(&found.cert_pem)
+                .ok()
+                .and_then(|certs| certs.into_iter().next())
+                .map(|c| c.der)
+                .unwrap_or_default();
+            return Ok(Found::Certificate {
+                serial: found.serial,
+                leaf_der,
+            });
+        }
+        Search::Unfinished => {
+            return Err(Blocked::Unsure(
+                "the search for its certificate in NCP is not finished (bounded per reconcile)",
+            ));
+        }
+        Search::NotFound { .. } => {}
     }
     let age = started
         .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t)).ok())
