@@ -18,7 +18,10 @@ pub enum IssuerError {
         name: String,
     },
     /// A key is missing or empty in the credentials Secret.
-    #[error("credentials secret {namespace}/{name} has no non-empty key {key:?}")]
+    #[error(
+        "credentials secret {namespace}/{name} has no non-empty key {key:?} (its keys: {})",
+        list_keys(present)
+    )]
     SecretKeyMissing {
         /// Namespace.
         namespace: String,
@@ -26,6 +29,8 @@ pub enum IssuerError {
         name: String,
         /// The missing key.
         key: String,
+        /// The keys the Secret has (names only, never values), to spot a typo.
+        present: Vec<String>,
     },
     /// A key holds something that cannot be a credential (not UTF-8, or surrounded by whitespace only).
     #[error("credentials secret {namespace}/{name} key {key:?} is not valid text")]
@@ -144,6 +149,7 @@ pub async fn read_credentials(
                 namespace: namespace.to_string(),
                 name: name.clone(),
                 key: key.to_string(),
+                present: key_names(&secret),
             })?;
         let text = String::from_utf8(bytes).map_err(|_| IssuerError::SecretKeyMalformed {
             namespace: namespace.to_string(),
@@ -168,4 +174,57 @@ pub async fn read_credentials(
         ),
         resource_version: secret.metadata.resource_version.clone(),
     })
+}
+
+/// The key names of `secret` (`data` and `stringData`), sorted, without duplicates.
+fn key_names(secret: &Secret) -> Vec<String> {
+    let mut names: Vec<String> = secret
+        .data
+        .iter()
+        .flat_map(|d| d.keys().cloned())
+        .chain(secret.string_data.iter().flat_map(|d| d.keys().cloned()))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// `a, b` or `none`.
+fn list_keys(keys: &[String]) -> String {
+    if keys.is_empty() {
+        "none".to_string()
+    } else {
+        keys.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn a_missing_key_names_the_keys_the_secret_has_and_no_value() {
+        let mut secret = Secret::default();
+        secret.data = Some(
+            [
+                ("acess_key".to_string(), ByteString(b"AK".to_vec())),
+                ("secret_key".to_string(), ByteString(b"top-secret".to_vec())),
+            ]
+            .into(),
+        );
+        let err = IssuerError::SecretKeyMissing {
+            namespace: "ns".into(),
+            name: "creds".into(),
+            key: "access_key".into(),
+            present: key_names(&secret),
+        };
+        let text = err.to_string();
+        assert_eq!(
+            text,
+            "credentials secret ns/creds has no non-empty key \"access_key\" (its keys: acess_key, secret_key)"
+        );
+        assert!(!text.contains("top-secret"));
+        assert_eq!(list_keys(&key_names(&Secret::default())), "none");
+    }
 }

@@ -7,7 +7,6 @@
 use super::clients::ClientKey;
 use super::conditions::{self, ConditionStatus, Desired};
 use super::delays::{STALE_CHECK_FLOOR, TRANSIENT_RETRY};
-use super::events::{EventAction, Note};
 use super::kube_message::kube_message;
 use super::subordinate;
 use super::{Context, FIELD_MANAGER, IssuerError, read_credentials};
@@ -31,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 pub mod headroom;
 mod messages;
+mod ready;
+
+pub use ready::ready_event;
 
 pub use super::context::NCP_SIGNING_LIMIT;
 
@@ -335,22 +337,6 @@ pub fn status_change(
         ca: verdict.ca.clone(),
         last_check_time: Some(Time(now)),
         subordinate,
-    })
-}
-
-/// The event of a `Ready` change (status or reason) from `old` to `ready` (pure): Normal when it
-/// turned True, Warning otherwise; `None` when `Ready` says the same as before.
-#[must_use]
-pub fn ready_event(old: &IssuerStatus, ready: &Desired) -> Option<Note> {
-    let unchanged = conditions::find(&old.conditions, conditions::READY)
-        .is_some_and(|c| c.status == ready.status.as_str() && c.reason == ready.reason.as_str());
-    if unchanged {
-        return None;
-    }
-    Some(if ready.status == ConditionStatus::True {
-        Note::normal(ready.reason, ready.message.clone(), EventAction::CheckCA)
-    } else {
-        Note::warning(ready.reason, ready.message.clone(), EventAction::CheckCA)
     })
 }
 
