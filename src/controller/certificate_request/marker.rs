@@ -18,7 +18,7 @@ use crate::controller::delays::{RECOVERY_CONTINUE, RESIGN_AFTER_CLEAR};
 use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, retry_within_budget};
 use crate::controller::recovery::{
-    RECOVERY_SKEW, Recovered, Search, Sought, Window, find_issued, settle_window,
+    RECOVERY_SKEW, Recovered, Search, Sought, Window, extra_skew, find_issued, settle_window,
 };
 use crate::ncp::{self, NcpError};
 use crate::pki::Csr;
@@ -29,7 +29,7 @@ use std::time::Duration;
 
 /// What the start marker says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Marker {
+pub(crate) enum Marker {
     /// Signing started at this time.
     At(Timestamp),
     /// It is not a time.
@@ -39,7 +39,7 @@ pub(super) enum Marker {
 }
 
 /// Reads the marker's value at `now`; `None` without a marker.
-pub(super) fn read_marker(value: Option<&str>, now: Timestamp) -> Option<Marker> {
+pub(crate) fn read_marker(value: Option<&str>, now: Timestamp) -> Option<Marker> {
     let value = value?;
     let Ok(at) = value.trim().parse::<Timestamp>() else {
         return Some(Marker::Unparsable);
@@ -63,14 +63,15 @@ fn marker_of(cr: &CertificateRequest, now: Timestamp) -> Option<Marker> {
 
 /// Where the certificate can lie: around the marker; for an unusable marker, anywhere since the
 /// request was created (since `now` less the retry budget when that is unknown).
-pub(super) fn window(
+pub(crate) fn window(
     marker: Marker,
     created: Option<Timestamp>,
     now: Timestamp,
     settle: Duration,
     max_retry: Duration,
+    extra_skew: Duration,
 ) -> Window {
-    match marker {
+    let window = match marker {
         Marker::At(at) => Window::around(at.as_millisecond(), settle),
         Marker::Unparsable | Marker::Future(_) => {
             let budget = i64::try_from(max_retry.as_millis()).unwrap_or(i64::MAX);
@@ -82,12 +83,13 @@ pub(super) fn window(
             // same from one reconcile to the next.
             Window::between(from, i64::MAX / 2)
         }
-    }
+    };
+    window.widened(extra_skew)
 }
 
 /// What the reconcile does after a complete search found nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum AfterNotFound {
+pub(crate) enum AfterNotFound {
     /// The signing call may still be running inside NCP: search again after this long.
     Wait(Duration),
     /// NCP certainly did not sign: clear the marker and sign again.
@@ -153,7 +155,7 @@ fn recovering(marker: Marker, ca_tag: &str, after: Duration) -> Outcome {
 
 /// Decides what a search that found nothing (it started at `started_ms`) means, at `now`, for a
 /// request `age` old.
-pub(super) fn after_not_found(
+pub(crate) fn after_not_found(
     marker: Marker,
     started_ms: i64,
     now: Timestamp,
@@ -222,7 +224,7 @@ pub(super) async fn recover_by_key(
     let settle = settle_window(ctx);
     let max_retry = ctx.settings.max_retry_duration;
     let created = cr.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let window = window(marker, created, now, settle, max_retry);
+    let window = window(marker, created, now, settle, max_retry, extra_skew(ctx));
     let sought = Sought::key_and_sans(csr.public_key().spki_der(), csr.sans());
     let search_id = format!("{}/{}", request_name(cr), cr.uid().unwrap_or_default());
     let unusable = !matches!(marker, Marker::At(_));

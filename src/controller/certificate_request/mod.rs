@@ -14,7 +14,7 @@ pub mod decide;
 mod error;
 mod issuers;
 mod local_steps;
-mod marker;
+pub(crate) mod marker;
 mod metadata;
 mod ncp_steps;
 pub mod revoke;

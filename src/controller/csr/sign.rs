@@ -10,13 +10,16 @@ use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SERIAL, ANNOTATION_S
 use crate::controller::Context;
 use crate::controller::certificate_request::IssuerView;
 use crate::controller::certificate_request::decide::NcpStep;
+use crate::controller::certificate_request::marker::{
+    self, AfterNotFound, Marker, after_not_found, read_marker,
+};
 use crate::controller::delays::{
     CLIENT_WAIT, CONFLICT_RETRY, ISSUER_WAIT, RECOVERY_CONTINUE, RESIGN_AFTER_CLEAR,
 };
 use crate::controller::events::{EventAction, Note};
 use crate::controller::failure::{AfterFailure, FailCause, after_failure, after_not_yet_valid};
 use crate::controller::period::period_days;
-use crate::controller::recovery::{Search, Sought, Window, find_issued, settle_window};
+use crate::controller::recovery::{Search, Sought, Window, extra_skew, find_issued, settle_window};
 use crate::ncp::types::{IssuedCert, KeyType, Period};
 use crate::ncp::{self, NcpError};
 use crate::pki::{AssembleError, Csr, assemble_with_skew, missing_usages};
@@ -54,12 +57,6 @@ fn age(csr: &CertificateSigningRequest) -> Duration {
         .as_ref()
         .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok())
         .unwrap_or_default()
-}
-
-fn marker_time(csr: &CertificateSigningRequest) -> Option<Timestamp> {
-    csr.annotations()
-        .get(ANNOTATION_SIGNING_STARTED)
-        .and_then(|t| t.parse::<Timestamp>().ok())
 }
 
 pub(super) fn rfc3339(t: OffsetDateTime) -> String {
@@ -106,7 +103,20 @@ pub(super) async fn through_ncp(
         }
         NcpStep::RecoverByKey { ca_tag } => {
             let ca_tag = or_issuers(ca_tag);
-            match find_by_key(csr, ctx, &ncp, &ca_tag, &request).await {
+            let now = Timestamp::now();
+            // Recovery by key is only planned with a marker; an unusable one searches since creation.
+            let marker = read_marker(
+                csr.annotations()
+                    .get(ANNOTATION_SIGNING_STARTED)
+                    .map(String::as_str),
+                now,
+            )
+            .unwrap_or(Marker::Unparsable);
+            let settle = settle_window(ctx);
+            let max_retry = ctx.settings.max_retry_duration;
+            let created = csr.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let window = marker::window(marker, created, now, settle, max_retry, extra_skew(ctx));
+            match find_by_key(csr, ctx, &ncp, &ca_tag, &request, window).await {
                 Ok(Search::Found(found)) => {
                     tracing::info!(csr = %csr.name_any(), serial = %found.serial, "recovered a certificate whose signing answer was lost");
                     record_serial(csr, ctx, &ca_tag, &found.serial).await?;
@@ -121,18 +131,31 @@ pub(super) async fn through_ncp(
                 }
                 // The call budget of this reconcile is spent: the search goes on where it stopped.
                 Ok(Search::Unfinished) => Ok(Outcome::requeue(RECOVERY_CONTINUE)),
-                Ok(Search::NotFound { .. }) => {
-                    // Only once the marker is older than the settle window is "not found" proof that
-                    // the call never took effect.
-                    let settle = settle_window(ctx);
-                    let marker_age = marker_time(csr)
-                        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t)).ok())
-                        .unwrap_or_default();
-                    if marker_age < settle {
-                        return Ok(Outcome::requeue(settle - marker_age));
+                Ok(Search::NotFound { started_ms }) => {
+                    match after_not_found(
+                        marker,
+                        started_ms,
+                        now,
+                        settle,
+                        age(csr),
+                        max_retry,
+                        &ca_tag,
+                    ) {
+                        AfterNotFound::Wait(after) => Ok(Outcome::requeue(after)),
+                        AfterNotFound::Resign => {
+                            clear_marker(csr, ctx).await?;
+                            Ok(Outcome::requeue(RESIGN_AFTER_CLEAR))
+                        }
+                        AfterNotFound::Retry { message, after } => Ok(Outcome::requeue(after)
+                            .with_event(Note::warning(
+                                Reason::MarkerUnusable,
+                                message,
+                                EventAction::Sign,
+                            ))),
+                        AfterNotFound::Fail { message } => {
+                            Ok(Outcome::failed(Reason::RetryBudgetSpent, &message))
+                        }
                     }
-                    clear_marker(csr, ctx).await?;
-                    Ok(Outcome::requeue(RESIGN_AFTER_CLEAR))
                 }
                 Err(e) => Ok(after_ncp_failure(csr, ctx, &e)),
             }
@@ -374,22 +397,15 @@ async fn clear_marker(csr: &CertificateSigningRequest, ctx: &Context) -> Result<
         })
 }
 
-/// A certificate with the CSR's public key and SANs issued in the start marker's time window
-/// (without a usable marker, since the CSR's creation), by the shared bounded search.
+/// A certificate with the CSR's public key and SANs issued in `window`, by the shared bounded search.
 async fn find_by_key(
     csr: &CertificateSigningRequest,
     ctx: &Context,
     ncp: &ncp::Client,
     ca_tag: &str,
     request: &Csr,
+    window: Window,
 ) -> Result<Search, NcpError> {
-    let window = match marker_time(csr) {
-        Some(t) => Window::around(t.as_millisecond(), settle_window(ctx)),
-        None => Window::between(
-            csr.creation_timestamp().map_or(0, |t| t.0.as_millisecond()),
-            Timestamp::now().as_millisecond(),
-        ),
-    };
     let sought = Sought::key_and_sans(request.public_key().spki_der(), request.sans());
     let search_id = format!("csr/{}/{}", csr.name_any(), csr.uid().unwrap_or_default());
     find_issued(ncp, &ctx.recovery, ca_tag, &search_id, window, &sought).await

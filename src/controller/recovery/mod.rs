@@ -44,6 +44,16 @@ pub fn settle_window(ctx: &Context) -> Duration {
     ctx.settings.ncp_request_timeout * 2 + RECOVERY_SETTLE_MARGIN
 }
 
+/// How much wider than [`RECOVERY_SKEW`] each side of a search window must be for the configured
+/// clock-skew tolerance (`--clock-skew-tolerance-seconds`): a certificate NCP signed with its clock
+/// that far off ours is still found ([`Window::widened`]).
+#[must_use]
+pub fn extra_skew(ctx: &Context) -> Duration {
+    ctx.settings
+        .clock_skew_tolerance
+        .saturating_sub(RECOVERY_SKEW)
+}
+
 /// In which order Get End Cert List names the certificates (NCP does not document it; it is read
 /// off the first and last entries once per CA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -62,6 +62,17 @@ impl Window {
         }
     }
 
+    /// The same window, `extra` wider on both sides (for a clock-skew tolerance above
+    /// [`RECOVERY_SKEW`]: NCP's clock that far ahead of ours or behind).
+    #[must_use]
+    pub fn widened(self, extra: Duration) -> Self {
+        let margin = millis(extra);
+        Self {
+            since_ms: self.since_ms.saturating_sub(margin),
+            until_ms: self.until_ms.saturating_add(margin),
+        }
+    }
+
     pub(super) fn is_older(self, not_before_ms: Option<i64>) -> bool {
         not_before_ms.is_some_and(|nb| nb < self.since_ms)
     }
@@ -155,7 +166,8 @@ pub(super) fn entry_of(cert: &crate::ncp::types::EndCert) -> Entry {
         .as_ref()
         .map(|c| c.not_before.unix_timestamp().saturating_mul(1000));
     Entry {
-        not_before_ms: cert.not_before_date.or(own_not_before),
+        // The certificate's own notBefore first: the list's `notBeforeDate` is the endpoint's word.
+        not_before_ms: own_not_before.or(cert.not_before_date),
         fingerprint: parsed.map(|c| Fingerprint {
             key: fp(c.public_key.spki_der()),
             sans: sans_fp(&c.sans),

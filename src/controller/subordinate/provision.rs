@@ -16,7 +16,7 @@ use crate::api::annotations::{
 use crate::controller::delays::{RECOVERY_CONTINUE, TRANSIENT_RETRY, UNUSABLE_ANSWER_RETRY};
 use crate::controller::failure::{AfterFailure, after_failure};
 use crate::controller::period::period_days;
-use crate::controller::recovery::{Search, Sought, Window, find_issued, settle_window};
+use crate::controller::recovery::{Search, Sought, Window, extra_skew, find_issued, settle_window};
 use crate::controller::{Context, FIELD_MANAGER, IssuerError};
 use crate::ncp::{self, NcpError};
 use crate::pki::{CertInfo, PrivateKey, create_csr, parse_certificates_pem};
@@ -200,7 +200,7 @@ impl Provision<'_> {
                 &self.writer.ctx.recovery,
                 self.ca_tag,
                 &search_id,
-                Window::around(since.as_millisecond(), settle),
+                Window::around(since.as_millisecond(), settle).widened(extra_skew(self.writer.ctx)),
                 &Sought::ca_key(&spki),
             )
             .await

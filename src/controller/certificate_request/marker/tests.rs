@@ -38,7 +38,7 @@ fn the_window_is_around_the_marker_or_since_the_request_was_created() {
     let now = t("2026-12-01T10:00:00Z");
     let at = t("2026-12-01T09:59:00Z");
     assert_eq!(
-        window(Marker::At(at), None, now, SETTLE, BUDGET),
+        window(Marker::At(at), None, now, SETTLE, BUDGET, Duration::ZERO),
         Window::around(at.as_millisecond(), SETTLE)
     );
     let created = t("2026-12-01T09:30:00Z");
@@ -46,7 +46,7 @@ fn the_window_is_around_the_marker_or_since_the_request_was_created() {
         Marker::Unparsable,
         Marker::Future(t("2027-01-01T00:00:00Z")),
     ] {
-        let w = window(marker, Some(created), now, SETTLE, BUDGET);
+        let w = window(marker, Some(created), now, SETTLE, BUDGET, Duration::ZERO);
         assert_eq!(
             w.since_ms,
             created.as_millisecond() - i64::try_from(RECOVERY_SKEW.as_millis()).unwrap()
@@ -54,9 +54,19 @@ fn the_window_is_around_the_marker_or_since_the_request_was_created() {
         assert!(w.until_ms > now.as_millisecond() + 86_400_000 * 365);
         // The same on the next reconcile, so that an unfinished search goes on.
         let later = t("2026-12-01T10:05:00Z");
-        assert_eq!(window(marker, Some(created), later, SETTLE, BUDGET), w);
+        assert_eq!(
+            window(marker, Some(created), later, SETTLE, BUDGET, Duration::ZERO),
+            w
+        );
     }
-    let unknown = window(Marker::Unparsable, None, now, SETTLE, BUDGET);
+    let unknown = window(
+        Marker::Unparsable,
+        None,
+        now,
+        SETTLE,
+        BUDGET,
+        Duration::ZERO,
+    );
     assert_eq!(
         unknown.since_ms,
         now.as_millisecond() - 3_600_000 - i64::try_from(RECOVERY_SKEW.as_millis()).unwrap()
@@ -161,4 +171,21 @@ fn a_recovering_request_says_so_with_a_stable_message() {
         "{m}"
     );
     assert_eq!(m, recovering_message(Marker::At(at), "ca-9"));
+}
+
+#[test]
+fn a_clock_skew_tolerance_above_the_recovery_skew_widens_the_window_on_both_sides() {
+    let now = t("2026-12-01T10:00:00Z");
+    let at = t("2026-12-01T09:59:00Z");
+    let plain = window(Marker::At(at), None, now, SETTLE, BUDGET, Duration::ZERO);
+    let wide = window(
+        Marker::At(at),
+        None,
+        now,
+        SETTLE,
+        BUDGET,
+        Duration::from_secs(600),
+    );
+    assert_eq!(wide.since_ms, plain.since_ms - 600_000);
+    assert_eq!(wide.until_ms, plain.until_ms + 600_000);
 }

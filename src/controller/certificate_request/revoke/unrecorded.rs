@@ -4,12 +4,13 @@
 //! ([`find_issued`]), so that it can be revoked per the policy; and when the request is released
 //! without revocation, the Warning names what may be left valid.
 
+use super::super::marker::{Marker, read_marker, window};
 use super::Blocked;
 use super::issued_serial;
 use crate::api::annotations::{ANNOTATION_CA_TAG, ANNOTATION_SIGNING_STARTED};
 use crate::api::certmanager::CertificateRequest;
 use crate::controller::Context;
-use crate::controller::recovery::{Search, Sought, Window, find_issued, settle_window};
+use crate::controller::recovery::{Search, Sought, extra_skew, find_issued, settle_window};
 use crate::ncp;
 use crate::pki::{Csr, parse_certificates_pem};
 use k8s_openapi::jiff::Timestamp;
@@ -69,18 +70,20 @@ pub(super) async fn recover(
         // NCP never signs what is not a CSR.
         return Ok(Found::Nothing);
     };
-    let started = marker_time(cr);
+    let now = Timestamp::now();
     let settle = settle_window(ctx);
+    // `recover` is only asked for a request with a marker; an unusable one searches since creation.
+    let marker = read_marker(marker(cr), now).unwrap_or(Marker::Unparsable);
     // The marker's time window (a certificate of the same key signed later belongs to another request:
-    // a Certificate with `rotationPolicy: Never` reuses its key); without a usable marker, from the
-    // request's creation until now.
-    let window = match started {
-        Some(t) => Window::around(t.as_millisecond(), settle),
-        None => Window::between(
-            cr.creation_timestamp().map_or(0, |t| t.0.as_millisecond()),
-            Timestamp::now().as_millisecond(),
-        ),
-    };
+    // a Certificate with `rotationPolicy: Never` reuses its key).
+    let window = window(
+        marker,
+        cr.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        now,
+        settle,
+        ctx.settings.max_retry_duration,
+        extra_skew(ctx),
+    );
     let sought = Sought::key_and_sans(csr.public_key().spki_der(), csr.sans());
     let search_id = format!(
         "revoke/{}/{}",
@@ -107,15 +110,18 @@ pub(super) async fn recover(
                 "the search for its certificate in NCP is not finished (bounded per reconcile)",
             ));
         }
-        Search::NotFound { .. } => {}
-    }
-    let age = started
-        .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t)).ok())
-        .unwrap_or(settle);
-    if age < settle {
-        return Err(Blocked::Unsure(
-            "its signing call may still be running in NCP (the settle window is not over)",
-        ));
+        Search::NotFound { started_ms } => {
+            // Only a search that started once any signing call had settled proves that NCP never
+            // signed (a search resumed over several reconciles keeps its first start).
+            if let Marker::At(at) = marker {
+                let settle_ms = i64::try_from(settle.as_millis()).unwrap_or(i64::MAX);
+                if started_ms < at.as_millisecond().saturating_add(settle_ms) {
+                    return Err(Blocked::Unsure(
+                        "its signing call may still be running in NCP (the settle window is not over)",
+                    ));
+                }
+            }
+        }
     }
     Ok(Found::Nothing)
 }
