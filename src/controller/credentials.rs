@@ -205,14 +205,16 @@ mod tests {
 
     #[test]
     fn a_missing_key_names_the_keys_the_secret_has_and_no_value() {
-        let mut secret = Secret::default();
-        secret.data = Some(
-            [
-                ("acess_key".to_string(), ByteString(b"AK".to_vec())),
-                ("secret_key".to_string(), ByteString(b"top-secret".to_vec())),
-            ]
-            .into(),
-        );
+        let secret = Secret {
+            data: Some(
+                [
+                    ("acess_key".to_string(), ByteString(b"AK".to_vec())),
+                    ("secret_key".to_string(), ByteString(b"top-secret".to_vec())),
+                ]
+                .into(),
+            ),
+            ..Secret::default()
+        };
         let err = IssuerError::SecretKeyMissing {
             namespace: "ns".into(),
             name: "creds".into(),
