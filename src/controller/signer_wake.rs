@@ -1,17 +1,19 @@
 //! The controller wiring the two native signers (CertificateSigningRequests, PodCertificateRequests)
 //! share: a PrivateCA or ClusterPrivateCA change wakes the requests naming its signer that still
-//! need work ([`wake_on_issuers`], over the pure [`waiting_on`]), and every reconcile is timed in the
-//! metrics ([`timed`]).
+//! need work ([`wake_on_issuers`], over the pure [`waiting_on`]), and the controller runs until
+//! shutdown with every reconcile timed in the metrics ([`drive`], [`timed`]).
 
 use crate::controller::Context;
 use crate::controller::csr::decide::SignerRef;
 use crate::watches::Watches;
+use futures::StreamExt as _;
 use kube::ResourceExt as _;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::Arc;
 
 /// The requests in `store` whose signer name (`signer_name`) names `target` and that `needs_work`
 /// says are not done.
@@ -59,6 +61,39 @@ where
             let target = SignerRef::ClusterPrivateCA { name: i.name_any() };
             waiting_on(&store2, &target, signer_name, needs_work)
         })
+}
+
+/// Runs `controller` until `shutdown` is cancelled: every `reconcile` [`timed`] as the controller of
+/// `kind`, failures handed to `error_policy`, the controller's own errors logged at debug level.
+pub async fn drive<K, E, Fut>(
+    controller: Controller<K>,
+    ctx: Arc<Context>,
+    shutdown: tokio_util::sync::CancellationToken,
+    kind: &'static str,
+    reconcile: impl Fn(Arc<K>, Arc<Context>) -> Fut,
+    error_policy: impl Fn(Arc<K>, &E, Arc<Context>) -> Action,
+) where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, E>> + Send + 'static,
+    E: std::error::Error + Send + 'static,
+{
+    controller
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(
+            move |request, ctx| {
+                let reconciled = reconcile(request, ctx.clone());
+                async move { timed(&ctx, kind, reconciled).await }
+            },
+            error_policy,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                let controller = kind.to_ascii_lowercase();
+                tracing::debug!(error = %e, "{controller} controller event");
+            }
+        })
+        .await;
 }
 
 /// Runs `reconcile` and records its duration and result (`ok` or `error`) for the controller of

@@ -23,7 +23,6 @@ use crate::controller::delays::MIN_BACKOFF;
 use crate::controller::signer_wake;
 use decide::{Authorization, Next, Observed, Plan, SIGNERS_GROUP, SignerRef};
 pub use error::CsrError;
-use futures::StreamExt as _;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::ResourceExt as _;
@@ -234,28 +233,23 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let issuers = Issuers::of(watches);
     // An issuer change (e.g. it turned Ready) wakes the approved CSRs naming it.
-    signer_wake::wake_on_issuers(
+    let controller = signer_wake::wake_on_issuers(
         controller,
         watches,
         |csr| &csr.spec.signer_name,
         |csr| !matches!(decide::next(csr), Next::Ignore | Next::AwaitApproval),
-    )
-    .graceful_shutdown_on(shutdown.cancelled_owned())
-    .run(
-        move |csr, ctx| {
-            let issuers = issuers.clone();
-            async move {
-                let reconciled = reconcile(csr, ctx.clone(), &issuers);
-                signer_wake::timed(&ctx, "CertificateSigningRequest", reconciled).await
-            }
-        },
-        error_policy,
+    );
+    let reconciler = move |csr, ctx| {
+        let issuers = issuers.clone();
+        async move { reconcile(csr, ctx, &issuers).await }
+    };
+    signer_wake::drive(
+        controller,
         ctx,
+        shutdown,
+        "CertificateSigningRequest",
+        reconciler,
+        error_policy,
     )
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "certificatesigningrequest controller event");
-        }
-    })
     .await;
 }

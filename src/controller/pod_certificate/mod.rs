@@ -23,7 +23,6 @@ use crate::controller::subordinate;
 use crate::pki::{IssueOptions, Name, PublicKeyInfo, San, assemble, sign_leaf};
 use crate::reason::Reason;
 use decide::{MIN_LIFETIME, Observed, Plan, begin_refresh_at};
-use futures::StreamExt as _;
 use k8s_openapi::api::certificates::v1beta1::PodCertificateRequest;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
@@ -199,28 +198,23 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let issuers = Issuers::of(watches);
     // An issuer change wakes the open requests naming it.
-    signer_wake::wake_on_issuers(
+    let controller = signer_wake::wake_on_issuers(
         controller,
         watches,
         |p| &p.spec.signer_name,
         |p| !decide::is_final(p),
-    )
-    .graceful_shutdown_on(shutdown.cancelled_owned())
-    .run(
-        move |pcr, ctx| {
-            let issuers = issuers.clone();
-            async move {
-                let reconciled = reconcile(pcr, ctx.clone(), &issuers);
-                signer_wake::timed(&ctx, "PodCertificateRequest", reconciled).await
-            }
-        },
-        error_policy,
+    );
+    let reconciler = move |pcr, ctx| {
+        let issuers = issuers.clone();
+        async move { reconcile(pcr, ctx, &issuers).await }
+    };
+    signer_wake::drive(
+        controller,
         ctx,
+        shutdown,
+        "PodCertificateRequest",
+        reconciler,
+        error_policy,
     )
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "podcertificaterequest controller event");
-        }
-    })
     .await;
 }
