@@ -16,6 +16,8 @@ pub mod kube_message;
 pub mod period;
 pub mod pod_certificate;
 pub mod recovery;
+pub mod request_outcome;
+pub mod signer_wake;
 mod signers;
 pub mod subordinate;
 pub mod trust_bundle;

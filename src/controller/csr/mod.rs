@@ -20,9 +20,9 @@ use super::Context;
 use crate::api::{ClusterPrivateCA, PrivateCA};
 use crate::controller::certificate_request::{IssuerLookup, IssuerView};
 use crate::controller::delays::MIN_BACKOFF;
+use crate::controller::signer_wake;
 use decide::{Authorization, Next, Observed, Plan, SIGNERS_GROUP, SignerRef};
 pub use error::CsrError;
-use futures::StreamExt as _;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use kube::ResourceExt as _;
@@ -42,6 +42,15 @@ pub struct Issuers {
 }
 
 impl Issuers {
+    /// The stores of the shared issuer `watches`.
+    #[must_use]
+    pub fn of(watches: &crate::watches::Watches) -> Self {
+        Self {
+            private_cas: watches.private_cas.store(),
+            cluster_private_cas: watches.cluster_private_cas.store(),
+        }
+    }
+
     /// The issuer `signer` names: from the cache when Ready there, else read from the API server.
     pub async fn lookup(&self, ctx: &Context, signer: &SignerRef) -> IssuerLookup {
         let crn = &ctx.settings.cluster_resource_namespace;
@@ -222,61 +231,25 @@ pub async fn run(
     let api = Api::<CertificateSigningRequest>::all(ctx.client.clone());
     let controller = Controller::new(api, watcher::Config::default().any_semantic())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
-    let store = controller.store();
-    let store2 = store.clone();
+    let issuers = Issuers::of(watches);
     // An issuer change (e.g. it turned Ready) wakes the approved CSRs naming it.
-    let waiting_on = move |store: &Store<CertificateSigningRequest>, target: SignerRef| {
-        store
-            .state()
-            .into_iter()
-            .filter(|csr| {
-                SignerRef::parse(&csr.spec.signer_name).as_ref() == Some(&target)
-                    && !matches!(decide::next(csr), Next::Ignore | Next::AwaitApproval)
-            })
-            .map(|csr| ObjectRef::from_obj(&*csr))
-            .collect::<Vec<_>>()
+    let controller = signer_wake::wake_on_issuers(
+        controller,
+        watches,
+        |csr| &csr.spec.signer_name,
+        |csr| !matches!(decide::next(csr), Next::Ignore | Next::AwaitApproval),
+    );
+    let reconciler = move |csr, ctx| {
+        let issuers = issuers.clone();
+        async move { reconcile(csr, ctx, &issuers).await }
     };
-    let waiting_on2 = waiting_on;
-    let issuers = Issuers {
-        private_cas: watches.private_cas.store(),
-        cluster_private_cas: watches.cluster_private_cas.store(),
-    };
-    controller
-        .watches_shared_stream(watches.private_cas.objects(), move |i| {
-            waiting_on(
-                &store,
-                SignerRef::PrivateCA {
-                    namespace: i.namespace().unwrap_or_default(),
-                    name: i.name_any(),
-                },
-            )
-        })
-        .watches_shared_stream(watches.cluster_private_cas.objects(), move |i| {
-            waiting_on2(&store2, SignerRef::ClusterPrivateCA { name: i.name_any() })
-        })
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(
-            move |csr, ctx| {
-                let issuers = issuers.clone();
-                async move {
-                    let started = std::time::Instant::now();
-                    let result = reconcile(csr, ctx.clone(), &issuers).await;
-                    let outcome = if result.is_ok() { "ok" } else { "error" };
-                    ctx.metrics.observe_reconcile(
-                        "CertificateSigningRequest",
-                        outcome,
-                        started.elapsed(),
-                    );
-                    result
-                }
-            },
-            error_policy,
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "certificatesigningrequest controller event");
-            }
-        })
-        .await;
+    signer_wake::drive(
+        controller,
+        ctx,
+        shutdown,
+        "CertificateSigningRequest",
+        reconciler,
+        error_policy,
+    )
+    .await;
 }

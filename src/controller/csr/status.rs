@@ -4,18 +4,15 @@
 //! `status.certificate`; the Approved and Denied conditions are the approver's and never ours).
 
 use super::error::CsrError;
-use crate::controller::certificate_request::status::Requeue;
 use crate::controller::events::{EventAction, Note};
 use crate::controller::{Context, FIELD_MANAGER};
 use crate::pki::Issued;
 use crate::reason::Reason;
 use base64::Engine as _;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource as _, ResourceExt as _};
-use std::time::Duration;
 
 /// cert-manager's annotation with the root of a signed CSR (base64 PEM), where its own CSR signers
 /// put it.
@@ -42,41 +39,10 @@ pub enum Update {
     },
 }
 
-/// What a reconcile ends with.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    update: Option<Update>,
-    events: Vec<Note>,
-    requeue: Requeue,
-}
+/// What a reconcile ends with (the shape both native signers share).
+pub type Outcome = crate::controller::request_outcome::Outcome<Update>;
 
 impl Outcome {
-    /// Nothing to write; look again on a change.
-    #[must_use]
-    pub fn await_change() -> Self {
-        Self {
-            update: None,
-            events: Vec::new(),
-            requeue: Requeue::OnChange,
-        }
-    }
-
-    /// Nothing to write; look again after `after`.
-    #[must_use]
-    pub fn requeue(after: Duration) -> Self {
-        Self {
-            requeue: Requeue::After(after),
-            ..Self::await_change()
-        }
-    }
-
-    /// Waiting (a CSR has no pending condition): a Warning event with `message`, a look again after
-    /// `after`.
-    #[must_use]
-    pub fn waiting(message: &str, after: Duration) -> Self {
-        Self::requeue(after).with_event(Note::warning(Reason::Pending, message, EventAction::Sign))
-    }
-
     /// Failed for good: `Failed=True` with `reason`, a Warning event.
     #[must_use]
     pub fn failed(reason: Reason, message: &str) -> Self {
@@ -99,43 +65,6 @@ impl Outcome {
                 resource_version,
             })
             .with_event(Note::normal(Reason::Issued, note, EventAction::Sign))
-    }
-
-    /// The same outcome with `update`.
-    #[must_use]
-    pub fn with_update(mut self, update: Update) -> Self {
-        self.update = Some(update);
-        self
-    }
-
-    /// The same outcome with one more event.
-    #[must_use]
-    pub fn with_event(mut self, note: Note) -> Self {
-        self.events.push(note);
-        self
-    }
-
-    /// The same outcome, naming `related` (the issuer) on every event that names nothing else.
-    #[must_use]
-    pub fn about(mut self, related: &ObjectReference) -> Self {
-        for note in &mut self.events {
-            if note.related.is_none() {
-                note.related = Some(related.clone());
-            }
-        }
-        self
-    }
-
-    /// The status update, if any.
-    #[must_use]
-    pub fn update(&self) -> Option<&Update> {
-        self.update.as_ref()
-    }
-
-    /// When to look again.
-    #[must_use]
-    pub fn requeue_after(&self) -> Requeue {
-        self.requeue
     }
 }
 
@@ -201,10 +130,11 @@ pub async fn write(
     issuer_kind: &str,
 ) -> Result<Action, CsrError> {
     let name = csr.name_any();
-    if let Some(update) = &outcome.update {
+    let (update, events, then) = outcome.into_parts();
+    if let Some(update) = &update {
         let Some(mut body) = status_body(csr, update, k8s_openapi::jiff::Timestamp::now()) else {
             // Nothing new to say: no write, no event.
-            return Ok(action(outcome.requeue));
+            return Ok(then);
         };
         if let Update::Issued {
             ca_pem,
@@ -254,17 +184,10 @@ pub async fn write(
             Err(source) => return Err(CsrError::WriteStatus { csr: name, source }),
         }
     }
-    for note in outcome.events {
+    for note in events {
         ctx.publish(&csr.object_ref(&()), note).await;
     }
-    Ok(action(outcome.requeue))
-}
-
-fn action(requeue: Requeue) -> Action {
-    match requeue {
-        Requeue::OnChange => Action::await_change(),
-        Requeue::After(d) => Action::requeue(d),
-    }
+    Ok(then)
 }
 
 #[cfg(test)]

@@ -18,17 +18,16 @@ use crate::controller::csr::Issuers;
 use crate::controller::csr::decide::SignerRef;
 use crate::controller::delays::{ISSUER_WAIT, MIN_BACKOFF};
 use crate::controller::period::local_validity;
+use crate::controller::signer_wake;
 use crate::controller::subordinate;
 use crate::pki::{IssueOptions, Name, PublicKeyInfo, San, assemble, sign_leaf};
 use crate::reason::Reason;
 use decide::{MIN_LIFETIME, Observed, Plan, begin_refresh_at};
-use futures::StreamExt as _;
 use k8s_openapi::api::certificates::v1beta1::PodCertificateRequest;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt as _;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use status::{Outcome, Update, WriteStatusError};
 use std::sync::Arc;
@@ -197,61 +196,25 @@ pub async fn run(
     let api = Api::<PodCertificateRequest>::all(ctx.client.clone());
     let controller = Controller::new(api, watcher::Config::default().any_semantic())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
-    let store = controller.store();
-    let store2 = store.clone();
+    let issuers = Issuers::of(watches);
     // An issuer change wakes the open requests naming it.
-    let waiting_on = move |store: &Store<PodCertificateRequest>, target: SignerRef| {
-        store
-            .state()
-            .into_iter()
-            .filter(|p| {
-                SignerRef::parse(&p.spec.signer_name).as_ref() == Some(&target)
-                    && !decide::is_final(p)
-            })
-            .map(|p| ObjectRef::from_obj(&*p))
-            .collect::<Vec<_>>()
+    let controller = signer_wake::wake_on_issuers(
+        controller,
+        watches,
+        |p| &p.spec.signer_name,
+        |p| !decide::is_final(p),
+    );
+    let reconciler = move |pcr, ctx| {
+        let issuers = issuers.clone();
+        async move { reconcile(pcr, ctx, &issuers).await }
     };
-    let waiting_on2 = waiting_on;
-    let issuers = Issuers {
-        private_cas: watches.private_cas.store(),
-        cluster_private_cas: watches.cluster_private_cas.store(),
-    };
-    controller
-        .watches_shared_stream(watches.private_cas.objects(), move |i| {
-            waiting_on(
-                &store,
-                SignerRef::PrivateCA {
-                    namespace: i.namespace().unwrap_or_default(),
-                    name: i.name_any(),
-                },
-            )
-        })
-        .watches_shared_stream(watches.cluster_private_cas.objects(), move |i| {
-            waiting_on2(&store2, SignerRef::ClusterPrivateCA { name: i.name_any() })
-        })
-        .graceful_shutdown_on(shutdown.cancelled_owned())
-        .run(
-            move |pcr, ctx| {
-                let issuers = issuers.clone();
-                async move {
-                    let started = std::time::Instant::now();
-                    let result = reconcile(pcr, ctx.clone(), &issuers).await;
-                    let outcome = if result.is_ok() { "ok" } else { "error" };
-                    ctx.metrics.observe_reconcile(
-                        "PodCertificateRequest",
-                        outcome,
-                        started.elapsed(),
-                    );
-                    result
-                }
-            },
-            error_policy,
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "podcertificaterequest controller event");
-            }
-        })
-        .await;
+    signer_wake::drive(
+        controller,
+        ctx,
+        shutdown,
+        "PodCertificateRequest",
+        reconciler,
+        error_policy,
+    )
+    .await;
 }

@@ -2,7 +2,6 @@
 //! [`status_body`], and [`write`], the one function that writes a PodCertificateRequest's status
 //! (server-side apply of the chain, its times and the `Issued`, `Denied` or `Failed` condition).
 
-use crate::controller::certificate_request::status::Requeue;
 use crate::controller::events::{EventAction, Note};
 use crate::controller::{Context, FIELD_MANAGER};
 use crate::reason::Reason;
@@ -12,7 +11,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource as _, ResourceExt as _};
-use std::time::Duration;
 
 /// The status to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,40 +42,10 @@ pub enum Update {
     },
 }
 
-/// What a reconcile ends with.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    update: Option<Update>,
-    events: Vec<Note>,
-    requeue: Requeue,
-}
+/// What a reconcile ends with (the shape both native signers share).
+pub type Outcome = crate::controller::request_outcome::Outcome<Update>;
 
 impl Outcome {
-    /// Nothing to write; look again on a change.
-    #[must_use]
-    pub fn await_change() -> Self {
-        Self {
-            update: None,
-            events: Vec::new(),
-            requeue: Requeue::OnChange,
-        }
-    }
-
-    /// Nothing to write; look again after `after`.
-    #[must_use]
-    pub fn requeue(after: Duration) -> Self {
-        Self {
-            requeue: Requeue::After(after),
-            ..Self::await_change()
-        }
-    }
-
-    /// Waiting: a Warning event, a look again after `after`.
-    #[must_use]
-    pub fn waiting(message: &str, after: Duration) -> Self {
-        Self::requeue(after).with_event(Note::warning(Reason::Pending, message, EventAction::Sign))
-    }
-
     /// Denied by the policy.
     #[must_use]
     pub fn denied(message: &str) -> Self {
@@ -109,32 +77,6 @@ impl Outcome {
         Self::await_change()
             .with_update(update)
             .with_event(Note::normal(Reason::Issued, note, EventAction::Sign))
-    }
-
-    /// The same outcome with `update`.
-    #[must_use]
-    pub fn with_update(mut self, update: Update) -> Self {
-        self.update = Some(update);
-        self
-    }
-
-    /// The same outcome with one more event.
-    #[must_use]
-    pub fn with_event(mut self, note: Note) -> Self {
-        self.events.push(note);
-        self
-    }
-
-    /// The status update, if any.
-    #[must_use]
-    pub fn update(&self) -> Option<&Update> {
-        self.update.as_ref()
-    }
-
-    /// When to look again.
-    #[must_use]
-    pub fn requeue_after(&self) -> Requeue {
-        self.requeue
     }
 }
 
@@ -204,7 +146,8 @@ pub async fn write(
     outcome: Outcome,
     issuer_kind: &str,
 ) -> Result<Action, WriteStatusError> {
-    if let Some(update) = &outcome.update {
+    let (update, events, then) = outcome.into_parts();
+    if let Some(update) = &update {
         let namespace = pcr.namespace().unwrap_or_default();
         let body = status_body(pcr, update, Timestamp::now());
         let api: Api<PodCertificateRequest> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -235,13 +178,10 @@ pub async fn write(
             }
         }
     }
-    for note in outcome.events {
+    for note in events {
         ctx.publish(&pcr.object_ref(&()), note).await;
     }
-    Ok(match outcome.requeue {
-        Requeue::OnChange => Action::await_change(),
-        Requeue::After(d) => Action::requeue(d),
-    })
+    Ok(then)
 }
 
 #[cfg(test)]
