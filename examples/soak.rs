@@ -1163,3 +1163,60 @@ async fn soak_with(
     ));
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(name: &str, certificate: &str, spki: &[u8], serials: &[&str]) -> SeenRequest {
+        SeenRequest {
+            name: name.into(),
+            certificate: certificate.into(),
+            spki: Some(spki.to_vec()),
+            serials: serials.iter().map(|s| (*s).to_string()).collect(),
+        }
+    }
+
+    fn cert(serial: &str, name: &str, spki: &[u8]) -> Signed {
+        Signed {
+            serial: serial.into(),
+            name: name.into(),
+            spki: spki.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_second_certificate_for_one_request_is_a_duplicate_and_a_new_revision_a_reissue() {
+        let seen = BTreeMap::from([
+            ("u1".to_string(), request("c-1", "c", b"k1", &["01"])),
+            ("u2".to_string(), request("c-2", "c", b"k2", &["02"])),
+            ("u3".to_string(), request("d-1", "d", b"k3", &["03"])),
+            ("u4".to_string(), request("e-1", "e", b"k4", &[])),
+            ("u5".to_string(), request("e-2", "e", b"k4", &[])),
+        ]);
+        let signed = [
+            cert("01", "c", b"k1"),
+            cert("02", "c", b"k2"),
+            cert("03", "d", b"k3"),
+            // Signed for u3's key, its serial recorded nowhere: u3 was signed twice.
+            cert("04", "d", b"k3"),
+            // Two requests with this key and neither carries the serial: nobody's for sure.
+            cert("05", "e", b"k4"),
+            cert("06", "f", b"k9"),
+        ];
+        let a = attribute(&signed, &seen);
+        assert_eq!((a.by_serial, a.by_key), (3, 1));
+        assert_eq!(a.by_request["u3"], ["03", "04"]);
+        assert_eq!(a.unattributed.len(), 2);
+        let line = request_report(&a, &seen, signed.len());
+        assert!(
+            line.contains("duplicates per request 1 [\"d-1 (d, uid u3): 03 04\"]"),
+            "{line}"
+        );
+        assert!(
+            line.contains("re-issues by cert-manager 1 [\"c: c-1 c-2\"]"),
+            "{line}"
+        );
+        assert!(line.contains("attributable to no request 2"), "{line}");
+    }
+}
