@@ -15,7 +15,11 @@
 //!    revocation finalizers to be released.
 //!
 //! It prints: Certificates created / Ready / Failed / stuck; certificates NCP signed vs Certificates
-//! issued, and duplicates (certificates NCP signed more than once for one name); the revocation audit
+//! issued, and duplicates (certificates NCP signed more than once for one name); the same certificates
+//! attributed to CertificateRequests (each request's uid, CSR key and serials are recorded by a watch,
+//! so deleted ones count too): duplicates per request (one request signed twice: the real failure),
+//! re-issues by cert-manager (several requests of one Certificate, each signed once), and
+//! certificates attributable to no request; the revocation audit
 //! (serials of the deleted Certificates revoked, serials served by live Certificates revoked);
 //! panics in the operators' logs; their peak RSS; kills; and NCP lookups per recovered request.
 //!
@@ -479,6 +483,188 @@ async fn served_serial(secrets: &Api<DynamicObject>, name: &str) -> Option<Strin
     Some(certs.first()?.serial.to_colon_hex())
 }
 
+/// What the soak saw of one CertificateRequest while it existed (kept after it is deleted).
+#[derive(Debug, Default)]
+struct SeenRequest {
+    name: String,
+    /// The Certificate it belongs to (`cert-manager.io/certificate-name`).
+    certificate: String,
+    /// The public key its CSR asks to certify (SPKI DER).
+    spki: Option<Vec<u8>>,
+    /// Serials it was seen with: our serial annotation, and its status certificate.
+    serials: BTreeSet<String>,
+}
+
+/// Every CertificateRequest seen by the soak's watch, by uid.
+type SeenRequests = Arc<std::sync::Mutex<BTreeMap<String, SeenRequest>>>;
+
+/// A serial in one spelling (lower-case colon hex, no leading zero octets), whatever its source.
+fn normal_serial(text: &str) -> String {
+    ncp_pca_issuer::pki::Serial::parse(text).map_or_else(|_| text.to_string(), |s| s.to_colon_hex())
+}
+
+fn b64_text(value: &serde_json::Value) -> Option<String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.as_str()?)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Records what a request says now: its Certificate, its CSR's key (once), its serials.
+fn record(seen: &SeenRequests, cr: &DynamicObject) {
+    use ncp_pca_issuer::api::annotations::ANNOTATION_SERIAL;
+    let Some(uid) = cr.metadata.uid.clone() else {
+        return;
+    };
+    let annotations = cr.metadata.annotations.clone().unwrap_or_default();
+    let mut seen = seen
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let entry = seen.entry(uid).or_default();
+    entry.name = cr.metadata.name.clone().unwrap_or_default();
+    if let Some(c) = annotations.get("cert-manager.io/certificate-name") {
+        entry.certificate.clone_from(c);
+    }
+    if entry.spki.is_none() {
+        entry.spki = b64_text(&cr.data["spec"]["request"])
+            .and_then(|pem| ncp_pca_issuer::pki::Csr::from_pem(&pem).ok())
+            .map(|csr| csr.public_key().spki_der().to_vec());
+    }
+    if let Some(serial) = annotations.get(ANNOTATION_SERIAL) {
+        entry.serials.insert(normal_serial(serial));
+    }
+    if let Some(first) = b64_text(&cr.data["status"]["certificate"])
+        .and_then(|pem| parse_certificates_pem(&pem).ok())
+        .and_then(|c| c.into_iter().next())
+    {
+        entry.serials.insert(first.serial.to_colon_hex());
+    }
+}
+
+/// Watches every CertificateRequest of the soak's namespace from before the first one exists, so
+/// that requests cert-manager deletes (a replaced revision) are known too.
+fn watch_requests(api: Api<DynamicObject>, seen: SeenRequests) -> tokio::task::JoinHandle<()> {
+    use futures::StreamExt as _;
+    use kube::runtime::WatchStreamExt as _;
+    use kube::runtime::watcher::{self, Event};
+    tokio::spawn(async move {
+        let mut events = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = events.next().await {
+            if let Ok(Event::Apply(cr) | Event::InitApply(cr) | Event::Delete(cr)) = event {
+                record(&seen, &cr);
+            }
+        }
+    })
+}
+
+/// One certificate NCP signed during the soak.
+struct Signed {
+    serial: String,
+    name: String,
+    spki: Vec<u8>,
+}
+
+/// How the soak's certificates map onto the requests seen.
+#[derive(Debug, Default)]
+struct Attribution {
+    /// Request uid → the serials NCP signed for it.
+    by_request: BTreeMap<String, Vec<String>>,
+    /// Attributed by a serial the request carried (annotation or status).
+    by_serial: usize,
+    /// Attributed by the request's CSR key alone.
+    by_key: usize,
+    /// Serials no request accounts for (with the reason).
+    unattributed: Vec<String>,
+}
+
+/// Attributes each certificate to one request: the request that carried its serial, else the one
+/// request whose CSR key it certifies. Several candidates or none leave it unattributed.
+fn attribute(signed: &[Signed], seen: &BTreeMap<String, SeenRequest>) -> Attribution {
+    let mut a = Attribution::default();
+    for cert in signed {
+        let by_serial: Vec<&String> = seen
+            .iter()
+            .filter(|(_, r)| r.serials.contains(&cert.serial))
+            .map(|(uid, _)| uid)
+            .collect();
+        let by_key: Vec<&String> = seen
+            .iter()
+            .filter(|(_, r)| r.spki.as_deref() == Some(cert.spki.as_slice()))
+            .map(|(uid, _)| uid)
+            .collect();
+        let uid = match (by_serial.as_slice(), by_key.as_slice()) {
+            ([uid], _) => {
+                a.by_serial += 1;
+                (*uid).clone()
+            }
+            ([], [uid]) => {
+                a.by_key += 1;
+                (*uid).clone()
+            }
+            (s, k) => {
+                a.unattributed.push(format!(
+                    "{} ({}: {} requests by serial, {} by key)",
+                    cert.serial,
+                    cert.name,
+                    s.len(),
+                    k.len()
+                ));
+                continue;
+            }
+        };
+        a.by_request
+            .entry(uid)
+            .or_default()
+            .push(cert.serial.clone());
+    }
+    a
+}
+
+/// The per-request lines of the report: real duplicates (one request signed more than once), and
+/// re-issues by cert-manager (several requests of one Certificate, each signed once).
+fn request_report(a: &Attribution, seen: &BTreeMap<String, SeenRequest>, signed: usize) -> String {
+    let label = |uid: &str| {
+        seen.get(uid).map_or_else(
+            || uid.to_string(),
+            |r| format!("{} ({}, uid {uid})", r.name, r.certificate),
+        )
+    };
+    let duplicated: Vec<String> = a
+        .by_request
+        .iter()
+        .filter(|(_, s)| s.len() > 1)
+        .map(|(uid, s)| format!("{}: {}", label(uid), s.join(" ")))
+        .collect();
+    let per_request: usize = a.by_request.values().map(|s| s.len() - 1).sum();
+    let mut requests_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for uid in a.by_request.keys() {
+        if let Some(r) = seen.get(uid) {
+            requests_of
+                .entry(r.certificate.as_str())
+                .or_default()
+                .push(r.name.as_str());
+        }
+    }
+    let reissues: usize = requests_of.values().map(|r| r.len() - 1).sum();
+    let reissued: Vec<String> = requests_of
+        .iter()
+        .filter(|(_, r)| r.len() > 1)
+        .map(|(c, r)| format!("{c}: {}", r.join(" ")))
+        .take(10)
+        .collect();
+    format!(
+        "requests: {} seen by the watch; {signed} certificates attributed {} by serial + {} by CSR key; duplicates per request {per_request} {duplicated:?}; re-issues by cert-manager {reissues} {reissued:?}; attributable to no request {} {:?}\n",
+        seen.len(),
+        a.by_serial,
+        a.by_key,
+        a.unattributed.len(),
+        a.unattributed.iter().take(10).collect::<Vec<_>>()
+    )
+}
+
 /// The run's state the kill loop and the report share.
 struct Fleet {
     replicas: Vec<Replica>,
@@ -720,6 +906,15 @@ async fn soak_with(
     }
     emulator.add_fault(FaultRule::latency(args.latency_ms));
     let before = emulator.stats();
+    let crs = dynamic(
+        client,
+        "cert-manager.io",
+        "v1",
+        "CertificateRequest",
+        "certificaterequests",
+    );
+    let seen_requests = SeenRequests::default();
+    let watch = watch_requests(crs.clone(), seen_requests.clone());
 
     // Create every Certificate at once (a few creates in flight).
     let certs = dynamic(
@@ -787,13 +982,6 @@ async fn soak_with(
         }
         tokio::time::sleep(POLL).await;
     };
-    let crs = dynamic(
-        client,
-        "cert-manager.io",
-        "v1",
-        "CertificateRequest",
-        "certificaterequests",
-    );
     let issued_requests = crs
         .list(&ListParams::default())
         .await?
@@ -851,11 +1039,14 @@ async fn soak_with(
     // The emulator lists oldest first: the seeded certificates come first.
     let skip = usize::try_from(seeded).unwrap_or(usize::MAX);
     let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut signed_certs = Vec::new();
     for serial in serials.iter().skip(skip) {
         let cert = ncp.get_end_cert(ca_tag, serial).await?;
-        let name = parse_certificates_pem(&cert.cert_pem)
+        let parsed = parse_certificates_pem(&cert.cert_pem)
             .ok()
-            .and_then(|c| c.into_iter().next())
+            .and_then(|c| c.into_iter().next());
+        let name = parsed
+            .as_ref()
             .and_then(|c| {
                 c.sans.iter().find_map(|s| match s {
                     San::Dns(d) => d.strip_suffix(&format!(".{DOMAIN}")).map(str::to_string),
@@ -863,8 +1054,29 @@ async fn soak_with(
                 })
             })
             .unwrap_or_else(|| format!("(unnamed {serial})"));
-        by_name.entry(name).or_default().push(serial.clone());
+        by_name
+            .entry(name.clone())
+            .or_default()
+            .push(serial.clone());
+        signed_certs.push(Signed {
+            serial: normal_serial(serial),
+            name,
+            spki: parsed
+                .map(|c| c.public_key.spki_der().to_vec())
+                .unwrap_or_default(),
+        });
     }
+    // The requests still present, in case the watch missed a last change; then stop it.
+    for cr in crs.list(&ListParams::default()).await?.items {
+        record(&seen_requests, &cr);
+    }
+    watch.abort();
+    let requests_line = {
+        let seen = seen_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        request_report(&attribute(&signed_certs, &seen), &seen, signed_certs.len())
+    };
     let signed: usize = by_name.values().map(Vec::len).sum();
     let duplicates: usize = by_name.values().map(|v| v.len().saturating_sub(1)).sum();
     let duplicated: Vec<&String> = by_name
@@ -931,6 +1143,7 @@ async fn soak_with(
         by_name.len(),
         after.faults_injected - before.faults_injected
     ));
+    out.push_str(&requests_line);
     out.push_str(&format!(
         "revocation: {} deleted, {deleted_revoked}/{} served serials revoked, all their certificates {deleted_all_revoked}/{} revoked; {live_revoked}/{} serials served by live Certificates revoked; requests released after {}\n",
         deleted.len(),
@@ -949,4 +1162,61 @@ async fn soak_with(
         }
     ));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(name: &str, certificate: &str, spki: &[u8], serials: &[&str]) -> SeenRequest {
+        SeenRequest {
+            name: name.into(),
+            certificate: certificate.into(),
+            spki: Some(spki.to_vec()),
+            serials: serials.iter().map(|s| (*s).to_string()).collect(),
+        }
+    }
+
+    fn cert(serial: &str, name: &str, spki: &[u8]) -> Signed {
+        Signed {
+            serial: serial.into(),
+            name: name.into(),
+            spki: spki.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_second_certificate_for_one_request_is_a_duplicate_and_a_new_revision_a_reissue() {
+        let seen = BTreeMap::from([
+            ("u1".to_string(), request("c-1", "c", b"k1", &["01"])),
+            ("u2".to_string(), request("c-2", "c", b"k2", &["02"])),
+            ("u3".to_string(), request("d-1", "d", b"k3", &["03"])),
+            ("u4".to_string(), request("e-1", "e", b"k4", &[])),
+            ("u5".to_string(), request("e-2", "e", b"k4", &[])),
+        ]);
+        let signed = [
+            cert("01", "c", b"k1"),
+            cert("02", "c", b"k2"),
+            cert("03", "d", b"k3"),
+            // Signed for u3's key, its serial recorded nowhere: u3 was signed twice.
+            cert("04", "d", b"k3"),
+            // Two requests with this key and neither carries the serial: nobody's for sure.
+            cert("05", "e", b"k4"),
+            cert("06", "f", b"k9"),
+        ];
+        let a = attribute(&signed, &seen);
+        assert_eq!((a.by_serial, a.by_key), (3, 1));
+        assert_eq!(a.by_request["u3"], ["03", "04"]);
+        assert_eq!(a.unattributed.len(), 2);
+        let line = request_report(&a, &seen, signed.len());
+        assert!(
+            line.contains("duplicates per request 1 [\"d-1 (d, uid u3): 03 04\"]"),
+            "{line}"
+        );
+        assert!(
+            line.contains("re-issues by cert-manager 1 [\"c: c-1 c-2\"]"),
+            "{line}"
+        );
+        assert!(line.contains("attributable to no request 2"), "{line}");
+    }
 }
