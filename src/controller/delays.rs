@@ -36,7 +36,7 @@ pub const REVOKE_GIVE_UP: Duration = Duration::from_secs(600);
 pub const UNUSABLE_ANSWER_RETRY: Duration = Duration::from_secs(3600);
 /// Requeue of a request whose issuer (or endpoint) has its share of NCP calls in flight: it gives its
 /// worker back and looks again soon.
-pub const FAIRNESS_RETRY: Duration = Duration::from_secs(2);
+pub const FAIRNESS_RETRY: Duration = Duration::from_millis(200);
 /// Shortest wait for a signed certificate whose validity starts in the future (NCP's clock ahead).
 pub const NOT_YET_VALID_FLOOR: Duration = Duration::from_secs(1);
 /// Longest a signed certificate's validity may start in the future and still be waited for; beyond it
