@@ -30,14 +30,15 @@
 //! Every process it starts runs under the devcluster watchdog and is stopped by PID at the end, on
 //! error, and when this process dies. Everything listens on 127.0.0.1.
 
+#[path = "bench_parts/objects.rs"]
+mod objects;
 #[path = "bench_parts/status_write.rs"]
 mod status_write;
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt as _, TryStreamExt as _};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::runtime::watcher;
 use ncp_pca_issuer::devcluster::process::Supervised;
 use ncp_pca_issuer::devcluster::{Cluster, ClusterOptions};
@@ -601,19 +602,7 @@ async fn emulator_root_ca(emulator: &EmulatorHandle) -> anyhow::Result<String> {
     Ok(client.create_ca(&new).await?.ca_info.ca_tag)
 }
 
-/// A dynamic API for one resource.
-fn dynamic(
-    client: &kube::Client,
-    ns: &str,
-    group: &str,
-    version: &str,
-    kind: &str,
-    plural: &str,
-) -> Api<DynamicObject> {
-    let ar =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    Api::namespaced_with(client.clone(), ns, &ar)
-}
+use objects::{condition, dynamic};
 
 fn certificates(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     dynamic(
@@ -626,20 +615,9 @@ fn certificates(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
     )
 }
 
-/// Server-side-applies a JSON object.
+/// Server-side-applies a JSON object as the benchmark.
 async fn apply(api: &Api<DynamicObject>, object: serde_json::Value) -> anyhow::Result<()> {
-    let name = object["metadata"]["name"]
-        .as_str()
-        .ok_or_else(|| anyhow!("object without a name"))?
-        .to_string();
-    api.patch(
-        &name,
-        &PatchParams::apply("ncp-pca-bench").force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .with_context(|| format!("apply {name}"))?;
-    Ok(())
+    objects::apply(api, object, "ncp-pca-bench").await
 }
 
 /// Whether an object's `status.conditions` has `Ready=True`.
@@ -649,14 +627,6 @@ fn is_ready(obj: &DynamicObject) -> bool {
 
 fn ready_condition(obj: &DynamicObject) -> Option<&serde_json::Value> {
     condition(obj, "Ready")
-}
-
-/// A condition of an object's `status.conditions`, by type.
-fn condition<'a>(obj: &'a DynamicObject, type_: &str) -> Option<&'a serde_json::Value> {
-    obj.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
 }
 
 /// Polls until the named object is Ready (with `reason`, when given), or fails after `timeout` with

@@ -30,10 +30,12 @@
 //! Every process it starts runs under the devcluster watchdog and is stopped by PID at the end.
 //! Everything listens on 127.0.0.1.
 
-use anyhow::{Context as _, anyhow, bail};
+#[path = "bench_parts/objects.rs"]
+mod objects;
+
+use anyhow::{Context as _, bail};
 use clap::Parser;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use ncp_pca_issuer::controller::delays::RECOVERY_CONTINUE;
 use ncp_pca_issuer::controller::recovery::{RecoveryIndex, Search, Sought, Window, find_issued};
 use ncp_pca_issuer::devcluster::process::Supervised;
@@ -42,6 +44,7 @@ use ncp_pca_issuer::emulator::{EmulatorConfig, EmulatorHandle, FaultKind, FaultR
 use ncp_pca_issuer::ncp::types::{CaType, KeyType, Period, X509Parameters};
 use ncp_pca_issuer::ncp::{self, Credentials, Operation};
 use ncp_pca_issuer::pki::{Name, NameAttr, PrivateKey, San, create_csr, parse_certificates_pem};
+use objects::condition;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -294,6 +297,12 @@ fn faults(op: Operation, kinds: &[FaultKind], rate: f64) -> Vec<FaultRule> {
         .collect()
 }
 
+/// Server-side-applies a JSON object as the soak.
+async fn apply(api: &Api<DynamicObject>, object: serde_json::Value) -> anyhow::Result<()> {
+    objects::apply(api, object, "ncp-pca-soak").await
+}
+
+/// A dynamic API for one resource in the soak's namespace.
 fn dynamic(
     client: &kube::Client,
     group: &str,
@@ -301,31 +310,7 @@ fn dynamic(
     kind: &str,
     plural: &str,
 ) -> Api<DynamicObject> {
-    let ar =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    Api::namespaced_with(client.clone(), NS, &ar)
-}
-
-async fn apply(api: &Api<DynamicObject>, object: serde_json::Value) -> anyhow::Result<()> {
-    let name = object["metadata"]["name"]
-        .as_str()
-        .ok_or_else(|| anyhow!("object without a name"))?
-        .to_string();
-    api.patch(
-        &name,
-        &PatchParams::apply("ncp-pca-soak").force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .with_context(|| format!("apply {name}"))?;
-    Ok(())
-}
-
-fn condition<'a>(obj: &'a DynamicObject, type_: &str) -> Option<&'a serde_json::Value> {
-    obj.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
+    objects::dynamic(client, NS, group, version, kind, plural)
 }
 
 /// One operator replica: a process under the devcluster watchdog.
